@@ -1,0 +1,185 @@
+"""2D pose detectors and video reading.
+
+The default detector is MediaPipe's pose model (BlazePose, 33 joints), whose weights ship inside
+the ``mediapipe==0.10.21`` wheel, so nothing is downloaded at run time. A detector is a callable
+object, loaded once (a Ray actor builds one in its constructor) and fed batches of frames of one
+camera: ``detector(frames (N, H, W, 3) uint8 RGB) -> (N, J, 3)`` = x, y in pixels, confidence.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from epiflow.datasets.keypoints import Keypoints
+
+__all__ = ["MediaPipeDetector", "VideoInfo", "video_info", "read_frames", "list_videos",
+           "detect_videos", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file says of itself: frame count, frames per second, (width, height) pixels."""
+
+    path: Path
+    n_frames: int
+    fps: float
+    size: tuple[int, int]
+
+
+def _open(path):
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video {str(path)!r} does not exist")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"video {str(path)!r} cannot be opened by OpenCV/FFmpeg; "
+                         f"re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    return cap
+
+
+def video_info(path) -> VideoInfo:
+    """Frame count, fps and size of a video, from its container (no full decode)."""
+    import cv2
+    cap = _open(path)
+    try:
+        info = VideoInfo(Path(path), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+                         float(cap.get(cv2.CAP_PROP_FPS)),
+                         (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                          int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    finally:
+        cap.release()
+    if info.n_frames <= 0 or info.size[0] <= 0:
+        raise ValueError(f"video {str(path)!r} reports {info.n_frames} frames of size {info.size}; "
+                         f"it is empty or unreadable")
+    return info
+
+
+def read_frames(path, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Decode frames ``start:stop`` of a video.
+
+    Returns:
+        (N, H, W, 3) uint8 RGB. Raises ValueError naming the file when fewer frames decode than
+        asked for (a truncated or corrupt video).
+    """
+    import cv2
+    cap = _open(path)
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        stop = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if stop is None else stop
+        frames = []
+        for _ in range(start, stop):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if len(frames) != stop - start:
+        raise ValueError(f"video {str(path)!r}: decoded {len(frames)} frames of {start}:{stop}; "
+                         f"the file is truncated or corrupt")
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _natural_key(name: str):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
+
+
+def list_videos(folder) -> list[Path]:
+    """Video files of a folder, one per camera, in natural order (cam2 before cam10)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"videos folder {str(folder)!r} does not exist")
+    videos = sorted((p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES),
+                    key=lambda p: _natural_key(p.name))
+    if not videos:
+        raise ValueError(f"videos folder {str(folder)!r} holds no video files "
+                         f"({', '.join(VIDEO_SUFFIXES)}); put one video per camera in it")
+    return videos
+
+
+class MediaPipeDetector:
+    """MediaPipe's pose model (33 BlazePose joints), one person per frame.
+
+    Args:
+        model_complexity: 0 (lite), 1 (full) or 2 (heavy); all ship inside the wheel.
+        min_confidence: detection and tracking confidence thresholds.
+        video_mode: track across consecutive frames of a batch (faster and steadier); the tracker
+            restarts with each call, so feed consecutive frames of one camera per call.
+    """
+
+    joint_set = "blazepose33"
+
+    def __init__(self, model_complexity: int = 1, min_confidence: float = 0.5,
+                 video_mode: bool = True):
+        self.model_complexity = model_complexity
+        self.min_confidence = min_confidence
+        self.video_mode = video_mode
+
+    def _new_model(self):
+        import mediapipe as mp
+        return mp.solutions.pose.Pose(static_image_mode=not self.video_mode,
+                                      model_complexity=self.model_complexity,
+                                      min_detection_confidence=self.min_confidence,
+                                      min_tracking_confidence=self.min_confidence)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """Detect the person in each frame.
+
+        Args:
+            frames: (N, H, W, 3) uint8 RGB, consecutive frames of one camera.
+
+        Returns:
+            (N, 33, 3) float64: x, y pixels and the landmark's visibility as confidence;
+            NaN with confidence 0 where no person was found.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (N, H, W, 3) uint8 RGB; got {frames.shape} "
+                             f"{frames.dtype}")
+        out = np.full((len(frames), 33, 3), np.nan)
+        out[..., 2] = 0.0
+        h, w = frames.shape[1:3]
+        with self._new_model() as model:
+            for i, frame in enumerate(frames):
+                result = model.process(frame)
+                if result.pose_landmarks is None:
+                    continue
+                lm = result.pose_landmarks.landmark
+                out[i] = [(p.x * w, p.y * h, p.visibility) for p in lm]
+        return out
+
+
+def detect_videos(folder, detector: MediaPipeDetector | None = None,
+                  chunk_frames: int = 64, progress: bool = True) -> Keypoints:
+    """Detect 2D poses in a folder of synchronized videos, one per camera, in one process.
+
+    The videos must have the same frame count; camera names are the file stems.
+
+    Returns:
+        :class:`Keypoints` (T, C, 33, 3) in ``blazepose33``.
+    """
+    from tqdm import tqdm
+    detector = detector or MediaPipeDetector()
+    infos = [video_info(p) for p in list_videos(folder)]
+    counts = {i.path.name: i.n_frames for i in infos}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"videos in {str(folder)!r} have different frame counts {counts}; "
+                         f"synchronized cameras need the same number of frames: trim them")
+    T = infos[0].n_frames
+    out = np.zeros((T, len(infos), 33, 3))
+    with tqdm(total=T * len(infos), desc="detect", unit="frame", disable=not progress) as bar:
+        for c, info in enumerate(infos):
+            for start in range(0, T, chunk_frames):
+                stop = min(T, start + chunk_frames)
+                out[start:stop, c] = detector(read_frames(info.path, start, stop))
+                bar.update(stop - start)
+    fps = infos[0].fps or None
+    return Keypoints(out, detector.joint_set, tuple(i.path.stem for i in infos),
+                     np.array([i.size for i in infos]), fps)
