@@ -206,7 +206,10 @@ def map_to_h36m(points: np.ndarray, source: str, *, confidence: bool) -> np.ndar
                          f"got {points.shape}")
     M = mapping_matrix(source)
     n_coord = points.shape[-1] - 1 if confidence else points.shape[-1]
-    coords = np.einsum("ij,...jd->...id", M, points[..., :n_coord])
+    values = points[..., :n_coord]
+    coords = np.einsum("ij,...jd->...id", M, np.nan_to_num(values))
+    source_nan = ~np.isfinite(values).all(-1)                       # (..., J_src)
+    coords[np.einsum("ij,...j->...i", (M > 0).astype(float), source_nan) > 0] = np.nan
     if not confidence:
         return coords
     conf = np.stack([np.min(points[..., M[i] > 0, -1], axis=-1) for i in range(M.shape[0])], -1)
