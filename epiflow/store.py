@@ -1,0 +1,470 @@
+"""The pose store: one Zarr v3 hierarchy holding many capture sessions' 2D keypoints, cameras
+and 3D pseudo-labels. It is the one contract between the pipeline (writer) and the trainer (reader).
+
+Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``F`` =
+``chunk_frames``, the detection work unit; every float array is NaN where a value is missing)::
+
+    <store>/                       root attrs: epiflow = {schema_version, kind, code_version}
+      sessions/<session_id>/       one group per capture session (attrs: see below)
+
++------------------------+----------------+---------+----------------------------------------+------------------+
+| array                  | shape          | dtype   | meaning, units                         | chunks           |
++========================+================+=========+========================================+==================+
+| keypoints2d            | (T, C, J, 3)   | float32 | x, y pixels (distorted image), conf in | (F, 1, J, 3)     |
+|                        |                |         | [0, 1]; missing = NaN with conf 0      |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| pseudo3d               | (T, J, 3)      | float32 | triangulated joints, metres, the       | (F, J, 3)        |
+|                        |                |         | session's world frame (that of the     |                  |
+|                        |                |         | cameras below; Z up when calibrated    |                  |
+|                        |                |         | from people); NaN = no label           |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| pseudo3d_weight        | (T, J)         | float32 | per-label weight in [0, 1] (0 = none)  | (F, J)           |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| reproj_error           | (T, J)         | float32 | mean reprojection error over the views | (F, J)           |
+|                        |                |         | used, pixels                           |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| pseudo3d_views         | (T, C, J)      | bool    | which views the label was built from   | (F, C, J)        |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| cameras/K              | (C, 3, 3)      | float64 | intrinsic matrices, pixels             | whole            |
+| cameras/dist           | (C, 5)         | float64 | Brown-Conrady k1, k2, p1, p2, k3       | whole            |
+| cameras/R              | (C, 3, 3)      | float64 | world->camera rotation                 | whole            |
+| cameras/t              | (C, 3)         | float64 | world->camera translation, metres      | whole            |
+| cameras/size           | (C, 2)         | int32   | image (width, height), pixels          | whole            |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| gt3d (optional)        | (T, J, 3)      | float32 | ground-truth joints, metres, in the    | (F, J, 3)        |
+|                        |                |         | frame named by attr ``gt3d_frame``     |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| crops (optional)       | (T, C, H, W, 3)| uint8   | square RGB person crops, H = W =       | (F, 1, H, W, 3)  |
+|                        |                |         | ``crop_size``; zeros where no person   |                  |
+| crop_boxes (optional)  | (T, C, 4)      | float32 | crop square in the image: x0, y0, x1,  | (F, 1, 4)        |
+|                        |                |         | y1 pixels; NaN where no crop           |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+| done/detect            | (T / F, C)     | bool    | detection unit (frame chunk, camera)   | (1, 1)           |
+|                        |                |         | written; set only after its data       |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
+
+Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``fps``, ``n_frames``,
+``camera_names`` (the order of axis C), ``image_size`` (C x [w, h]), ``chunk_frames``,
+``source`` (kind and path), ``config`` (the resolved run config), ``code_version``,
+``status`` (per stage in :data:`STAGES`: ``pending`` / ``done`` / ``failed``), ``failure``
+(stage and reason, or None), ``calibration`` (method and report), ``cameras_toml`` (the camera
+TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
+where a source has them), ``complete`` (set last, once every stage is done).
+
+Work units and resume: a detection unit (frames ``k·F : (k+1)·F`` of camera ``c``) is written
+by one worker into its own chunks, then ``done/detect[k, c]`` is set. The other stages run once
+per session and set their ``status`` after their data. Stores may be local folders or any URL
+that zarr's fsspec support reads (``s3://bucket/data.zarr`` with ``s3fs`` installed).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import zarr
+
+from epiflow import __version__
+from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.formats import rig_from_toml, rig_to_toml
+from epiflow.skeleton import get_joint_set
+
+__all__ = ["SCHEMA_VERSION", "STAGES", "PoseStore", "Session", "StoreError",
+           "StoreVersionError", "natural_key"]
+
+SCHEMA_VERSION = 1
+#: The pipeline's stages, in order; a session is complete when all are ``done``.
+STAGES = ("ingest", "detect", "calibrate", "triangulate")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_CAMERA_ARRAYS = ("K", "dist", "R", "t", "size")
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked: missing, not an epiflow store, a bad session."""
+
+
+class StoreVersionError(StoreError):
+    """A store written with another schema version."""
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders embedded numbers numerically: ``cam2`` before ``cam10``."""
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", str(name))]
+
+
+def _check_version(found: Any, where: str) -> None:
+    if found != SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{where} was written with epiflow store schema version {found}; this epiflow "
+            f"({__version__}) reads version {SCHEMA_VERSION}. Write a new store (a new --out) or "
+            f"use the epiflow version that wrote it")
+
+
+class PoseStore:
+    """A store of capture sessions. Open with :meth:`open`; see the module docstring's table.
+
+    Example::
+
+        store = PoseStore.open("demo.zarr")
+        s = store.session(store.session_ids()[0])
+        xyz = s.pseudo3d[:100]          # (100, J, 3) numpy, metres
+    """
+
+    def __init__(self, root: zarr.Group, url: str, mode: str):
+        self.root, self.url, self.mode = root, url, mode
+
+    @classmethod
+    def open(cls, path_or_url, mode: str = "r", storage_options: dict | None = None) -> "PoseStore":
+        """Open a store.
+
+        Args:
+            path_or_url: a local folder or an fsspec URL (``s3://...``, ``memory://...``).
+            mode: ``r`` read only (the store must exist), ``a`` read and write (created if absent).
+            storage_options: passed to fsspec for URLs (credentials, endpoint...).
+        """
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a'; got {mode!r}")
+        url = str(path_or_url)
+        opts = {"storage_options": storage_options} if storage_options else {}
+        try:
+            root = zarr.open_group(url, mode="r" if mode == "r" else "a", zarr_format=3, **opts)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            raise FileNotFoundError(f"pose store {url!r} does not exist; write one with "
+                                    f"`epiflow run`") from None
+        except (ValueError, TypeError, KeyError) as err:
+            raise StoreError(f"{url!r} is not a readable Zarr v3 store ({err})") from None
+        meta = root.attrs.get("epiflow")
+        if meta is None:
+            if mode == "r" or len(list(root.keys())):
+                raise StoreError(f"{url!r} is a Zarr group but not an epiflow pose store (no "
+                                 f"'epiflow' attribute); give a new or an epiflow store")
+            root.attrs["epiflow"] = {"schema_version": SCHEMA_VERSION, "kind": "pose_store",
+                                     "code_version": __version__}
+            root.require_group("sessions")
+        else:
+            _check_version(meta.get("schema_version"), f"store {url!r}")
+        return cls(root, url, mode)
+
+    def session_ids(self, complete_only: bool = False) -> list[str]:
+        """Session ids in natural order; only the complete ones when ``complete_only``."""
+        if "sessions" not in self.root:
+            return []
+        ids = sorted(self.root["sessions"].group_keys(), key=natural_key)
+        return [i for i in ids if not complete_only or self.session(i).is_complete]
+
+    def __contains__(self, session_id: str) -> bool:
+        return "sessions" in self.root and session_id in self.root["sessions"]
+
+    def session(self, session_id: str) -> "Session":
+        """The session called ``session_id``; KeyError naming the available ones otherwise."""
+        if session_id not in self.session_ids():
+            raise KeyError(f"no session {session_id!r} in store {self.url!r}; it has: "
+                           f"{', '.join(self.session_ids()) or 'none'}")
+        group = self.root["sessions"][session_id]
+        _check_version(group.attrs.get("schema_version"), f"session {session_id!r} of {self.url!r}")
+        return Session(group, session_id, self.url)
+
+    def sessions(self, complete_only: bool = False) -> Iterable["Session"]:
+        """Iterate over the sessions in natural order."""
+        return (self.session(i) for i in self.session_ids(complete_only))
+
+    def create_session(self, session_id: str, *, n_frames: int, camera_names: list[str],
+                       joint_set: str, image_size, fps: float | None, chunk_frames: int,
+                       crop_size: int = 0, with_gt3d: bool = False,
+                       attrs: dict | None = None) -> "Session":
+        """Create (or replace) a session's group and its empty arrays; status all ``pending``.
+
+        Args:
+            n_frames: T. camera_names: the C cameras, in the order of axis C.
+            joint_set: the joint set of ``keypoints2d`` and ``pseudo3d`` (J from it).
+            image_size: (C, 2) (width, height) pixels. fps: frames per second or None.
+            chunk_frames: F, frames per detection unit and per chunk along T.
+            crop_size: side of person crops, pixels; 0 = no crops.
+            attrs: more session attributes (source, config...).
+        """
+        self._check_writable()
+        if not _SESSION_ID.match(session_id):
+            raise StoreError(f"session id {session_id!r} must be letters, digits, '_', '.', '-' "
+                             f"and not start with '.' or '-'")
+        if n_frames <= 0 or not camera_names or chunk_frames <= 0:
+            raise StoreError(f"session {session_id!r}: need n_frames > 0, cameras and "
+                             f"chunk_frames > 0; got {n_frames}, {camera_names}, {chunk_frames}")
+        js = get_joint_set(joint_set)
+        group = self.root.require_group("sessions").create_group(session_id, overwrite=True)
+        _create_arrays(group, n_frames, len(camera_names), len(js), chunk_frames,
+                       crop_size, with_gt3d)
+        size = np.asarray(image_size, dtype=np.int64).reshape(len(camera_names), 2)
+        group.attrs.update({
+            "schema_version": SCHEMA_VERSION, "code_version": __version__,
+            "joint_set": js.name, "joint_names": list(js.joints),
+            "fps": None if fps is None else float(fps), "n_frames": int(n_frames),
+            "camera_names": [str(c) for c in camera_names], "image_size": size.tolist(),
+            "chunk_frames": int(chunk_frames), "crop_size": int(crop_size),
+            "status": {s: "pending" for s in STAGES}, "failure": None, "complete": False,
+            **(attrs or {})})
+        return Session(group, session_id, self.url)
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session and its arrays."""
+        self._check_writable()
+        del self.root["sessions"][session_id]
+
+    def _check_writable(self):
+        if self.mode == "r":
+            raise StoreError(f"store {self.url!r} is open read-only; open it with mode='a'")
+
+
+def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
+                   with_gt3d: bool) -> None:
+    nan = float("nan")
+
+    def array(name, shape, chunks, dtype="float32", fill=nan):
+        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
+
+    F = min(F, T)
+    array("keypoints2d", (T, C, J, 3), (F, 1, J, 3))
+    array("pseudo3d", (T, J, 3), (F, J, 3))
+    array("pseudo3d_weight", (T, J), (F, J), fill=0.0)
+    array("reproj_error", (T, J), (F, J))
+    array("pseudo3d_views", (T, C, J), (F, C, J), dtype="bool", fill=False)
+    n_units = -(-T // F)
+    array("done/detect", (n_units, C), (1, 1), dtype="bool", fill=False)
+    if with_gt3d:
+        array("gt3d", (T, J, 3), (F, J, 3))
+    if crop:
+        array("crops", (T, C, crop, crop, 3), (F, 1, crop, crop, 3), dtype="uint8", fill=0)
+        array("crop_boxes", (T, C, 4), (F, 1, 4))
+
+
+@dataclass
+class Session:
+    """One capture session of a store. Arrays are lazy zarr arrays: index them to read numpy.
+
+    Attributes:
+        group: the session's zarr group. id: its session id. url: the store's URL.
+    """
+
+    group: zarr.Group
+    id: str
+    url: str = ""
+
+    # -- reading -------------------------------------------------------------------------------
+    def _array(self, name: str, optional: bool = False):
+        if name in self.group:
+            return self.group[name]
+        if optional:
+            return None
+        raise KeyError(f"session {self.id!r} of {self.url!r} has no array {name!r}")
+
+    @property
+    def keypoints2d(self) -> zarr.Array:
+        """(T, C, J, 3) float32: x, y pixels, confidence; NaN / 0 where missing."""
+        return self._array("keypoints2d")
+
+    @property
+    def pseudo3d(self) -> zarr.Array:
+        """(T, J, 3) float32 metres, the session's world frame; NaN where no label."""
+        return self._array("pseudo3d")
+
+    @property
+    def pseudo3d_weight(self) -> zarr.Array:
+        """(T, J) float32 in [0, 1]; 0 where no label."""
+        return self._array("pseudo3d_weight")
+
+    @property
+    def reproj_error(self) -> zarr.Array:
+        """(T, J) float32 pixels."""
+        return self._array("reproj_error")
+
+    @property
+    def pseudo3d_views(self) -> zarr.Array:
+        """(T, C, J) bool: views each label was triangulated from."""
+        return self._array("pseudo3d_views")
+
+    @property
+    def gt3d(self) -> zarr.Array | None:
+        """(T, J, 3) float32 metres, or None where the source has no ground truth."""
+        return self._array("gt3d", optional=True)
+
+    @property
+    def crops(self) -> zarr.Array | None:
+        """(T, C, H, W, 3) uint8 person crops, or None when the session has none."""
+        return self._array("crops", optional=True)
+
+    @property
+    def crop_boxes(self) -> zarr.Array | None:
+        """(T, C, 4) float32 crop squares (x0, y0, x1, y1) pixels, or None."""
+        return self._array("crop_boxes", optional=True)
+
+    @property
+    def attrs(self) -> dict:
+        """The session's attributes, freshly read (see the module docstring)."""
+        return _fresh(self.group).attrs.asdict()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.keypoints2d.shape[0])
+
+    @property
+    def camera_names(self) -> list[str]:
+        return list(self.group.attrs["camera_names"])
+
+    @property
+    def joint_set(self) -> str:
+        return str(self.group.attrs["joint_set"])
+
+    @property
+    def fps(self) -> float | None:
+        return self.group.attrs.get("fps")
+
+    @property
+    def status(self) -> dict[str, str]:
+        """Stage -> ``pending`` / ``done`` / ``failed``."""
+        return dict(self.attrs["status"])
+
+    @property
+    def is_complete(self) -> bool:
+        """True only when every stage is done and the session was marked complete after them."""
+        attrs = self.attrs
+        return bool(attrs.get("complete")) and all(
+            attrs["status"].get(s) == "done" for s in STAGES)
+
+    @property
+    def rig(self) -> CameraRig:
+        """The session's cameras (from the camera TOML attribute, the exact copy)."""
+        text = self.group.attrs.get("cameras_toml")
+        if not text:
+            raise KeyError(f"session {self.id!r} of {self.url!r} has no cameras yet "
+                           f"(calibrate stage: {self.status.get('calibrate')})")
+        return rig_from_toml(text, f"{self.url}/sessions/{self.id}.cameras_toml")
+
+    def keypoints(self):
+        """The 2D keypoints as :class:`epiflow.datasets.keypoints.Keypoints` (T, C, J, 3)."""
+        from epiflow.datasets.keypoints import Keypoints
+        a = self.attrs
+        return Keypoints(self.keypoints2d[:], a["joint_set"], tuple(a["camera_names"]),
+                         np.asarray(a["image_size"]), a.get("fps"))
+
+    # -- units ---------------------------------------------------------------------------------
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.group.attrs["chunk_frames"])
+
+    def unit_frames(self, unit: int) -> tuple[int, int]:
+        """Frames ``start, stop`` of detection unit ``unit`` (a chunk along T)."""
+        F = self.keypoints2d.chunks[0]
+        return unit * F, min(self.n_frames, (unit + 1) * F)
+
+    def units_done(self) -> np.ndarray:
+        """(n_units, C) bool: which detection units are written."""
+        return np.asarray(self._array("done/detect")[:], dtype=bool)
+
+    def write_unit(self, unit: int, camera: int, keypoints: np.ndarray,
+                   crops: np.ndarray | None = None, crop_boxes: np.ndarray | None = None) -> None:
+        """Write one detection unit's data into its own chunks, then mark the unit done.
+
+        Args:
+            unit: the frame chunk index. camera: the camera index (axis C).
+            keypoints: (stop - start, J, 3) pixels / confidence for those frames.
+            crops: (stop - start, H, W, 3) uint8, and crop_boxes (stop - start, 4), when the
+                session has crops.
+        """
+        start, stop = self.unit_frames(unit)
+        kp = np.asarray(keypoints, dtype=np.float32)
+        expected = (stop - start, *self.keypoints2d.shape[2:])
+        if kp.shape != expected:
+            raise ValueError(f"session {self.id!r} unit ({unit}, {camera}): keypoints must have "
+                             f"shape {expected}; got {kp.shape}")
+        self.keypoints2d[start:stop, camera] = kp
+        if self.crops is not None:
+            if crops is None or crop_boxes is None:
+                raise ValueError(f"session {self.id!r} stores crops; give crops and crop_boxes")
+            self.crops[start:stop, camera] = crops
+            self.crop_boxes[start:stop, camera] = np.asarray(crop_boxes, np.float32)
+        self._array("done/detect")[unit, camera] = True
+
+    # -- stage data ----------------------------------------------------------------------------
+    def write_rig(self, rig: CameraRig, method: str, report: dict | None = None) -> None:
+        """Store the cameras (arrays and TOML text) and how they were obtained."""
+        if rig.names != self.camera_names:
+            raise ValueError(f"session {self.id!r}: rig cameras {rig.names} differ from the "
+                             f"session's {self.camera_names}")
+        cams = self.group.require_group("cameras")
+        values = {"K": rig.K, "dist": rig.dist, "R": rig.R, "t": rig.t,
+                  "size": rig.sizes.astype(np.int32)}
+        for name, value in values.items():
+            cams.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True)[...] = value
+        self.update_attrs(cameras_toml=rig_to_toml(rig),
+                          calibration={"method": method, "report": _plain(report or {})})
+
+    def write_labels(self, pseudo3d: np.ndarray, weight: np.ndarray, reproj_error: np.ndarray,
+                     views: np.ndarray | None = None) -> None:
+        """Store the pseudo-labels: (T, J, 3) metres, (T, J) weights, (T, J) pixels, (T, C, J)."""
+        T, J = self.pseudo3d.shape[:2]
+        for name, value, shape in (("pseudo3d", pseudo3d, (T, J, 3)),
+                                   ("pseudo3d_weight", weight, (T, J)),
+                                   ("reproj_error", reproj_error, (T, J))):
+            value = np.asarray(value, dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(f"session {self.id!r}: {name} must have shape {shape}; "
+                                 f"got {value.shape}")
+            self.group[name][...] = value
+        if views is not None:
+            self.pseudo3d_views[...] = np.asarray(views, dtype=bool)
+
+    def write_gt3d(self, points: np.ndarray, frame: str, cameras: CameraRig | None = None) -> None:
+        """Store ground truth (T, J, 3) metres; ``frame`` names its world frame."""
+        self._array("gt3d")[...] = np.asarray(points, dtype=np.float32)
+        self.update_attrs(gt3d_frame=frame,
+                          gt_cameras_toml=None if cameras is None else rig_to_toml(cameras))
+
+    def update_attrs(self, **values) -> None:
+        """Merge ``values`` into the session's attributes (read fresh, written whole)."""
+        group = _fresh(self.group)
+        group.attrs.update(_plain(values))
+        self.group = group
+
+    def set_status(self, stage: str, status: str) -> None:
+        """Set one stage's status (``pending`` / ``done`` / ``failed``)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+        current = dict(self.attrs["status"])
+        current[stage] = status
+        self.update_attrs(status=current)
+
+    def mark_failed(self, stage: str, reason: str) -> None:
+        """Record that ``stage`` failed, with the reason; the session is not complete."""
+        current = dict(self.attrs["status"])
+        current[stage] = "failed"
+        self.update_attrs(status=current, failure={"stage": stage, "reason": str(reason)},
+                          complete=False)
+
+    def mark_complete(self) -> None:
+        """Mark the session complete; refuses while a stage is not done."""
+        status = self.status
+        pending = [s for s in STAGES if status.get(s) != "done"]
+        if pending:
+            raise StoreError(f"session {self.id!r} cannot be complete: stages {pending} not done")
+        self.update_attrs(complete=True, failure=None)
+
+
+def _fresh(group: zarr.Group) -> zarr.Group:
+    """The same group re-read from the store (attributes written by other processes)."""
+    return zarr.open_group(store=group.store, path=group.path, mode="r+"
+                           if not group.store.read_only else "r")
+
+
+def _plain(value):
+    """Attribute-safe (JSON) data: numpy scalars/arrays to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

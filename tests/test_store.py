@@ -1,0 +1,176 @@
+"""The pose store: round trip, chunk alignment of work units, completion and schema errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from scipy.spatial.transform import Rotation
+
+from epiflow.calibration.camera import Camera, CameraRig
+from epiflow.store import (SCHEMA_VERSION, STAGES, PoseStore, StoreError, StoreVersionError,
+                           natural_key)
+
+T, C, J, F = 10, 3, 17, 4
+
+
+def _rig() -> CameraRig:
+    rng = np.random.default_rng(0)
+    return CameraRig(Camera(f"cam{i}", K=[[900 + i, 0, 320], [0, 905, 240], [0, 0, 1]],
+                            dist=[0.01 * i, -0.02, 0.001, 0.0, 0.003],
+                            R=Rotation.from_rotvec(rng.normal(size=3)).as_matrix(),
+                            t=rng.normal(size=3), size=(640, 480)) for i in range(C))
+
+
+def _new(url, crop_size=0, gt=False, session="s1"):
+    store = PoseStore.open(url, "a")
+    return store, store.create_session(
+        session, n_frames=T, camera_names=[f"cam{i}" for i in range(C)], joint_set="h36m17",
+        image_size=[[640, 480]] * C, fps=30.0, chunk_frames=F, crop_size=crop_size,
+        with_gt3d=gt, attrs={"source": {"kind": "test"}})
+
+
+def _fill(session, rng, crop_size=0):
+    kp = rng.normal(size=(T, C, J, 3)).astype(np.float32)
+    crops = rng.integers(0, 255, size=(T, C, crop_size, crop_size, 3), dtype=np.uint8)
+    boxes = rng.normal(size=(T, C, 4)).astype(np.float32)
+    for unit in range(-(-T // F)):
+        a, b = unit * F, min(T, unit * F + F)
+        for c in range(C):
+            session.write_unit(unit, c, kp[a:b, c], crops[a:b, c] if crop_size else None,
+                               boxes[a:b, c] if crop_size else None)
+    return kp, crops, boxes
+
+
+class TestRoundTrip:
+    def test_arrays_rig_and_attrs_read_back(self, tmp_path):
+        rng = np.random.default_rng(1)
+        _, s = _new(tmp_path / "a.zarr", crop_size=8, gt=True)
+        kp, crops, boxes = _fill(s, rng, 8)
+        rig = _rig()
+        s.write_rig(rig, "file", {"median_px": np.float64(0.5), "bad": float("nan")})
+        X, w, e = rng.normal(size=(T, J, 3)), rng.random((T, J)), rng.random((T, J))
+        views = rng.random((T, C, J)) > 0.5
+        s.write_labels(X, w, e, views)
+        s.write_gt3d(X + 1, "cameras", rig)
+
+        r = PoseStore.open(tmp_path / "a.zarr").session("s1")
+        assert np.array_equal(r.keypoints2d[:], kp)
+        assert np.array_equal(r.crops[:], crops) and np.array_equal(r.crop_boxes[:], boxes)
+        assert np.allclose(r.pseudo3d[:], X, atol=1e-6) and r.pseudo3d.dtype == np.float32
+        assert np.allclose(r.pseudo3d_weight[:], w, atol=1e-6)
+        assert np.allclose(r.reproj_error[:], e, atol=1e-6)
+        assert np.array_equal(r.pseudo3d_views[:], views)
+        assert np.allclose(r.gt3d[:], X + 1, atol=1e-6)
+        back = r.rig
+        assert back.names == rig.names
+        for name in ("K", "dist", "R", "t"):
+            assert np.allclose(getattr(back, name), getattr(rig, name), atol=1e-12), name
+            assert np.allclose(r.group["cameras"][name][:], getattr(rig, name), atol=1e-12)
+        assert np.array_equal(r.group["cameras/size"][:], [[640, 480]] * C)
+        a = r.attrs
+        assert a["schema_version"] == SCHEMA_VERSION and a["joint_set"] == "h36m17"
+        assert len(a["joint_names"]) == J and a["joint_names"][0] == "pelvis"
+        assert a["fps"] == 30.0 and a["camera_names"] == ["cam0", "cam1", "cam2"]
+        assert a["calibration"] == {"method": "file", "report": {"median_px": 0.5, "bad": None}}
+        assert a["gt3d_frame"] == "cameras" and a["source"] == {"kind": "test"}
+        assert r.keypoints().data.shape == (T, C, J, 3)
+
+    def test_optional_arrays_absent_are_none(self, tmp_path):
+        _, s = _new(tmp_path / "a.zarr")
+        assert s.gt3d is None and s.crops is None and s.crop_boxes is None
+        with pytest.raises(KeyError, match="no cameras yet"):
+            s.rig
+
+    def test_fsspec_url(self):
+        rng = np.random.default_rng(2)
+        _, s = _new("memory://epiflow-test/a.zarr")
+        kp, _, _ = _fill(s, rng)
+        r = PoseStore.open("memory://epiflow-test/a.zarr").session("s1")
+        assert np.array_equal(r.keypoints2d[:], kp)
+
+
+class TestUnits:
+    def test_each_unit_writes_its_own_chunk(self, tmp_path):
+        _, s = _new(tmp_path / "a.zarr", crop_size=4)
+        assert s.keypoints2d.chunks == (F, 1, J, 3)
+        s.write_unit(1, 2, np.zeros((F, J, 3)), np.ones((F, 4, 4, 3), np.uint8), np.zeros((F, 4)))
+        root = tmp_path / "a.zarr" / "sessions" / "s1"
+        for name in ("keypoints2d", "crops", "crop_boxes", "done/detect"):
+            files = [p for p in (root / name / "c").rglob("*") if p.is_file()]
+            assert len(files) == 1, (name, files)
+        assert np.argwhere(s.units_done()).tolist() == [[1, 2]]
+        assert np.isnan(s.keypoints2d[0]).all()   # other units untouched (NaN fill)
+
+    def test_last_unit_is_short(self, tmp_path):
+        _, s = _new(tmp_path / "a.zarr")
+        assert s.units_done().shape == (3, C) and s.unit_frames(2) == (8, 10)
+        with pytest.raises(ValueError, match=r"shape \(2, 17, 3\)"):
+            s.write_unit(2, 0, np.zeros((F, J, 3)))
+        assert not s.units_done().any()
+
+
+class TestCompletion:
+    def test_complete_only_after_every_stage(self, tmp_path):
+        store, s = _new(tmp_path / "a.zarr")
+        for stage in STAGES[:-1]:
+            s.set_status(stage, "done")
+        with pytest.raises(StoreError, match="triangulate"):
+            s.mark_complete()
+        assert not s.is_complete and store.session_ids(complete_only=True) == []
+        s.set_status("triangulate", "done")
+        s.mark_complete()
+        assert PoseStore.open(tmp_path / "a.zarr").session("s1").is_complete
+
+    def test_failure_recorded_with_reason(self, tmp_path):
+        store, s = _new(tmp_path / "a.zarr")
+        s.mark_failed("detect", "video cam1.mp4 is truncated")
+        a = PoseStore.open(tmp_path / "a.zarr").session("s1").attrs
+        assert a["status"]["detect"] == "failed" and "truncated" in a["failure"]["reason"]
+        assert not store.session("s1").is_complete
+
+    def test_sessions_in_natural_order(self, tmp_path):
+        store, _ = _new(tmp_path / "a.zarr", session="take10")
+        for name in ("take2", "take1"):
+            _new(tmp_path / "a.zarr", session=name)
+        assert store.session_ids() == ["take1", "take2", "take10"]
+        assert sorted(["cam10", "cam2"], key=natural_key) == ["cam2", "cam10"]
+
+
+class TestErrors:
+    def test_other_schema_version(self, tmp_path):
+        _new(tmp_path / "a.zarr")
+        meta = tmp_path / "a.zarr" / "zarr.json"
+        doc = json.loads(meta.read_text())
+        doc["attributes"]["epiflow"]["schema_version"] = SCHEMA_VERSION + 1
+        meta.write_text(json.dumps(doc))
+        for mode in ("r", "a"):
+            with pytest.raises(StoreVersionError, match=f"version {SCHEMA_VERSION + 1}"):
+                PoseStore.open(tmp_path / "a.zarr", mode)
+
+    def test_session_of_other_schema_version(self, tmp_path):
+        store, s = _new(tmp_path / "a.zarr")
+        s.update_attrs(schema_version=0)
+        with pytest.raises(StoreVersionError, match="session 's1'"):
+            store.session("s1")
+
+    def test_missing_store_and_foreign_group(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            PoseStore.open(tmp_path / "none.zarr")
+        foreign = zarr.open_group(str(tmp_path / "f.zarr"), mode="w")
+        foreign.create_array("x", shape=(2,), dtype="f4")
+        with pytest.raises(StoreError, match="not an epiflow pose store"):
+            PoseStore.open(tmp_path / "f.zarr", "a")
+
+    def test_bad_session_id_and_read_only(self, tmp_path):
+        store, _ = _new(tmp_path / "a.zarr")
+        with pytest.raises(StoreError, match="session id"):
+            store.create_session("../x", n_frames=2, camera_names=["a"], joint_set="h36m17",
+                                 image_size=[[1, 1]], fps=None, chunk_frames=1)
+        with pytest.raises(StoreError, match="read-only"):
+            PoseStore.open(tmp_path / "a.zarr").delete_session("s1")
+        with pytest.raises(KeyError, match="it has: s1"):
+            store.session("nope")
+        assert Path(tmp_path / "a.zarr" / "sessions" / "s1").is_dir()
