@@ -29,7 +29,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml"]
+__all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS"]
 
 _FIELDS = ("size", "matrix", "distortions", "rotation", "translation")
 
@@ -47,6 +47,13 @@ def _camera_from_table(key: str, table: dict, source: str) -> Camera:
     if missing:
         raise CalibrationError(f"{source}: camera [{key}] lacks {', '.join(missing)}; each camera "
                                f"needs {', '.join(_FIELDS)}")
+    for f in _FIELDS:
+        try:
+            bad = not np.all(np.isfinite(np.asarray(table[f], dtype=np.float64)))
+        except (TypeError, ValueError):
+            raise CalibrationError(f"{source}: camera [{key}]: {f} is not numbers: {table[f]!r}") from None
+        if bad:
+            raise CalibrationError(f"{source}: camera [{key}]: {f} contains NaN or inf: {table[f]}")
     try:
         rot = np.asarray(table["rotation"], dtype=np.float64)
         R = Rotation.from_rotvec(rot).as_matrix() if rot.shape == (3,) else rot
@@ -115,3 +122,42 @@ def save_toml(rig: CameraRig, path, metadata: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(rig_to_toml(rig, metadata))
     tmp.replace(path)
+
+
+#: The calibration files :func:`load_rig` reads, as named in its errors.
+RIG_FORMATS = ("camera TOML (Pose2Sim / Anipose layout, *.toml)", "caliscope config.toml",
+               "Qualisys *.qca.txt (XML)", "Shelf / 4D-association calibration.json")
+
+
+def load_rig(path) -> CameraRig:
+    """Read any calibration file epiflow knows (:data:`RIG_FORMATS`), chosen by suffix and content.
+
+    ``*.qca.txt`` (or XML whose root is ``<calibration>``) is Qualisys; ``*.json`` is Shelf-style;
+    ``*.toml`` is caliscope's ``config.toml`` when it has ``port``/``rotation_count`` fields or a
+    ``[charuco]`` table, otherwise the Pose2Sim / Anipose camera TOML.
+
+    Returns:
+        The rig, world→camera, metres, cameras in the file's order.
+    """
+    from epiflow.calibration.formats_caliscope import is_caliscope, load_caliscope
+    from epiflow.calibration.formats_qualisys import load_qca
+    from epiflow.calibration.formats_shelf import load_shelf_calibration
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file {str(path)!r} does not exist or is not a file; "
+                                f"accepted: {'; '.join(RIG_FORMATS)}")
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return load_shelf_calibration(path)
+    if name.endswith(".toml"):
+        try:
+            data = tomllib.loads(_read_text(path))
+        except tomllib.TOMLDecodeError as err:
+            raise CalibrationError(f"{path}: not valid TOML: {err}") from None
+        return load_caliscope(path) if is_caliscope(data) else load_toml(path)
+    if name.endswith((".qca.txt", ".qca")) or (
+            name.endswith((".txt", ".xml")) and _read_text(path).lstrip().startswith("<")):
+        return load_qca(path)
+    raise CalibrationError(f"{path}: unknown calibration format (suffix {path.suffix!r}); "
+                           f"accepted: {'; '.join(RIG_FORMATS)}")
