@@ -1,0 +1,254 @@
+"""Accuracy metrics for 3D poses and for recovered cameras, named as in the papers.
+
+Pose metrics take ``pred`` and ``gt`` of shape (..., J, 3) in metres (numpy or torch; torch is
+detached and read as numpy) and return a Python float. A joint that is NaN in either is left out of
+every mean, and of the alignments. Poses are compared as given: for the Human3.6M protocols pass
+root-relative poses (pelvis at the origin).
+
+- :func:`mpjpe`: mean per-joint position error (Protocol #1).
+- :func:`n_mpjpe`: MPJPE after the least-squares scale of each predicted pose (Rhodin et al., CVPR
+  2018), scaling about the origin as VideoPose3D does.
+- :func:`p_mpjpe`: MPJPE after the similarity Procrustes alignment of each pose (Protocol #2,
+  VideoPose3D's ``p_mpjpe``), reflections excluded.
+- :func:`pck3d`, :func:`auc`: fraction of joints within 150 mm, and PCK averaged over thresholds
+  0–150 mm in 5 mm steps (Mehta et al., MPI-INF-3DHP).
+- :func:`pss`: Pose Structure Score (Wandt et al., CanonPose, CVPR 2021).
+
+:func:`rig_errors` compares an estimated camera rig with a reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from epiflow.calibration.camera import CameraRig
+
+__all__ = ["mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss", "procrustes_align",
+           "umeyama", "rotation_angle_deg", "rig_errors"]
+
+AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
+
+
+def _poses(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, J, 3) pred, (N, J, 3) gt as float64 and the (N, J) mask of joints finite in both."""
+    def arr(x):
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        return np.asarray(x, dtype=np.float64)
+    p, g = arr(pred), arr(gt)
+    if p.shape != g.shape or p.ndim < 2 or p.shape[-1] != 3:
+        raise ValueError(f"pred and gt must have the same shape (..., J, 3); got {p.shape} and "
+                         f"{g.shape}")
+    p, g = p.reshape(-1, *p.shape[-2:]), g.reshape(-1, *g.shape[-2:])
+    valid = np.isfinite(p).all(-1) & np.isfinite(g).all(-1)
+    return np.where(valid[..., None], p, 0.0), np.where(valid[..., None], g, 0.0), valid
+
+
+def _joint_errors(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The per-joint distances (N, J) of the valid joints, flattened."""
+    return np.linalg.norm(pred - gt, axis=-1)[valid]
+
+
+def _mean(errors: np.ndarray) -> float:
+    return float(np.mean(errors)) if errors.size else float("nan")
+
+
+def mpjpe(pred, gt) -> float:
+    """Mean per-joint position error, metres.
+
+    Args:
+        pred, gt: (..., J, 3) metres.
+
+    Example: a pose shifted by 10 mm has ``mpjpe = 0.010``.
+    """
+    p, g, valid = _poses(pred, gt)
+    return _mean(_joint_errors(p, g, valid))
+
+
+def n_mpjpe(pred, gt) -> float:
+    """MPJPE after scaling each predicted pose by ``s = <pred, gt> / <pred, pred>``, metres.
+
+    Args:
+        pred, gt: (..., J, 3) metres, root-relative. A pose twice too large scores 0.
+    """
+    p, g, valid = _poses(pred, gt)
+    scale = np.sum(p * g, axis=(-1, -2)) / np.maximum(np.sum(p * p, axis=(-1, -2)), 1e-12)
+    return _mean(_joint_errors(scale[:, None, None] * p, g, valid))
+
+
+def procrustes_align(pred, gt) -> np.ndarray:
+    """Each predicted pose moved by the similarity (scale, rotation, translation) that best fits
+    its ground truth in least squares over the joints finite in both.
+
+    Args:
+        pred, gt: (..., J, 3) metres.
+
+    Returns:
+        (N, J, 3) aligned predictions with N = the product of the leading dimensions; joints
+        missing in either input are 0 there, and poses with fewer than 3 valid joints are NaN.
+    """
+    p, g, valid = _poses(pred, gt)
+    w = valid[..., None].astype(np.float64)
+    count = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+    mu_p, mu_g = (p * w).sum(1, keepdims=True) / count, (g * w).sum(1, keepdims=True) / count
+    x, y = (p - mu_p) * w, (g - mu_g) * w
+    U, S, Vt = np.linalg.svd(np.einsum("nji,njk->nik", x, y))
+    d = np.sign(np.linalg.det(np.einsum("nij,njk->nik", Vt.transpose(0, 2, 1),
+                                        U.transpose(0, 2, 1))))
+    D = np.ones_like(S)
+    D[:, 2] = d
+    R = np.einsum("nji,nj,nkj->nik", Vt, D, U)  # V · diag(D) · Uᵀ
+    scale = (S * D).sum(-1) / np.maximum((x ** 2).sum(axis=(1, 2)), 1e-12)
+    aligned = scale[:, None, None] * np.einsum("nij,nkj->nki", R, x) + mu_g
+    aligned = np.where(valid[..., None], aligned, 0.0)
+    aligned[valid.sum(1) < 3] = np.nan
+    return aligned
+
+
+def p_mpjpe(pred, gt) -> float:
+    """MPJPE after the per-pose similarity Procrustes alignment (Protocol #2), metres.
+
+    Args:
+        pred, gt: (..., J, 3) metres. A pose rotated, scaled and shifted scores 0.
+    """
+    aligned = procrustes_align(pred, gt)
+    _, g, valid = _poses(pred, gt)
+    valid &= np.isfinite(aligned).all(-1)
+    return _mean(_joint_errors(np.nan_to_num(aligned), g, valid))
+
+
+def pck3d(pred, gt, threshold: float = 0.15) -> float:
+    """Fraction (0–1) of joints within ``threshold`` metres of the ground truth.
+
+    Args:
+        pred, gt: (..., J, 3) metres. threshold: metres (150 mm as in MPI-INF-3DHP).
+    """
+    p, g, valid = _poses(pred, gt)
+    errors = _joint_errors(p, g, valid)
+    return float(np.mean(errors <= threshold)) if errors.size else float("nan")
+
+
+def auc(pred, gt, thresholds: np.ndarray = AUC_THRESHOLDS) -> float:
+    """Area under the PCK curve: PCK (0–1) averaged over thresholds 0–150 mm in 5 mm steps.
+
+    Args:
+        pred, gt: (..., J, 3) metres. thresholds: (K,) metres.
+    """
+    p, g, valid = _poses(pred, gt)
+    errors = _joint_errors(p, g, valid)
+    if not errors.size:
+        return float("nan")
+    return float(np.mean(errors[None, :] <= np.asarray(thresholds)[:, None]))
+
+
+def _structure(poses: np.ndarray, root: int) -> np.ndarray:
+    """(N, J·3) root-relative poses divided by their Frobenius norm."""
+    rel = poses - poses[:, root:root + 1]
+    norm = np.linalg.norm(rel.reshape(len(rel), -1), axis=1)
+    return rel.reshape(len(rel), -1) / np.maximum(norm, 1e-12)[:, None]
+
+
+def pss(pred, gt, k: int = 50, seed: int = 0, root: int = 0) -> float:
+    """Pose Structure Score: the fraction (0–1) of predictions whose nearest pose cluster is
+    their ground truth's.
+
+    Ground-truth poses, made root-relative and scale-normalised (divided by their Frobenius norm),
+    are clustered by k-means (k-means++ start, seeded); each prediction and its ground truth are
+    assigned to the nearest centre, and a prediction scores when both centres are the same. Poses
+    with a NaN joint in either are left out.
+
+    Args:
+        pred, gt: (..., J, 3) metres, at least ``k`` poses. k: clusters (Wandt et al. use 50, 100).
+        seed: k-means seed. root: the joint the poses are made relative to (pelvis in h36m17).
+    """
+    p, g, valid = _poses(pred, gt)
+    keep = valid.all(1)
+    if keep.sum() < k:
+        raise ValueError(f"pss: needs at least k={k} complete poses; got {int(keep.sum())} "
+                         f"(of {len(valid)}); lower k or pass more poses")
+    gs, ps = _structure(g[keep], root), _structure(p[keep], root)
+    centres, gt_label = kmeans2(gs, k, minit="++", seed=np.random.default_rng(seed))
+    pred_label = np.argmin(((ps[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    return float(np.mean(pred_label == gt_label))
+
+
+# -- cameras -------------------------------------------------------------------------------------
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R (3, 3), t (3,)) minimising ``Σ |s R source_i + t - target_i|²``.
+
+    Args:
+        source, target: (N, 3) matched points, N >= 2 (N >= 3 not collinear for a unique R).
+    """
+    src, dst = np.asarray(source, float), np.asarray(target, float)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    x, y = src - mu_s, dst - mu_d
+    U, S, Vt = np.linalg.svd(y.T @ x / len(src))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
+    R = U @ D @ Vt
+    var = (x ** 2).sum() / len(src)
+    s = float(np.trace(np.diag(S) @ D) / var) if var > 0 else 1.0
+    return s, R, mu_d - s * R @ mu_s
+
+
+def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
+    """Angle (degrees) of rotation matrices (..., 3, 3), accurate near 0 (atan2, not arccos)."""
+    cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
+    axis = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
+                     R[..., 1, 0] - R[..., 0, 1]], -1)
+    return np.degrees(np.arctan2(np.linalg.norm(axis, axis=-1) / 2, cos))
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between vectors (..., 3)."""
+    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, -1)))
+
+
+def rig_errors(estimated: CameraRig, reference: CameraRig) -> dict:
+    """How far an estimated rig is from a reference, cameras matched by order.
+
+    Rotations and baseline directions between cameras are free of the world gauge (similarity);
+    positions are compared after the similarity that best maps the estimated camera centres onto
+    the reference ones (Umeyama).
+
+    Returns:
+        dict with, per pair (i, j), i < j, in ``pairs``:
+        ``rotation_deg`` (P,) angle between estimated and reference relative rotations R_j R_iᵀ;
+        ``baseline_deg`` (P,) angle between the baseline directions t_ij of
+        :meth:`CameraRig.relative_pose` (camera i's centre seen from camera j, in j's frame);
+        ``distance_ratio`` (P,) aligned estimated / reference camera distance (1 = right);
+        per camera: ``focal_rel`` (C,) |f_est - f_ref| / f_ref with f the mean of f_x and f_y,
+        ``position_m`` (C,) metres after the alignment;
+        ``scale`` the similarity's scale (reference / estimated units); and the summaries
+        ``rotation_deg_max``, ``baseline_deg_max``, ``distance_ratio_max_dev`` (max |ratio - 1|),
+        ``focal_rel_max``, ``position_m_max`` as floats.
+    """
+    if len(estimated) != len(reference):
+        raise ValueError(f"rig_errors: the rigs must have the same cameras in the same order; got "
+                         f"{len(estimated)} estimated ({estimated.names}) and {len(reference)} "
+                         f"reference ({reference.names})")
+    C = len(reference)
+    pairs = [(i, j) for i in range(C) for j in range(i + 1, C)]
+    rot, base = [], []
+    for i, j in pairs:
+        (Re, te), (Rr, tr) = estimated.relative_pose(i, j), reference.relative_pose(i, j)
+        rot.append(rotation_angle_deg(Re @ Rr.T))
+        base.append(_angle_deg(te, tr))
+    s, R, t = umeyama(estimated.centers, reference.centers)
+    aligned = s * estimated.centers @ R.T + t
+    ratio = [np.linalg.norm(aligned[i] - aligned[j]) /
+             np.linalg.norm(reference.centers[i] - reference.centers[j]) for i, j in pairs]
+    f_est = (estimated.K[:, 0, 0] + estimated.K[:, 1, 1]) / 2
+    f_ref = (reference.K[:, 0, 0] + reference.K[:, 1, 1]) / 2
+    out = {"pairs": pairs, "rotation_deg": np.array(rot), "baseline_deg": np.array(base),
+           "distance_ratio": np.array(ratio), "focal_rel": np.abs(f_est - f_ref) / f_ref,
+           "position_m": np.linalg.norm(aligned - reference.centers, axis=1), "scale": s}
+    return out | _rig_summary(out)
+
+
+def _rig_summary(errors: dict) -> dict[str, float]:
+    def top(a):
+        return float(np.max(a)) if len(a) else 0.0
+    return {"rotation_deg_max": top(errors["rotation_deg"]),
+            "baseline_deg_max": top(errors["baseline_deg"]),
+            "distance_ratio_max_dev": top(np.abs(errors["distance_ratio"] - 1)),
+            "focal_rel_max": top(errors["focal_rel"]), "position_m_max": top(errors["position_m"])}

@@ -1,0 +1,169 @@
+"""Pose and rig metrics on cases whose answer is known by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from epiflow.calibration.camera import CameraRig
+from epiflow.datasets.cmu import load_packaged_clip
+from epiflow.datasets.synthetic import make_rig
+from epiflow.models.metrics import (auc, mpjpe, n_mpjpe, p_mpjpe, pck3d, pss, rig_errors,
+                                    umeyama)
+
+
+@pytest.fixture(scope="module")
+def poses() -> np.ndarray:
+    """(T, 17, 3) root-relative poses of the packaged CMU walk and jump, metres."""
+    p = np.concatenate([load_packaged_clip(c).to_h36m().points for c in ("02_01", "02_04")])
+    return p - p[:, :1]
+
+
+def rotate(poses: np.ndarray, seed: int = 0) -> np.ndarray:
+    R = Rotation.random(len(poses), random_state=seed).as_matrix()
+    return np.einsum("nij,nkj->nki", R, poses)
+
+
+class TestMpjpe:
+    def test_shift_of_10_mm(self, poses):
+        assert mpjpe(poses + [0.0, 0.006, 0.008], poses) == pytest.approx(0.010, abs=1e-12)
+
+    def test_nan_joints_are_left_out(self, poses):
+        pred = poses.copy()
+        pred[:, 3] += [0.0, 0.0, 0.1]  # one joint 100 mm off ...
+        assert mpjpe(pred, poses) == pytest.approx(0.1 / 17)
+        pred[:, 3] = np.nan  # ... then missing
+        assert mpjpe(pred, poses) == pytest.approx(0.0, abs=1e-12)
+
+    def test_torch_in(self, poses):
+        assert mpjpe(torch.tensor(poses) + 0.01, torch.tensor(poses)) == pytest.approx(
+            0.01 * np.sqrt(3))
+
+    def test_shape_mismatch(self, poses):
+        with pytest.raises(ValueError, match=r"\(\.\.\., J, 3\)"):
+            mpjpe(poses[:, :16], poses)
+
+
+class TestNMpjpe:
+    def test_scale_is_free(self, poses):
+        assert n_mpjpe(2 * poses, poses) == pytest.approx(0.0, abs=1e-12)
+        assert mpjpe(2 * poses, poses) > 0.1
+
+    def test_shift_is_not(self, poses):
+        assert n_mpjpe(poses + 0.05, poses) > 0.01
+
+
+class TestPMpjpe:
+    def test_similarity_is_free(self, poses):
+        pred = 1.7 * rotate(poses) + [0.3, -1.0, 2.0]
+        assert p_mpjpe(pred, poses) < 1e-9
+        assert p_mpjpe(poses + [0.01, 0, 0], poses) < 1e-9
+
+    def test_reflection_is_not(self, poses):
+        assert p_mpjpe(poses * [1, 1, -1], poses) > 0.02
+
+    def test_against_noise(self, poses):
+        """Alignment absorbs a little of isotropic noise, never adds to it."""
+        noisy = poses + np.random.default_rng(0).normal(0, 0.02, poses.shape)
+        assert 0.7 * mpjpe(noisy, poses) < p_mpjpe(noisy, poses) < mpjpe(noisy, poses)
+
+    def test_nan_joint(self, poses):
+        pred = 1.3 * rotate(poses, 1)
+        pred[:, [2, 9]] = np.nan
+        pred[:, 5] += 5.0  # far off before the alignment ...
+        pred[:, 5] = np.nan  # ... but missing
+        assert p_mpjpe(pred, poses) < 1e-9
+
+
+class TestPckAuc:
+    def test_pck_counts_joints_within_150_mm(self, poses):
+        pred = poses.copy()
+        pred[:, :4] += [0.0, 0.2, 0.0]  # 4 of 17 joints 200 mm off
+        pred[:, 4:6] += [0.0, 0.0, 0.149]  # 2 joints just inside
+        assert pck3d(pred, poses) == pytest.approx(13 / 17)
+
+    def test_auc(self, poses):
+        assert auc(poses, poses) == pytest.approx(1.0)
+        # every joint 100 mm off: within the thresholds 100, 105, ..., 150 mm: 11 of 31
+        assert auc(poses + [0.0, 0.1, 0.0], poses) == pytest.approx(11 / 31)
+
+
+class TestPss:
+    def test_perfect_up_to_scale_and_shift(self, poses):
+        assert pss(1.5 * poses + 0.2, poses, k=50) == 1.0
+
+    def test_two_families_swapped(self, poses):
+        """Two clearly different pose families, k = 2: predicting the other family scores 0."""
+        a, b = poses[:40], rotate(poses[:40], seed=3)
+        gt = np.concatenate([np.repeat(a[:1], 40, 0), np.repeat(b[:1], 40, 0)])
+        pred = np.concatenate([gt[40:], gt[:40]])
+        assert pss(pred, gt, k=2) == 0.0
+        assert pss(gt, gt, k=2) == 1.0
+
+    def test_wrong_poses_score_low(self, poses):
+        shuffled = poses[np.random.default_rng(0).permutation(len(poses))]
+        assert pss(shuffled, poses, k=50) < 0.3
+
+    def test_seeded(self, poses):
+        noisy = poses + np.random.default_rng(1).normal(0, 0.03, poses.shape)
+        assert pss(noisy, poses, k=50, seed=4) == pss(noisy, poses, k=50, seed=4)
+
+    def test_needs_k_poses(self, poses):
+        with pytest.raises(ValueError, match="k=100"):
+            pss(poses[:50], poses[:50], k=100)
+
+
+def yawed(rig: CameraRig, index: int, degrees: float) -> CameraRig:
+    """The rig with camera ``index`` turned about its own vertical (image y) axis, same centre."""
+    cam = rig[index]
+    R = Rotation.from_euler("y", degrees, degrees=True).as_matrix() @ cam.R
+    cams = list(rig)
+    cams[index] = cam.replace(R=R, t=-R @ cam.center)
+    return CameraRig(cams)
+
+
+class TestRigErrors:
+    def test_similarity_is_free(self):
+        ref = make_rig(5, layout="random", seed=2)
+        R = Rotation.from_euler("zyx", [40, -10, 25], degrees=True).as_matrix()
+        est = ref.transformed(scale=0.37, R=R, t=np.array([1.0, -2.0, 0.5]))
+        err = rig_errors(est, ref)
+        for key in ("rotation_deg_max", "baseline_deg_max", "distance_ratio_max_dev",
+                    "focal_rel_max", "position_m_max"):
+            assert err[key] < 1e-6, key
+        assert err["scale"] == pytest.approx(1 / 0.37)
+
+    def test_one_camera_yawed_by_5_degrees(self):
+        ref = make_rig(4, height=1.0, seed=0)  # level cameras: baselines orthogonal to the yaw axis
+        err = rig_errors(yawed(ref, 2, 5.0), ref)
+        for (i, j), rot, base in zip(err["pairs"], err["rotation_deg"], err["baseline_deg"]):
+            assert rot == pytest.approx(5.0 if 2 in (i, j) else 0.0, abs=1e-6)
+            # t_ij lives in camera j's frame: it turns with camera j only
+            assert base == pytest.approx(5.0 if j == 2 else 0.0, abs=1e-6)
+        assert err["position_m_max"] < 1e-9 and err["distance_ratio_max_dev"] < 1e-9
+
+    def test_focal_and_position(self):
+        ref = make_rig(4, seed=1)
+        cams = list(ref)
+        K = cams[1].K.copy()
+        K[:2, :2] *= 1.1
+        cams[1] = cams[1].replace(K=K)
+        c = cams[3].center + [0.3, 0.0, 0.0]
+        cams[3] = cams[3].replace(t=-cams[3].R @ c)
+        err = rig_errors(CameraRig(cams), ref)
+        np.testing.assert_allclose(err["focal_rel"], [0, 0.1, 0, 0], atol=1e-12)
+        assert err["position_m"][3] > 0.1 and err["distance_ratio_max_dev"] > 0.02
+
+    def test_camera_count_must_match(self):
+        with pytest.raises(ValueError, match="same cameras"):
+            rig_errors(make_rig(3), make_rig(4))
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(6, 3))
+    R = Rotation.random(random_state=1).as_matrix()
+    s, R_est, t = umeyama(src, 2.5 * src @ R.T + [1, 2, 3])
+    assert s == pytest.approx(2.5) and np.abs(R_est - R).max() < 1e-9
+    np.testing.assert_allclose(t, [1, 2, 3], atol=1e-9)
