@@ -1,4 +1,4 @@
-"""CMU motion capture (Acclaim ASF/AMC) read into 3D joint positions, and the clips shipped with epiflow.
+"""CMU motion capture (Acclaim ASF/AMC) read into 3D joint positions; the clips epiflow ships.
 
 An ASF file holds a subject's skeleton: per bone a unit ``direction`` and a ``length`` in the rest
 pose (world frame), an ``axis`` (Euler angles of the bone's local frame, with their order) and the
@@ -13,8 +13,8 @@ position is the distal end of its bone; the root's is the root translation. Leng
 translation are converted once: file units × (1 / ``:units length``) = inches, × 0.0254 = metres.
 
 epiflow's world is Z up, right-handed: CMU's Y-up frame is turned by +90° about X, so
-``(x, y, z)_cmu → (x, -z, y)``; the clip is then shifted vertically so the lowest foot point over the
-whole clip lies at z = 0. Horizontal positions are kept as in the file.
+``(x, y, z)_cmu → (x, -z, y)``; the clip is then shifted vertically so the lowest foot point
+over the whole clip lies at z = 0. Horizontal positions are kept as in the file.
 """
 from __future__ import annotations
 
@@ -235,7 +235,8 @@ def _asf_bones(lines: _Lines, section, metres: float) -> list[AsfBone]:
         elif block is not None:
             block.append((lineno, text))
     if not bones:
-        raise lines.error(1, "no bones found (expected a :bonedata section of begin ... end blocks)")
+        raise lines.error(1, "no bones found (expected a :bonedata section of begin ... end "
+                          "blocks)")
     return bones
 
 
@@ -438,7 +439,7 @@ def packaged_clips() -> list[str]:
 
 
 def load_packaged_clip(name: str = "02_01") -> Motion:
-    """A CMU clip shipped with epiflow: cmu31 joints, metres, Z up, 30 fps; no shared data needed."""
+    """A CMU clip shipped with epiflow: cmu31, metres, Z up, 30 fps; no shared data needed."""
     path = DATA_DIR / f"{name}.npz"
     if not path.is_file():
         raise KeyError(f"no packaged clip {name!r}; available: {', '.join(packaged_clips())}")

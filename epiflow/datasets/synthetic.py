@@ -168,7 +168,7 @@ class Corruption:
         for name in ("outlier_fraction", "drop_fraction", "swap_fraction", "confidence_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Corruption.{name} must be in [0, 1]; got {getattr(self, name)}")
-        if self.noise_px < 0 or self.max_time_offset_frames < 0 or self.confidence_halfwidth_px <= 0:
+        if min(self.noise_px, self.max_time_offset_frames) < 0 or self.confidence_halfwidth_px <= 0:
             raise ValueError("Corruption: noise_px and max_time_offset_frames must be >= 0 and "
                              f"confidence_halfwidth_px > 0; got {self}")
 

@@ -64,7 +64,8 @@ class TestLoadCmuClip:
         fwd = walk.points[-1, 0, :2] - walk.points[0, 0, :2]
         left = np.array([-fwd[1], fwd[0]]) / np.linalg.norm(fwd)
         j = CMU31.joints
-        side = (walk.points[:, j.index("lfemur"), :2] - walk.points[:, j.index("rfemur"), :2]) @ left
+        knees = walk.points[:, [j.index("lfemur"), j.index("rfemur")], :2]
+        side = (knees[:, 0] - knees[:, 1]) @ left
         assert np.all(side > 0.03)
 
     def test_planted_foot_does_not_slide(self, walk):

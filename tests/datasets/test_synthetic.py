@@ -140,7 +140,7 @@ class TestSynthesize:
         assert not np.array_equal(a.keypoints.data, c.keypoints.data, equal_nan=True)
 
     def test_out_of_view_is_nan_with_zero_confidence(self, walk):
-        """A small image cuts off parts of the body; a camera inside the scene sees some behind it."""
+        """A small image cuts off parts of the body; a camera in the scene has some behind it."""
         motion = walk.to_h36m()
         center = capture_center(motion)
         small = make_rig(2, target=center, size=(500, 400), seed=0)
