@@ -62,6 +62,8 @@ class JointSet:
                     if other in self.joints:
                         pairs.append((i, self.joints.index(other)))
                     break
+            if name.endswith("_left") and name[:-5] + "_right" in self.joints:  # mouth_left
+                pairs.append((i, self.joints.index(name[:-5] + "_right")))
         return tuple(pairs)
 
     @property
@@ -156,7 +158,7 @@ TO_H36M: dict[str, dict[str, tuple[str, ...]]] = {
         "r_shoulder": ("r_shoulder",), "r_elbow": ("r_elbow",), "r_wrist": ("r_wrist",),
     },
     "cmu31": {
-        "pelvis": ("root",), "r_hip": ("rhipjoint",), "r_knee": ("rfemur",),
+        "pelvis": ("lhipjoint", "rhipjoint"), "r_hip": ("rhipjoint",), "r_knee": ("rfemur",),
         "r_ankle": ("rtibia",), "l_hip": ("lhipjoint",), "l_knee": ("lfemur",),
         "l_ankle": ("ltibia",), "spine": ("upperback",), "thorax": ("thorax",),
         "neck": ("upperneck",), "head": ("head",), "l_shoulder": ("lclavicle",),
