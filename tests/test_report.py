@@ -1,0 +1,108 @@
+"""The HTML report: the files it writes exist, its images are not blank, the page references each
+one and shows the metrics; sections follow from the inputs given."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from scipy.spatial.transform import Rotation
+
+from epiflow.datasets.synthetic import Corruption, cmu_capture
+from epiflow.report import ReportInputs, render_html, write_report
+
+ALL_PNGS = {"cameras.png", "reprojections.png", "reprojection_errors.png", "skeletons.png",
+            "training.png"}
+
+
+@pytest.fixture(scope="module")
+def capture():
+    return cmu_capture("02_01", n_cameras=4, corruption=Corruption(noise_px=2.0), seed=1)
+
+
+def _estimate(capture):
+    """Cameras and labels as cameras-from-people give them: another world (scale, rotation,
+    shift), with small errors."""
+    s, R, t = 0.6, Rotation.from_rotvec([0.2, 0.5, -1.0]).as_matrix(), np.array([1.0, 2.0, 0.3])
+    rng = np.random.default_rng(0)
+    labels = s * (capture.points3d + rng.normal(0, 0.01, capture.points3d.shape)) @ R.T + t
+    return capture.rig.transformed(s, R, t), labels
+
+
+def _metrics_log(path):
+    with open(path, "w") as f:
+        f.write("step,epoch,train_loss,val_mpjpe\n")
+        for s in range(60):
+            f.write(f"{s},{s // 10},{1 / (1 + s)},{0.1 / (1 + s // 10) if s % 10 == 9 else ''}\n")
+    return path
+
+
+def _referenced(page) -> set[str]:
+    return set(re.findall(r"<img src='([^']+)'", page.read_text()))
+
+
+class TestWriteReport:
+    def test_everything(self, capture, tmp_path):
+        rig, labels = _estimate(capture)
+        inputs = ReportInputs(
+            title="synthetic <walk>", summary="4 cameras & a CMU walk", rig=rig,
+            reference_rig=capture.rig, keypoints=capture.keypoints, pseudo3d=labels,
+            truth3d=capture.points3d, predictions3d=capture.points3d - capture.points3d[:, :1],
+            metrics_csv=_metrics_log(tmp_path / "metrics.csv"),
+            metrics={"cameras": {"rotation error (deg)": 0.123456, "cameras": 4},
+                     "pseudo-labels": {"MPJPE (mm)": 12.3456, "status": "ok"}})
+        page = write_report(inputs, tmp_path / "report")
+        assert page == tmp_path / "report" / "index.html"
+        assert _referenced(page) == ALL_PNGS
+        for name in ALL_PNGS:
+            img = imread(tmp_path / "report" / name)[..., :3]
+            assert img.shape[0] > 200 and img.shape[1] > 300
+            assert img.std() > 0.02, f"{name} looks blank"
+        text = page.read_text()
+        assert "synthetic &lt;walk&gt;" in text and "4 cameras &amp; a CMU walk" in text
+        assert ">0.1235<" in text and ">12.35<" in text and ">4<" in text and ">ok<" in text
+
+    def test_real_videos_without_truth(self, capture, tmp_path):
+        rig, labels = _estimate(capture)
+        page = write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
+                                         predictions3d=labels), tmp_path / "r")
+        assert _referenced(page) == ALL_PNGS - {"training.png"}
+        assert "no ground truth" in page.read_text()
+        assert not (tmp_path / "r" / "training.png").exists()
+
+    def test_only_cameras_and_metrics(self, capture, tmp_path):
+        page = write_report(ReportInputs(rig=capture.rig, metrics={"m": {"a": 1.0}}),
+                            tmp_path / "r")
+        assert _referenced(page) == {"cameras.png"}
+        assert imread(tmp_path / "r" / "cameras.png")[..., :3].std() > 0.02
+
+    def test_keypoints_of_another_joint_set_are_mapped(self, tmp_path):
+        cap = cmu_capture("02_01", n_cameras=3, corruption=Corruption.none(), seed=2,
+                          joint_set="cmu31")
+        truth = cmu_capture("02_01", n_cameras=3, corruption=Corruption.none(), seed=2).points3d
+        page = write_report(ReportInputs(rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth),
+                            tmp_path / "r")
+        assert "reprojection_errors.png" in _referenced(page)
+        with pytest.raises(ValueError, match="one joint set"):
+            write_report(ReportInputs(rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth,
+                                      joint_set="body25"), tmp_path / "r2")
+
+    def test_errors(self, capture, tmp_path):
+        with pytest.raises(ValueError, match="nothing to report"):
+            write_report(ReportInputs(), tmp_path / "r")
+        rig, labels = _estimate(capture)
+        with pytest.raises(ValueError, match="disagree"):
+            write_report(ReportInputs(rig=rig, keypoints=capture.keypoints,
+                                      pseudo3d=labels[:10]), tmp_path / "r")
+        with pytest.raises(ValueError, match="outside"):
+            write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
+                                      frame=10_000), tmp_path / "r")
+
+
+class TestRenderHtml:
+    def test_nan_and_types(self):
+        text = render_html("t", "", [], {"x": {"nan": float("nan"), "int": np.int64(3),
+                                               "flag": True}})
+        assert ">n/a<" in text and ">3<" in text and ">True<" in text
+        assert "<img" not in text
