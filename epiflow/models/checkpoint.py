@@ -1,0 +1,179 @@
+"""Checkpoints: the model's weights with everything that made them, saved atomically and loaded
+with ``torch.load(weights_only=True)`` (no pickled code runs on load).
+
+A checkpoint is a dict of plain data and tensors:
+
+- ``format`` ("epiflow-checkpoint"), ``version`` (:data:`CHECKPOINT_VERSION`);
+- ``model``: ``name``, ``n_joints``, ``joint_set``, ``input_window``, ``input_kind``, ``state_dict``;
+- ``config``: the resolved :class:`ExperimentConfig` as plain data;
+- ``optimizer``, ``scheduler``: their state dicts; ``rng``: torch / CUDA / Python / NumPy states;
+- ``epoch`` (epochs finished), ``step`` (optimizer steps taken), ``metrics`` (the last row logged).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from epiflow.config import from_dict, to_dict
+from epiflow.models.config import ExperimentConfig, build_model
+
+__all__ = ["CHECKPOINT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
+           "load_checkpoint", "load_model", "check_compatible", "rng_state", "set_rng_state"]
+
+CHECKPOINT_VERSION = 1
+_FORMAT = "epiflow-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked."""
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A loaded checkpoint: its config, the raw dict (``data``) and where it came from."""
+
+    path: Path
+    config: ExperimentConfig
+    data: dict
+
+    @property
+    def model_name(self) -> str:
+        return self.data["model"]["name"]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.data.get("epoch", 0))
+
+    @property
+    def step(self) -> int:
+        return int(self.data.get("step", 0))
+
+
+def rng_state() -> dict:
+    """The random generators' states as tensors and plain data (loadable weights-only)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    np_state = np.random.get_state()
+    state["numpy"] = {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                      "has_gauss": int(np_state[3]), "cached": float(np_state[4])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(path, model: nn.Module, config: ExperimentConfig, *, optimizer=None,
+                    scheduler=None, epoch: int = 0, step: int = 0, metrics: dict | None = None
+                    ) -> Path:
+    """Write a checkpoint to ``path`` atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bare = _unwrap(model)
+    data = {"format": _FORMAT, "version": CHECKPOINT_VERSION,
+            "model": {"name": bare.kind, "n_joints": bare.n_joints,
+                      "joint_set": config.data.joint_set, "input_window": bare.input_window,
+                      "input_kind": bare.input_kind,
+                      "state_dict": {k: v.detach().cpu() for k, v in bare.state_dict().items()}},
+            "config": to_dict(config), "epoch": int(epoch), "step": int(step),
+            "metrics": dict(metrics or {}), "rng": rng_state(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(data, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint weights-only; errors say what the file is and what to give instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; give the checkpoint.pt "
+                                f"that `epiflow train` wrote into its --out folder")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise CheckpointError(f"{path} is not a loadable checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]}); give the checkpoint.pt that "
+                              f"`epiflow train` wrote") from None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path} is not an epiflow checkpoint (found {keys}); give the "
+                              f"checkpoint.pt that `epiflow train` wrote")
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this epiflow "
+                              f"reads version {CHECKPOINT_VERSION}: retrain with `epiflow train`")
+    return Checkpoint(path, from_dict(ExperimentConfig, data["config"]), data)
+
+
+def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
+    """Refuse to continue ``checkpoint`` with a ``config`` whose model or joints differ.
+
+    Raises:
+        CheckpointError naming the differing keys and what to do.
+    """
+    saved, wanted = checkpoint.config, config
+    if saved.model.name != wanted.model.name:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} holds a {saved.model.name!r} model; the config asks for "
+            f"{wanted.model.name!r}. Use another --out folder, or set model.name = "
+            f"'{saved.model.name}'")
+    diffs = [k for k, a, b in _diff(to_dict(saved.model), to_dict(wanted.model), "model")
+             if k.startswith(f"model.{wanted.model.name}")]
+    if saved.data.joint_set != wanted.data.joint_set:
+        diffs.append("data.joint_set")
+    if diffs:
+        raise CheckpointError(f"checkpoint {checkpoint.path} was trained with different settings of "
+                              f"{', '.join(diffs)}; the config does not fit the model. Restore "
+                              f"them, or train anew into another --out folder")
+
+
+def _diff(a, b, prefix: str):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _diff(a.get(key), b.get(key), f"{prefix}.{key}")
+    elif a != b:
+        yield prefix, a, b
+
+
+def load_model(checkpoint: Checkpoint | str | Path, expect: str | None = None,
+               device: torch.device | str = "cpu") -> nn.Module:
+    """The model of a checkpoint, weights loaded, in eval mode on ``device``.
+
+    Args:
+        expect: the model name the caller needs (``"mlp"``...); another one is an error.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if expect is not None and ckpt.model_name != expect:
+        raise CheckpointError(f"checkpoint {ckpt.path} holds a {ckpt.model_name!r} model, not "
+                              f"{expect!r}; give a checkpoint trained with model.name = '{expect}'")
+    model = build_model(ckpt.config.model, int(ckpt.data["model"]["n_joints"]))
+    try:
+        model.load_state_dict(ckpt.data["model"]["state_dict"])
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines()[1:4]]
+        raise CheckpointError(f"checkpoint {ckpt.path}: its weights do not fit the "
+                              f"{ckpt.model_name!r} model its config describes ({'; '.join(lines)}); "
+                              f"the file is damaged or was edited: retrain it") from None
+    return model.to(device).eval()

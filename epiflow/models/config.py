@@ -1,0 +1,168 @@
+"""The training experiment's configuration (frozen dataclasses filled from TOML) and the model
+it names.
+
+A TOML recipe has the sections ``[data]`` (with ``[data.source]``), ``[model]`` (with
+``[model.mlp]``, ``[model.transformer]`` or ``[model.image]``), ``[loss]`` and ``[train]``; every
+key has a default (see the classes). Load with :func:`load_experiment`, which checks the file
+once and names a wrong key and the accepted values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from epiflow.config import ConfigError, apply_overrides, load_config
+from epiflow.models.image_model import EpipolarImageModel, ImageModelConfig
+from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransformerLifter,
+                                    TransformerConfig)
+from epiflow.skeleton import JOINT_SETS, get_joint_set
+
+__all__ = ["SourceConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConfig",
+           "ExperimentConfig", "MODELS", "build_model", "load_experiment"]
+
+#: Model name -> class; each class takes (its config section, n_joints).
+MODELS: dict[str, type[nn.Module]] = {"mlp": ResidualMLPLifter,
+                                      "transformer": TemporalTransformerLifter,
+                                      "image": EpipolarImageModel}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How to build the store when it does not exist yet (``kind = "store"``: never build).
+
+    ``cmu_synthetic``: synthetic captures of CMU ``clips`` (``02_01``...; read from
+    ``data_dir/cmu_mocap`` when given, else the packaged clips) by a virtual rig of ``n_cameras``;
+    2D corrupted with ``noise_px`` and ``outlier_fraction``; cameras ``from_people``
+    (:func:`calibrate_from_people`) or ``true``; pseudo-labels by robust multi-view
+    triangulation (``robust``) or EpipolarPose's two views (``two_view``). ``crop_size`` > 0 also
+    stores person crops (rendered from the 2D skeleton) for the image model.
+    """
+
+    kind: Literal["store", "cmu_synthetic"] = "store"
+    clips: tuple[str, ...] = ()
+    data_dir: str = ""
+    n_cameras: int = 4
+    layout: Literal["ring", "random"] = "ring"
+    radius: float = 5.0
+    focal_px: float = 1200.0
+    seed: int = 0
+    fps: float = 30.0
+    noise_px: float = 2.0
+    outlier_fraction: float = 0.02
+    cameras: Literal["from_people", "true"] = "from_people"
+    labels: Literal["robust", "two_view"] = "robust"
+    crop_size: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on: the store, which sessions, which labels.
+
+    ``store``: a path or URL (relative paths are relative to the working directory);
+    ``labels``: ``pseudo`` (the pseudo-labels, the self-supervised setting) or ``gt`` (ground
+    truth, the supervised upper bound); ``val_sessions`` or else the last ``val_fraction`` of the
+    sessions validate; ``views``: give the model every camera of an instant (needed by
+    ``loss.multiview``).
+    """
+
+    store: str = ""
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sessions: tuple[str, ...] = ()
+    val_sessions: tuple[str, ...] = ()
+    val_fraction: float = 0.2
+    labels: Literal["pseudo", "gt"] = "pseudo"
+    joint_set: str = "h36m17"
+    views: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model (``name``) and its settings (the section of that name)."""
+
+    name: Literal["mlp", "transformer", "image"] = "mlp"
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    image: ImageModelConfig = field(default_factory=ImageModelConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (0 = off); ``scale_invariant`` swaps the label loss for its
+    scale-invariant variant."""
+
+    label: float = 1.0
+    scale_invariant: bool = False
+    multiview: float = 0.0
+    reprojection: float = 0.0
+    symmetry: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and hardware.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; ``amp``: bf16 autocast on
+    CUDA; ``compile``: ``torch.compile`` the model; ``num_workers``: DataLoader processes;
+    ``threads`` > 0: torch's CPU threads (1 is fastest on a busy machine; 0 keeps torch's choice); ``max_steps`` > 0 stops early (tests);
+    ``ray_workers`` > 0 trains with Ray Train's TorchTrainer on that many workers
+    (``ray_use_gpu``: one GPU each; ``ray_address``: an existing cluster, empty = local).
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: Literal["cosine", "exponential", "none"] = "cosine"
+    lr_min_ratio: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    compile: bool = False
+    num_workers: int = 0
+    threads: int = 0
+    max_steps: int = 0
+    progress: bool = True
+    ray_workers: int = 0
+    ray_use_gpu: bool = False
+    ray_address: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole training recipe."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.data.joint_set not in JOINT_SETS:
+            raise ConfigError(f"config key 'data.joint_set': expected one of {list(JOINT_SETS)}, "
+                              f"got {self.data.joint_set!r}")
+        if self.loss.multiview > 0 and not self.data.views:
+            raise ConfigError("config key 'loss.multiview' > 0 needs data.views = true (samples "
+                              "with every camera of an instant)")
+
+
+def build_model(config: ModelConfig, n_joints: int) -> nn.Module:
+    """The model ``config.name`` built from its section, for ``n_joints`` joints."""
+    if config.name not in MODELS:
+        raise ConfigError(f"config key 'model.name': expected one of {list(MODELS)}, "
+                          f"got {config.name!r}")
+    return MODELS[config.name](getattr(config, config.name), n_joints=n_joints)
+
+
+def load_experiment(path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a recipe TOML and apply ``key=value`` overrides (``train.epochs=5``)."""
+    cfg = load_config(ExperimentConfig, Path(path))
+    return apply_overrides(cfg, list(overrides)) if overrides else cfg
+
+
+def n_joints_of(config: ExperimentConfig) -> int:
+    """Joints of the configured joint set."""
+    return len(get_joint_set(config.data.joint_set))

@@ -1,0 +1,72 @@
+"""Training on several workers (GPUs or nodes) with Ray Train's ``TorchTrainer``.
+
+Each worker runs :func:`epiflow.models.train.fit` with ``distributed=True``: it reads the sessions
+whole into its own memory, Ray wraps the model in DistributedDataParallel (``prepare_model``) and
+shards the loader (``prepare_data_loader``). Rank 0 writes the checkpoint, metrics log and plot
+into the output folder, which must therefore be on storage every node sees (like the store).
+Locally ``ray.init`` starts a Ray runtime; ``train.ray_address`` joins an existing cluster.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from epiflow.config import from_dict, to_dict
+from epiflow.models.config import ExperimentConfig
+
+__all__ = ["train_with_ray"]
+
+
+def _worker_loop(loop_config: dict) -> None:
+    """What every Ray Train worker runs."""
+    from epiflow.models.train import fit
+    cfg = from_dict(ExperimentConfig, loop_config["config"])
+    fit(cfg, Path(loop_config["out_dir"]), resume=loop_config["resume"], distributed=True)
+
+
+def _init_ray(cfg: ExperimentConfig) -> bool:
+    """Start or join Ray unless it is running; True when this call started it."""
+    import ray
+    if ray.is_initialized():
+        return False
+    if cfg.train.ray_address:
+        ray.init(address=cfg.train.ray_address)
+        return True
+    # A local runtime with one logical CPU per worker plus one for the controller.
+    cpus = max(os.cpu_count() or 1, cfg.train.ray_workers + 1)
+    ray.init(num_cpus=cpus, include_dashboard=False)
+    return True
+
+
+def train_with_ray(cfg: ExperimentConfig, out_dir, resume: bool = True):
+    """Train ``cfg`` on ``cfg.train.ray_workers`` Ray Train workers; returns a TrainResult.
+
+    The store is built (when the config says how) before the workers start, so they only read.
+    """
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from epiflow.models.train import (CHECKPOINT_FILE, METRICS_FILE, TrainResult, ensure_store,
+                                      _read_history)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_store(cfg)
+    if "://" not in cfg.data.store:  # workers run in other folders: give them an absolute path
+        cfg = replace(cfg, data=replace(cfg.data, store=str(Path(cfg.data.store).resolve())))
+    started = _init_ray(cfg)
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"config": to_dict(cfg), "out_dir": str(out_dir), "resume": resume},
+        scaling_config=ScalingConfig(num_workers=cfg.train.ray_workers,
+                                     use_gpu=cfg.train.ray_use_gpu,
+                                     resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name="epiflow-train", storage_path=str(out_dir / "ray")))
+    try:
+        trainer.fit()
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+    history = _read_history(out_dir / METRICS_FILE, 10**9, False)
+    return TrainResult(out_dir, out_dir / CHECKPOINT_FILE, history)

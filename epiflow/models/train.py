@@ -1,0 +1,407 @@
+"""Training: one loop that runs on a CPU, a GPU, or several GPUs / nodes through Ray Train.
+
+:func:`train` is the entry point (``epiflow train``). It reads (or first builds) the store, picks
+the device, and either runs :func:`fit` in this process or hands it to Ray Train's
+``TorchTrainer`` with ``train.ray_workers`` workers, each of which reads the sessions whole into
+its memory and trains on its shard (``prepare_model``, ``prepare_data_loader``).
+
+The output folder gets ``checkpoint.pt`` (written after every epoch; training resumes from it
+when it is there), ``metrics.csv`` (one row per epoch) and ``curves.png``. On CUDA: bf16
+autocast, pinned memory, non-blocking copies and, when asked, ``torch.compile``.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from epiflow.models import losses as L
+from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_checkpoint,
+                                       set_rng_state)
+from epiflow.models.config import ExperimentConfig, build_model
+from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, prepare_session,
+                                 split_sessions)
+from epiflow.skeleton import get_joint_set
+
+__all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data", "make_loader",
+           "compute_loss", "validate", "fit", "train", "METRICS_FILE", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"
+CURVES_FILE = "curves.png"
+
+
+@dataclass
+class TrainData:
+    """The datasets of one run: ``train`` and ``val`` (None without validation sessions)."""
+
+    train: PoseDataset
+    val: PoseDataset | None
+    joint_set: str
+
+
+@dataclass
+class TrainResult:
+    """What a run left: its folder, checkpoint and the metrics rows (one per epoch)."""
+
+    out_dir: Path
+    checkpoint: Path
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device = 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def ensure_store(cfg: ExperimentConfig) -> str:
+    """The store's path/URL, building it from ``data.source`` when it does not exist yet."""
+    from epiflow.store import PoseStore
+    if not cfg.data.store:
+        raise ValueError("config key 'data.store' is empty; name the pose store to train on")
+    try:
+        PoseStore.open(cfg.data.store, "r")
+    except FileNotFoundError:
+        if cfg.data.source.kind == "store":
+            raise FileNotFoundError(
+                f"pose store {cfg.data.store!r} does not exist; fill it with `epiflow run`, or "
+                f"give a [data.source] (kind = 'cmu_synthetic') to build it") from None
+        from epiflow.models.sources import build_store
+        build_store(cfg.data.store, cfg.data.source, progress=cfg.train.progress)
+    return cfg.data.store
+
+
+def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
+    """Training and validation datasets for ``cfg``.
+
+    Args:
+        sessions: in-memory :class:`SessionArrays` to use instead of the store (tests, benchmarks).
+    """
+    image = cfg.model.name == "image"
+    if sessions is None:
+        ensure_store(cfg)
+        sessions = load_sessions(cfg.data.store, cfg.data.sessions or None, need_crops=image)
+    names = [s.name for s in sessions]
+    train_ids, val_ids = split_sessions(names, cfg.data.val_fraction, cfg.data.val_sessions)
+    window = build_model(cfg.model, len(get_joint_set(cfg.data.joint_set))).input_window
+
+    def dataset(ids):
+        prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set)
+                    for s in sessions if s.name in ids]
+        return PoseDataset(prepared, window, cfg.data.views, images=image)
+    return TrainData(dataset(train_ids), dataset(val_ids) if val_ids else None, cfg.data.joint_set)
+
+
+def make_loader(dataset: PoseDataset, cfg: ExperimentConfig, device: torch.device,
+                shuffle: bool, epoch: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader whose order depends only on (seed, epoch): resumable, reproducible."""
+    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.train.batch_size, shuffle=shuffle, generator=generator,
+        collate_fn=collate_batch, num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda", drop_last=False,
+        persistent_workers=False)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _forward(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Predictions (B, V, J, 3) for a batch of V-view samples."""
+    B, V = batch["y"].shape[:2]
+    if "image" in batch:
+        inp = batch["image"].flatten(0, 1).float() / 255.0
+    else:
+        inp = batch["x"].flatten(0, 1)
+    return model(inp).view(B, V, *batch["y"].shape[2:])
+
+
+def compute_loss(pred: torch.Tensor, batch: dict, cfg: ExperimentConfig
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the configured loss terms and each term's value.
+
+    Args:
+        pred: (B, V, J, 3) predictions, root-relative metres in each view's camera frame.
+        batch: a :class:`PoseDataset` batch on the same device.
+    """
+    w, parts = cfg.loss, {}
+    flat = pred.flatten(0, 1)
+    label_fn = L.scale_invariant_loss if w.scale_invariant else L.pseudo_label_loss
+    parts["label"] = label_fn(flat, batch["y"].flatten(0, 1), batch["w"].flatten(0, 1))
+    if w.multiview > 0 and pred.shape[1] > 1:
+        parts["multiview"] = _multiview(pred, batch)
+    if w.reprojection > 0:
+        parts["reprojection"] = L.reprojection_loss(flat, batch["uv"].flatten(0, 1),
+                                                    batch["conf"].flatten(0, 1))
+    if w.symmetry > 0:
+        parts["symmetry"] = L.bone_symmetry_loss(flat, get_joint_set(cfg.data.joint_set))
+    weights = {"label": w.label, "multiview": w.multiview, "reprojection": w.reprojection,
+               "symmetry": w.symmetry}
+    total = sum(weights[k] * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _multiview(pred: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Consistency of each view with the next one (ring), rotated by the relative pose."""
+    V, R, conf = pred.shape[1], batch["R"].float(), batch["conf"]
+    terms = []
+    for i in range(V):
+        j = (i + 1) % V
+        R_ij = R[:, j] @ R[:, i].transpose(-1, -2)
+        terms.append(L.multiview_consistency_loss(pred[:, i], pred[:, j], R_ij,
+                                                  torch.minimum(conf[:, i], conf[:, j])))
+    return torch.stack(terms).mean()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, device: torch.device, amp: bool = False
+             ) -> dict[str, float]:
+    """Mean per-joint error of the model on a loader, millimetres: against the labels
+    (``val_label_mm``, labelled joints only) and ground truth (``val_gt_mm``) when present."""
+    model.eval()
+    sums = {"val_label_mm": [0.0, 0.0], "val_gt_mm": [0.0, 0.0]}
+    for batch in loader:
+        batch = _to_device(batch, device)
+        with _autocast(device, amp):
+            pred = _forward(model, batch).float().flatten(0, 1)
+        for key, target in (("val_label_mm", "y"), ("val_gt_mm", "gt")):
+            if target not in batch:
+                continue
+            tgt = batch[target].flatten(0, 1)
+            mask = (batch["w"].flatten(0, 1) > 0) if target == "y" else torch.isfinite(tgt).all(-1)
+            t, m = L.masked_target(tgt, mask.float())
+            err = (pred - t).norm(dim=-1)
+            sums[key][0] += float((err * m).sum()) * 1000
+            sums[key][1] += float(m.sum())
+    model.train()
+    return {k: s / n for k, (s, n) in sums.items() if n > 0}
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+def _scheduler(optimizer, cfg: ExperimentConfig, total_steps: int):
+    lo = cfg.train.lr_min_ratio
+    kind = cfg.train.scheduler
+
+    def factor(step: int) -> float:
+        progress = min(step / max(total_steps, 1), 1.0)
+        if kind == "cosine":
+            return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * progress))
+        if kind == "exponential":
+            return lo ** progress
+        return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class _Run:
+    """The mutable state of a training run (model, optimiser, counters)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    history: list = field(default_factory=list)
+    plotted: float = 0.0  # time.monotonic() of the last curves plot
+
+
+def _setup(cfg: ExperimentConfig, data: TrainData, device: torch.device, out_dir: Path,
+           resume: bool, steps_per_epoch: int, wrap=None) -> _Run:
+    _seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, len(get_joint_set(data.joint_set)))
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if ckpt is not None:
+        check_compatible(ckpt, cfg)
+        model.load_state_dict(ckpt.data["model"]["state_dict"])
+    model = wrap(model) if wrap else model.to(device)
+    if cfg.train.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
+    total = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+    run = _Run(model, optimizer, _scheduler(optimizer, cfg, total))
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt.data["optimizer"])
+        run.scheduler.load_state_dict(ckpt.data["scheduler"])
+        set_rng_state(ckpt.data["rng"])
+        run.epoch, run.step = ckpt.epoch, ckpt.step
+        run.batch_in_epoch = int(ckpt.data["metrics"].get("batch_in_epoch", 0))
+        run.history = _read_history(out_dir / METRICS_FILE, run.epoch, run.batch_in_epoch > 0)
+    return run
+
+
+def _read_history(path: Path, epochs: int, partial: bool) -> list[dict]:
+    """Metric rows of the epochs a checkpoint covers (rows written after it are dropped)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
+                for r in csv.DictReader(f)]
+    return rows[:epochs + (1 if partial else 0)]
+
+
+def _write_history(out_dir: Path, history: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = out_dir / (METRICS_FILE + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(out_dir / METRICS_FILE)
+
+
+def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device,
+                 show: bool) -> tuple[dict, bool]:
+    """One pass (resuming at ``run.batch_in_epoch``); returns (mean terms, stopped early)."""
+    run.model.train()
+    sums, n, samples, t0 = {}, 0, 0, time.perf_counter()
+    batches = itertools.islice(iter(loader), run.batch_in_epoch, None)
+    bar = tqdm(batches, total=len(loader), initial=run.batch_in_epoch, disable=not show,
+               desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True)
+    for batch in bar:
+        batch = _to_device(batch, device)
+        with _autocast(device, cfg.train.amp):
+            pred = _forward(run.model, batch)
+        loss, parts = compute_loss(pred.float(), batch, cfg)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step, run.batch_in_epoch = run.step + 1, run.batch_in_epoch + 1
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n, samples = n + 1, samples + batch["y"].shape[0]
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if cfg.train.max_steps and run.step >= cfg.train.max_steps:
+            break
+    bar.close()
+    stopped = run.batch_in_epoch < len(loader)
+    means = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
+    means["samples_per_s"] = samples / max(time.perf_counter() - t0, 1e-9)
+    return means, stopped
+
+
+def fit(cfg: ExperimentConfig, out_dir, data: TrainData | None = None, resume: bool = True,
+        distributed: bool = False) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` in this process (or as one Ray Train worker).
+
+    Args:
+        data: datasets to use (built from the config when None).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        distributed: running inside Ray Train (model and loaders prepared by it; rank 0 writes).
+    """
+    out_dir = Path(out_dir)
+    _set_threads(cfg.train.threads)
+    data = data or build_data(cfg)
+    rank, wrap = 0, None
+    if distributed:
+        import ray.train
+        import ray.train.torch as rtt
+        device, rank, wrap = rtt.get_device(), ray.train.get_context().get_world_rank(), \
+            rtt.prepare_model
+    else:
+        device = resolve_device(cfg.train.device)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    loader = _prepare(make_loader(data.train, cfg, device, True), distributed)
+    run = _setup(cfg, data, device, out_dir, resume, len(loader), wrap)
+    show = cfg.train.progress and rank == 0
+    run.plotted = time.monotonic()
+    while not _finished(run, cfg):
+        row = _run_epoch(run, cfg, data, device, distributed, show)
+        if rank == 0:
+            _save(run, cfg, out_dir, row, last=_finished(run, cfg))
+        if distributed:
+            import ray.train
+            ray.train.report({k: v for k, v in row.items() if math.isfinite(v)})
+    return TrainResult(out_dir, out_dir / CHECKPOINT_FILE, run.history)
+
+
+def _finished(run: _Run, cfg: ExperimentConfig) -> bool:
+    return run.epoch >= cfg.train.epochs or bool(cfg.train.max_steps
+                                                 and run.step >= cfg.train.max_steps)
+
+
+def _prepare(loader, distributed: bool):
+    if not distributed:
+        return loader
+    import ray.train.torch as rtt
+    return rtt.prepare_data_loader(loader)
+
+
+def _run_epoch(run: _Run, cfg: ExperimentConfig, data: TrainData, device: torch.device,
+               distributed: bool, show: bool) -> dict:
+    """Train one epoch (or up to max_steps), validate, and return the metrics row."""
+    t0 = time.perf_counter()
+    loader = _prepare(make_loader(data.train, cfg, device, True, run.epoch), distributed)
+    if distributed and hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(run.epoch)
+    means, stopped = _train_epoch(run, loader, cfg, device, show)
+    row = {"epoch": run.epoch + (0 if stopped else 1), "step": run.step,
+           "lr": run.optimizer.param_groups[0]["lr"], **means}
+    if data.val is not None:
+        row.update(validate(run.model, make_loader(data.val, cfg, device, False), device,
+                            cfg.train.amp))
+    row["seconds"] = time.perf_counter() - t0
+    if stopped:
+        row["batch_in_epoch"] = run.batch_in_epoch
+    else:
+        run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+    return row
+
+
+def _save(run: _Run, cfg: ExperimentConfig, out_dir: Path, row: dict, last: bool) -> None:
+    """Checkpoint and metrics log after every epoch; the curves plot at the end and at most
+    every 30 s on the way (drawing costs about a second)."""
+    if run.history and run.history[-1].get("batch_in_epoch"):
+        run.history.pop()  # a partial epoch's row is replaced by the row that completes it
+    run.history.append(row)
+    save_checkpoint(out_dir / CHECKPOINT_FILE, run.model, cfg, optimizer=run.optimizer,
+                    scheduler=run.scheduler, epoch=run.epoch, step=run.step, metrics=row)
+    _write_history(out_dir, run.history)
+    if last or time.monotonic() - run.plotted > 30:
+        from epiflow.models.plots import plot_curves
+        plot_curves(run.history, out_dir / CURVES_FILE)
+        run.plotted = time.monotonic()
+
+
+def train(cfg: ExperimentConfig, out_dir, resume: bool = True) -> TrainResult:
+    """Train ``cfg`` into ``out_dir``: in this process, or with Ray Train when
+    ``train.ray_workers`` > 0. Returns the run's folder, checkpoint and metrics rows."""
+    out_dir = Path(out_dir)
+    if cfg.train.ray_workers > 0:
+        from epiflow.models.distributed import train_with_ray
+        return train_with_ray(cfg, out_dir, resume)
+    return fit(cfg, out_dir, resume=resume)

@@ -1,0 +1,102 @@
+"""Datasets over sessions and the store: labels in camera frames, masking, windows, splits."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from epiflow.models.data import (DataError, PoseDataset, load_sessions, normalize_keypoints,
+                                 prepare_session, split_sessions)
+from epiflow.models.sources import oracle_session, write_session
+from epiflow.store import PoseStore
+
+
+@pytest.fixture(scope="module")
+def session():
+    return oracle_session("02_01", seed=3)
+
+
+def test_labels_are_root_relative_in_each_camera(session):
+    p = prepare_session(session, "gt")
+    rig, X = session.rig, session.gt3d.astype(np.float64)
+    cam = np.einsum("cab,tjb->tcja", rig.R, X) + rig.t[None, :, None]
+    np.testing.assert_allclose(p.y, cam - cam[:, :, :1], atol=1e-5)
+    # the input rays (noisy 2D, undistorted) pass within a few pixels of the labelled joints
+    f = rig.K[0, 0, 0]
+    err_px = f * np.linalg.norm(p.uv - cam[..., :2] / cam[..., 2:], axis=-1)
+    assert np.nanmedian(err_px) < 5
+
+
+def test_normalised_input_does_not_depend_on_distance():
+    rng = np.random.default_rng(0)
+    uv = rng.normal(size=(5, 17, 2)) * 0.1
+    x1 = normalize_keypoints(uv)
+    closer = uv[:, :1] + 2.0 * (uv - uv[:, :1])  # the same pose twice as big around its root
+    x2 = normalize_keypoints(closer)
+    np.testing.assert_allclose(x1[:, 1:], x2[:, 1:], atol=1e-5)
+    np.testing.assert_allclose(x1[:, 0], uv[:, 0], atol=1e-6)  # root slot: where it is seen
+    uv[1, 3] = np.nan
+    x = normalize_keypoints(uv)
+    assert np.isfinite(x).all() and (x[1, 3] == 0).all()
+
+
+def test_nan_labels_get_zero_weight_and_unlabelled_samples_are_left_out(session):
+    T = session.gt3d.shape[0]
+    pseudo = session.pseudo3d.copy()
+    pseudo[:10] = np.nan          # no label at all in the first 10 frames
+    pseudo[10:20, 5] = np.nan     # one joint missing
+    s = replace(session, pseudo3d=pseudo)
+    p = prepare_session(s, "pseudo")
+    assert (p.w[:10] == 0).all() and (p.w[10:20, :, 5] == 0).all() and (p.w[20:] > 0).all()
+    ds = PoseDataset([p])
+    frames = ds.index[:, 1]
+    assert frames.min() == 10 and len(ds) == (T - 10) * 4
+    assert len(PoseDataset([p], keep_unlabelled=True)) == T * 4
+
+
+def test_windows_and_views(session):
+    p = prepare_session(session, "pseudo")
+    ds = PoseDataset([p], window=5)
+    first = next(i for i, (k, t, c) in enumerate(ds.index) if t == 0 and c == 2)
+    b = ds.__getitems__([first])
+    assert b["x"].shape == (1, 1, 5, 17, 2)
+    x = b["x"][0, 0].numpy()
+    np.testing.assert_array_equal(x[0], p.x[0, 2])     # edge frames repeat frame 0
+    np.testing.assert_array_equal(x[2], p.x[0, 2])
+    np.testing.assert_array_equal(x[4], p.x[2, 2])
+    mv = PoseDataset([p], views=True)
+    b = mv.__getitems__([0, 1])
+    assert b["x"].shape == (2, 4, 1, 17, 2) and b["R"].shape == (2, 4, 3, 3)
+    np.testing.assert_allclose(b["R"][0].numpy(), session.rig.R, atol=1e-6)
+    assert len(mv) == session.gt3d.shape[0]
+
+
+def test_split_by_session():
+    names = ["a", "b", "c", "d", "e"]
+    assert split_sessions(names, 0.4) == (["a", "b", "c"], ["d", "e"])
+    assert split_sessions(names, 0.0) == (names, [])
+    assert split_sessions(["a", "b"], 0.01) == (["a"], ["b"])
+    assert split_sessions(names, val_sessions=["b"]) == (["a", "c", "d", "e"], ["b"])
+    with pytest.raises(DataError, match=r"\['x'\]"):
+        split_sessions(names, val_sessions=["x"])
+
+
+def test_store_round_trip_and_bad_stores(tmp_path, session):
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    write_session(store, session, {"method": "true"}, chunk_frames=32)
+    unlabelled = replace(session, name="no_labels", pseudo3d=None, pseudo3d_weight=None)
+    write_session(store, unlabelled, chunk_frames=32)
+    a, b = load_sessions(tmp_path / "s.zarr")
+    assert (a.name, b.name) == ("02_01", "no_labels")
+    np.testing.assert_allclose(a.pseudo3d, session.pseudo3d, atol=1e-6)
+    np.testing.assert_allclose(a.keypoints2d, session.keypoints2d, equal_nan=True)
+    np.testing.assert_allclose(a.gt_rig.R, session.rig.R, atol=1e-9)
+    assert b.pseudo3d is None
+    np.testing.assert_allclose(prepare_session(a, "pseudo").y, prepare_session(session, "pseudo").y,
+                               atol=1e-5)
+    with pytest.raises(DataError, match="no pseudo-labels.*epiflow run.*data.labels = 'gt'"):
+        prepare_session(b, "pseudo")
+    assert np.isfinite(prepare_session(b, "gt").y).any()  # ground truth still trains
+    with pytest.raises(DataError, match="joint set 'h36m17'.*'coco17'"):
+        prepare_session(a, "pseudo", joint_set="coco17")
+    with pytest.raises(DataError, match="image model trains on crops"):
+        load_sessions(tmp_path / "s.zarr", need_crops=True)

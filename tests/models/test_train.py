@@ -1,0 +1,170 @@
+"""Training: the loss falls, resume continues the same run, NaN labels are harmless, bad
+configs and checkpoints are refused with errors that say what to do."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from epiflow.config import ConfigError
+from epiflow.models import train as T
+from epiflow.models.checkpoint import CheckpointError, load_checkpoint, load_model
+from epiflow.models.config import (DataConfig, ExperimentConfig, LossConfig, ModelConfig,
+                                   TrainConfig, load_experiment)
+from epiflow.models.data import DataError, PoseDataset, prepare_session
+from epiflow.models.lifters import MLPConfig, TransformerConfig
+from epiflow.models.sources import oracle_session, write_session
+from epiflow.store import PoseStore
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return [oracle_session("02_01", 0, 0.01), oracle_session("02_04", 1, 0.01),
+            oracle_session("02_03", 2, 0.01)]
+
+
+def _config(**train) -> ExperimentConfig:
+    return ExperimentConfig(
+        data=DataConfig(store="unused", val_sessions=("02_03",)),
+        model=ModelConfig(mlp=MLPConfig(hidden=64, blocks=1, dropout=0.0)),
+        train=TrainConfig(**{"epochs": 4, "batch_size": 64, "lr": 3e-3, "progress": False,
+                             **train}))
+
+
+def test_loss_falls(tmp_path, sessions):
+    cfg = _config(epochs=5)
+    result = T.fit(cfg, tmp_path, T.build_data(cfg, sessions))
+    h = result.history
+    assert [r["epoch"] for r in h] == [1, 2, 3, 4, 5]
+    assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
+    assert h[-1]["val_gt_mm"] < 0.85 * h[0]["val_gt_mm"]
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "curves.png").stat().st_size > 5000
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,lr,train_loss") and len(rows) == 6
+
+
+def test_resume_continues_the_same_run(tmp_path, sessions, monkeypatch):
+    cfg = _config(epochs=3)
+    data = T.build_data(cfg, sessions)
+    straight = T.fit(cfg, tmp_path / "a", data).history
+
+    calls = {"n": 0}
+    real = T._run_epoch
+
+    def crash_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(T, "_run_epoch", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(cfg, tmp_path / "b", data)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt").epoch == 1
+    monkeypatch.setattr(T, "_run_epoch", real)
+    resumed = T.fit(cfg, tmp_path / "b", data).history
+    assert [r["step"] for r in resumed] == [r["step"] for r in straight]
+    for a, b in zip(straight, resumed):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["val_gt_mm"] == pytest.approx(a["val_gt_mm"], rel=1e-5)
+
+
+def test_nan_labels_never_make_nan(tmp_path, sessions):
+    s = sessions[0]
+    pseudo = s.pseudo3d.copy()
+    rng = np.random.default_rng(0)
+    pseudo[rng.random(pseudo.shape[:2]) < 0.3] = np.nan
+    pseudo[:5] = np.nan
+    cfg = _config(epochs=1)
+    data = T.build_data(cfg, [replace(s, pseudo3d=pseudo), sessions[2]])
+    h = T.fit(cfg, tmp_path, data).history
+    assert np.isfinite(h[0]["train_loss"]) and np.isfinite(h[0]["val_gt_mm"])
+    model = load_model(tmp_path / "checkpoint.pt")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_every_loss_term(sessions):
+    cfg = replace(_config(), data=DataConfig(views=True, labels="gt"),
+                  loss=LossConfig(multiview=1.0, reprojection=1.0, symmetry=1.0))
+    batch = PoseDataset([prepare_session(sessions[0], "gt")], views=True).__getitems__(range(16))
+    pred = batch["y"].clone().requires_grad_(True)  # the truth itself: every term near zero
+    total, parts = T.compute_loss(pred, batch, cfg)
+    total.backward()
+    assert set(parts) == {"label", "multiview", "reprojection", "symmetry"}
+    assert parts["label"] < 1e-5 and parts["multiview"] < 1e-5
+    assert parts["reprojection"] < 0.02  # the 2D is noisy by a few pixels
+    assert parts["symmetry"] < 0.01 and torch.isfinite(pred.grad).all()
+    noisy = batch["y"] + 0.05 * torch.randn_like(batch["y"])
+    _, worse = T.compute_loss(noisy, batch, cfg)
+    assert worse["multiview"] > 0.03 and worse["label"] > 0.03
+
+
+def test_transformer_trains_on_windows(tmp_path, sessions):
+    cfg = replace(_config(epochs=2), model=ModelConfig(
+        name="transformer", transformer=TransformerConfig(window=9, dim=16, depth=1, heads=2)))
+    h = T.fit(cfg, tmp_path, T.build_data(cfg, sessions[1:])).history
+    assert h[-1]["train_loss"] < h[0]["train_loss"] and np.isfinite(h[-1]["val_gt_mm"])
+    assert load_checkpoint(tmp_path / "checkpoint.pt").data["model"]["input_window"] == 9
+
+
+class TestBadInput:
+    def test_missing_model_in_config(self, tmp_path):
+        path = tmp_path / "bad.toml"
+        path.write_text('[model]\nname = "resnet"\n')
+        with pytest.raises(ConfigError, match=r"model.name.*\['mlp', 'transformer', 'image'\]"):
+            load_experiment(path)
+        path.write_text('[data]\njoint_set = "smpl24"\n')
+        with pytest.raises(ConfigError, match="data.joint_set.*h36m17"):
+            load_experiment(path)
+
+    def test_store_without_pseudo_labels(self, tmp_path, sessions):
+        store = PoseStore.open(tmp_path / "s.zarr", "a")
+        write_session(store, replace(sessions[0], pseudo3d=None, pseudo3d_weight=None))
+        cfg = replace(_config(), data=DataConfig(store=str(tmp_path / "s.zarr")))
+        with pytest.raises(DataError, match="no pseudo-labels"):
+            T.build_data(cfg)
+        with pytest.raises(FileNotFoundError, match="epiflow run"):
+            T.build_data(replace(cfg, data=DataConfig(store=str(tmp_path / "none.zarr"))))
+
+    def test_joint_set_the_store_does_not_have(self, sessions):
+        cfg = replace(_config(), data=DataConfig(joint_set="coco17", val_sessions=("02_03",)))
+        with pytest.raises(DataError, match="'h36m17'; the config asks for 'coco17'"):
+            T.build_data(cfg, sessions)
+
+    def test_checkpoint_from_another_model(self, tmp_path, sessions):
+        cfg = _config(epochs=1)
+        T.fit(cfg, tmp_path, T.build_data(cfg, sessions[1:]))
+        other = replace(cfg, model=ModelConfig(name="transformer"))
+        with pytest.raises(CheckpointError, match="holds a 'mlp' model; the config asks for "
+                                                  "'transformer'.*another --out"):
+            T.fit(other, tmp_path, T.build_data(other, sessions[1:]))
+        with pytest.raises(CheckpointError, match="not 'transformer'"):
+            load_model(tmp_path / "checkpoint.pt", expect="transformer")
+        wider = replace(cfg, model=ModelConfig(mlp=MLPConfig(hidden=128, blocks=1, dropout=0.0)))
+        with pytest.raises(CheckpointError, match="model.mlp.hidden.*does not fit"):
+            T.fit(wider, tmp_path, T.build_data(wider, sessions[1:]))
+
+    def test_not_a_checkpoint(self, tmp_path):
+        torch.save({"state_dict": {}}, tmp_path / "other.pt")
+        with pytest.raises(CheckpointError, match="not an epiflow checkpoint"):
+            load_checkpoint(tmp_path / "other.pt")
+        (tmp_path / "text.pt").write_text("hello")
+        with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+            load_checkpoint(tmp_path / "text.pt")
+        with pytest.raises(FileNotFoundError, match="epiflow train"):
+            load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.ray
+def test_ray_train_with_two_cpu_workers(tmp_path, sessions):
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    for s in sessions[1:]:
+        write_session(store, s)
+    cfg = replace(_config(epochs=1, ray_workers=2),
+                  data=DataConfig(store=str(tmp_path / "s.zarr"), val_sessions=("02_03",)))
+    result = T.train(cfg, tmp_path / "run")
+    n_train = 4 * sessions[1].gt3d.shape[0]  # every camera-frame of 02_04
+    per_worker_steps = -(-(-(-n_train // 2)) // 64)
+    assert [r["step"] for r in result.history] == [per_worker_steps]
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt.step == per_worker_steps and ckpt.config.train.ray_workers == 2
+    assert np.isfinite(result.history[0]["val_gt_mm"])
