@@ -11,6 +11,9 @@ from epiflow import __version__
 #: Subcommand modules, in the order ``epiflow --help`` lists them.
 COMMANDS = [
     "export",
+    "train",
+    "evaluate",
+    "predict",
 ]
 
 

@@ -1,0 +1,56 @@
+"""``epiflow evaluate CHECKPOINT (--store STORE | --config CONFIG.toml) [--out metrics.json]``:
+accuracy of a trained model against 3D ground truth, per clip and overall (MPJPE, N-MPJPE,
+P-MPJPE in mm; PCK3D at 150 mm; AUC; PSS@50 and @100).
+
+The sessions come from a store (all with ground truth, or ``--session`` ones) or from a recipe
+whose ``[data.source]`` builds them (``--config``; its store is built when it does not exist).
+"""
+from __future__ import annotations
+
+import json
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="evaluate a checkpoint against 3D ground truth",
+                              description=__doc__)
+    p.add_argument("checkpoint", help="checkpoint.pt written by `epiflow train`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--store", help="a pose store whose sessions have gt3d")
+    src.add_argument("--config", help="a recipe whose data section names the evaluation data")
+    p.add_argument("--session", action="append", default=[], metavar="ID",
+                   help="evaluate only this session (repeatable)")
+    p.add_argument("--out", help="write the metrics as JSON here")
+    p.set_defaults(func=run)
+
+
+def _sessions(args):
+    from epiflow.models.data import load_sessions
+    store = args.store
+    if args.config:
+        from epiflow.models.config import load_experiment
+        from epiflow.models.train import ensure_store
+        store = ensure_store(load_experiment(args.config))
+    sessions = load_sessions(store, args.session or None)
+    with_gt = [s for s in sessions if s.gt3d is not None]
+    if not with_gt:
+        raise ValueError(f"no session of {store!r} has ground truth gt3d; evaluation needs it")
+    return with_gt
+
+
+def run(args) -> int:
+    from epiflow.models.evaluate import evaluate_checkpoint, write_json
+    result = evaluate_checkpoint(args.checkpoint, _sessions(args))
+    rows = [("overall", result["overall"])] + list(result["clips"].items())
+    print(f"{'clip':<16}{'poses':>7}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'PCK3D':>7}"
+          f"{'AUC':>7}{'PSS@50':>8}{'PSS@100':>9}")
+    for name, m in rows:
+        print(f"{name:<16}{m['n_poses']:>7}{m['mpjpe_mm']:>8.1f}{m['n_mpjpe_mm']:>9.1f}"
+              f"{m['p_mpjpe_mm']:>9.1f}{m['pck3d']:>7.3f}{m['auc']:>7.3f}{m['pss50']:>8.3f}"
+              f"{m['pss100']:>9.3f}")
+    if args.out:
+        print(f"metrics: {write_json(result, args.out)}")
+    else:
+        print(json.dumps(result["overall"]))
+    return 0

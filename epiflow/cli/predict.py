@@ -1,0 +1,41 @@
+"""``epiflow predict CHECKPOINT (--video FILE | --keypoints NPZ --camera NAME) --out pred.npz``:
+3D poses from one camera's footage with a trained model.
+
+The npz gets ``points3d (T, J, 3)``: root-relative metres in that camera's frame, canonical
+joints (``joint_set``), NaN where the person was not seen; a PNG of a few frames is written
+beside it. ``--video`` detects the person with MediaPipe first. ``--calibration`` gives the
+camera's intrinsics (a camera TOML); without it a centred pinhole is assumed.
+"""
+from __future__ import annotations
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="3D poses from one camera's video or 2D keypoints",
+                              description=__doc__)
+    p.add_argument("checkpoint", help="checkpoint.pt written by `epiflow train`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="a video file of one camera")
+    src.add_argument("--keypoints", help="a keypoints npz (C, T, J, 3) with several cameras")
+    p.add_argument("--camera", help="which camera of --keypoints (required with it); with "
+                                    "--video, its name in --calibration (default: file stem)")
+    p.add_argument("--calibration", help="camera TOML with that camera's intrinsics")
+    p.add_argument("--out", required=True, help="output npz (a PNG is written beside it)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from epiflow.models.predict import predict_npz, predict_video, save_prediction
+    if args.keypoints:
+        if not args.camera:
+            raise ValueError("--keypoints needs --camera NAME (which camera's keypoints to lift)")
+        pred = predict_npz(args.checkpoint, args.keypoints, args.camera, args.calibration)
+    else:
+        pred = predict_video(args.checkpoint, args.video, args.calibration, args.camera)
+    npz, png = save_prediction(pred, args.out, plot=not args.no_plot)
+    seen = int((pred.points3d == pred.points3d).all((1, 2)).sum())
+    print(f"{seen}/{len(pred.points3d)} frames predicted ({pred.joint_set}, camera "
+          f"{pred.camera}): {npz}" + (f", {png}" if png else ""))
+    return 0
