@@ -36,8 +36,9 @@ class SourceConfig:
     ``cmu_synthetic``: synthetic captures of CMU ``clips`` (``02_01``...; read from
     ``data_dir/cmu_mocap`` when given, else the packaged clips) by a virtual rig of ``n_cameras``;
     2D corrupted with ``noise_px`` and ``outlier_fraction``; cameras ``from_people``
-    (:func:`calibrate_from_people`) or ``true``; pseudo-labels by robust multi-view
-    triangulation (``robust``) or EpipolarPose's two views (``two_view``). ``crop_size`` > 0 also
+    (:func:`calibrate_from_people`, given the true intrinsics when ``intrinsics = "known"``) or
+    ``true``; pseudo-labels by robust multi-view triangulation (``robust``) or EpipolarPose's two
+    views (``two_view``: cameras 0 and 1, unweighted; every camera's 2D still trains). ``crop_size`` > 0 also
     stores person crops (rendered from the 2D skeleton) for the image model.
     """
 
@@ -53,6 +54,7 @@ class SourceConfig:
     noise_px: float = 2.0
     outlier_fraction: float = 0.02
     cameras: Literal["from_people", "true"] = "from_people"
+    intrinsics: Literal["known", "unknown"] = "known"
     labels: Literal["robust", "two_view"] = "robust"
     crop_size: int = 0
 

@@ -9,19 +9,41 @@ import numpy as np
 __all__ = ["plot_curves", "plot_prediction", "camera_to_display"]
 
 
+_LEGEND = {"val_label_mm": "against the labels", "val_gt_mm": "against ground truth"}
+
+
 def plot_curves(history: Sequence[dict], path) -> Path:
-    """Plot the losses (``train_*``) and validation errors (``val_*``, mm) against the step.
+    """Training curves against the step: the loss and its terms (``train_*``), the validation
+    errors in mm (``val_*``: against the labels and against ground truth) and the learning rate.
 
     Args:
         history: metric rows as :func:`epiflow.models.train.fit` logs them (one per epoch).
     """
-    from epiflow.viz import plot_training_curves, save_png
-    keys = [k for k in dict.fromkeys(k for row in history for k in row)
-            if k.startswith(("train_", "val_"))]
-    columns = {k: np.array([row.get(k, np.nan) for row in history], float) for k in keys}
-    columns["step"] = np.array([row["step"] for row in history], float)
-    return save_png(plot_training_curves(columns, x="step", title=f"training ({Path(path).parent.name})"),
-                    path)
+    from matplotlib.figure import Figure
+
+    from epiflow.viz import save_png
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    step = np.array([row["step"] for row in history], float)
+    panels = [("training loss (m)", [k for k in keys if k.startswith("train_")], True),
+              ("validation error (mm)", [k for k in keys if k.startswith("val_")], False),
+              ("learning rate", ["lr"], True)]
+    fig = Figure(figsize=(13, 3.6), dpi=100)
+    for i, (title, names, log) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        for name in names:
+            y = np.array([row.get(name, np.nan) for row in history], float)
+            ok = np.isfinite(y)
+            ax.plot(step[ok], y[ok], marker="o" if ok.sum() <= 40 else None, ms=3, lw=1.3,
+                    label=_LEGEND.get(name, name.removeprefix("train_")))
+        if log and any(np.nanmin([row.get(n, np.nan) for row in history]) > 0 for n in names):
+            ax.set_yscale("log")
+        ax.set(title=title, xlabel="step")
+        ax.grid(alpha=0.3)
+        if names:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"training: {Path(path).parent.name}", fontsize=10)
+    fig.tight_layout()
+    return save_png(fig, path)
 
 
 def camera_to_display(points: np.ndarray) -> np.ndarray:

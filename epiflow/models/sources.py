@@ -118,7 +118,8 @@ def _recover_cameras(capture, source: SourceConfig) -> tuple[CameraRig, dict]:
     if source.cameras == "true":
         return capture.rig, {"method": "true"}
     from epiflow.calibration.from_people import calibrate_from_people
-    result = calibrate_from_people(capture.keypoints, intrinsics=capture.rig)
+    intrinsics = capture.rig if source.intrinsics == "known" else None
+    result = calibrate_from_people(capture.keypoints, intrinsics=intrinsics)
     return result.rig, dict(result.report)
 
 
@@ -132,10 +133,10 @@ def label_session(capture, source: SourceConfig) -> tuple[SessionArrays, dict]:
     kp = capture.keypoints.data
     if source.labels == "robust":
         from epiflow.calibration.triangulation import triangulate_sequence
-        tri = triangulate_sequence(rig, kp)
+        tri = triangulate_sequence(rig, kp, capture.keypoints.joint_set)
         points, weight = np.asarray(tri.points), np.asarray(tri.weight)
     else:
-        points, weight, rig = _two_view_labels(rig, kp)
+        points, weight = _two_view_labels(rig, kp, capture.keypoints.joint_set)
     base = session_from_capture(capture)
     weight = np.where(np.isfinite(points).all(-1), np.nan_to_num(weight), 0.0)
     crops = (render_crops(base.keypoints2d, base.joint_set, source.crop_size)
@@ -146,14 +147,14 @@ def label_session(capture, source: SourceConfig) -> tuple[SessionArrays, dict]:
     return session, report
 
 
-def _two_view_labels(rig: CameraRig, keypoints2d: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, CameraRig]:
-    """EpipolarPose's labels (cameras 0 and 1) and the rig whose world is camera 0's frame."""
+def _two_view_labels(rig: CameraRig, keypoints2d: np.ndarray, joint_set: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """EpipolarPose's labels: cameras 0 and 1 only, plain linear triangulation, every label
+    weighted alike (it has no notion of label quality); in the rig's world frame."""
     from epiflow.calibration.triangulation import triangulate_two_view
-    tri = triangulate_two_view(rig, keypoints2d, pair=(0, 1))
-    cam0 = rig[0]
-    in_cam0 = rig.transformed(1.0, cam0.R, cam0.t)  # world := camera 0's frame
-    return np.asarray(tri.points), np.asarray(tri.weight), in_cam0
+    tri = triangulate_two_view(rig, keypoints2d, pair=(0, 1), frame="world", joint_set=joint_set)
+    points = np.asarray(tri.points)
+    return points, np.isfinite(points).all(-1).astype(np.float32)
 
 
 def write_session(store, session: SessionArrays, calibration: dict | None = None,

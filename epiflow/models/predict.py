@@ -1,0 +1,170 @@
+"""Monocular 3D pose for one camera's footage: 2D keypoints (or a video, detected with MediaPipe)
+in, ``points3d (T, J, 3)`` out, root-relative metres in that camera's frame, canonical joints.
+
+Without a calibration the camera is taken as an undistorted pinhole with its principal point at
+the image centre and a focal length of the larger image side (about a 53° field of view); the
+lifters' input is scale-normalised, so the focal length only changes the direction the person
+is seen from, a small effect. Give ``calibration`` (a camera TOML) for the exact camera.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from epiflow.calibration.camera import Camera, CameraRig
+from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
+from epiflow.models.data import normalize_keypoints
+from epiflow.skeleton import get_joint_set, map_to_h36m
+
+__all__ = ["Prediction", "default_camera", "lift_sequence", "predict_keypoints", "predict_npz",
+           "predict_video", "save_prediction"]
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """A predicted sequence: ``points3d (T, J, 3)`` root-relative metres in ``camera``'s frame
+    (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None)."""
+
+    points3d: np.ndarray
+    joint_set: str
+    camera: str
+    fps: float | None = None
+
+
+def default_camera(name: str, size: tuple[int, int]) -> Camera:
+    """A pinhole camera for an image of ``size`` (w, h): focal = max(w, h), centred, no distortion."""
+    w, h = int(size[0]), int(size[1])
+    f = float(max(w, h))
+    return Camera(name, np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]), size=(w, h))
+
+
+@torch.no_grad()
+def lift_sequence(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Run a lifter over a sequence, each frame with its window (edges repeat the end frames).
+
+    Args:
+        x: (T, J, 2) normalised lifter input (:func:`normalize_keypoints`).
+
+    Returns:
+        (T, J, 3) float32 root-relative metres.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    T, W = len(x), model.input_window
+    idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
+    out = []
+    for start in range(0, T, batch_size):
+        windows = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))
+        out.append(model(windows.to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.n_joints, 3), np.float32)
+
+
+def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray:
+    if joint_set == target:
+        return keypoints
+    if target != "h36m17":
+        raise ValueError(f"the model works on joint set {target!r}; keypoints in {joint_set!r} "
+                         f"cannot be mapped to it (only onto h36m17)")
+    return map_to_h36m(keypoints, joint_set, confidence=True)
+
+
+def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camera,
+                      model_joint_set: str = "h36m17") -> np.ndarray:
+    """3D poses from one camera's 2D keypoints with a lifter.
+
+    Args:
+        keypoints: (T, J_src, 3) pixels and confidence of ``joint_set``.
+        camera: the camera that saw them (intrinsics and distortion are used).
+
+    Returns:
+        (T, J, 3) root-relative metres in the camera's frame, ``model_joint_set`` joints; NaN
+        for frames whose root joint is not seen.
+    """
+    if getattr(model, "input_kind", "keypoints") != "keypoints":
+        raise ValueError(f"a {model.kind!r} model reads images, not keypoints: use --video")
+    kp = _canonical(np.asarray(keypoints, np.float64), joint_set, model_joint_set)
+    root = get_joint_set(model_joint_set).parents.index(-1)
+    uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
+    pred = lift_sequence(model, normalize_keypoints(uv, root))
+    seen = np.isfinite(uv[:, root]).all(-1) & (kp[:, root, 2] > 0)
+    pred[~seen] = np.nan
+    return pred
+
+
+def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_model(ckpt, device=device), ckpt
+
+
+def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Prediction:
+    """Predict from a keypoints npz (:mod:`epiflow.datasets.keypoints`) for camera ``camera_name``.
+
+    Args:
+        calibration: a camera TOML holding that camera, or None (see the module docstring).
+    """
+    from epiflow.datasets.keypoints import load_npz
+    model, ckpt = _model_for(checkpoint)
+    kp = load_npz(npz_path)
+    if camera_name not in kp.camera_names:
+        raise KeyError(f"{npz_path}: no camera {camera_name!r}; it has: "
+                       f"{', '.join(kp.camera_names)}")
+    c = kp.camera_names.index(camera_name)
+    camera = (CameraRig.load(calibration)[camera_name] if calibration
+              else default_camera(camera_name, tuple(kp.image_size[c])))
+    points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
+                               ckpt.config.data.joint_set)
+    return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps)
+
+
+def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.ndarray:
+    from epiflow.pipeline.detect import person_crops
+    crops, _ = person_crops(list(frames[..., ::-1]), keypoints, size)  # it takes BGR frames
+    return crops
+
+
+@torch.no_grad()
+def predict_video(checkpoint, video, calibration=None, camera_name: str | None = None,
+                  detector=None) -> Prediction:
+    """Detect the person in a video with MediaPipe and predict 3D poses (lifters from the 2D
+    keypoints; the image model from person crops around them)."""
+    from epiflow.pipeline.detectors import MediaPipeDetector, read_frames, video_info
+    model, ckpt = _model_for(checkpoint)
+    info = video_info(video)
+    name = camera_name or Path(video).stem
+    frames = read_frames(video)
+    detector = detector or MediaPipeDetector()
+    kp = detector(frames)
+    camera = CameraRig.load(calibration)[name] if calibration else default_camera(name, info.size)
+    js = ckpt.config.data.joint_set
+    if model.input_kind == "keypoints":
+        points = predict_keypoints(model, kp, detector.joint_set, camera, js)
+    else:
+        crops = _video_crops(frames, kp, model.config.image_size)
+        device = next(model.parameters()).device
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
+        points = np.concatenate([model(b.to(device)).float().cpu().numpy() for b in x.split(256)])
+        points[~(crops.reshape(len(crops), -1).max(1) > 0)] = np.nan
+    return Prediction(points, js, name, info.fps)
+
+
+def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Path | None]:
+    """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` to an npz and,
+    when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {} if pred.fps is None else {"fps": np.float64(pred.fps)}
+    np.savez_compressed(path, points3d=pred.points3d.astype(np.float32),
+                        joint_set=np.str_(pred.joint_set), camera=np.str_(pred.camera), **extra)
+    png = None
+    if plot:
+        from epiflow.models.plots import plot_prediction
+        seen = np.isfinite(pred.points3d).all((1, 2))
+        if seen.any():
+            png = plot_prediction(pred.points3d[seen], path.with_suffix(".png"), pred.joint_set,
+                                  title=f"{pred.camera}: predicted 3D pose (camera frame)")
+    return path, png
