@@ -58,7 +58,8 @@ class ReportInputs:
             they are compared in; shown root-relative (pelvis placed on the truth's, when given).
         joint_set: joint set of ``pseudo3d``, ``truth3d`` and ``predictions3d``.
         metrics_csv: the trainer's metrics log (columns step/epoch, train_loss, val metrics).
-        metrics: table title -> {metric name (with its unit) -> value}.
+        metrics: table title -> {metric name (with its unit) -> value}, or -> {row -> {column
+            -> value}} for a grid (e.g. one row per session).
         images: C images (H, W, 3) uint8 RGB of frame ``frame``, drawn under the reprojections.
         frame: the frame shown in the reprojections (default: the one most joints are seen in).
         n_skeleton_frames: how many frames (evenly spaced) the 3D skeleton figure shows.
@@ -225,13 +226,22 @@ def _cell(value) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
-def _tables(metrics: Mapping[str, Mapping[str, object]]) -> list[str]:
-    parts = []
-    for title, rows in metrics.items():
-        parts.append(f"<h3>{html.escape(title)}</h3><table>")
+def _table(title: str, rows: Mapping[str, object]) -> list[str]:
+    """One table: ``{name: value}`` as two columns, or ``{row: {column: value}}`` as a grid."""
+    parts = [f"<h3>{html.escape(title)}</h3><table>"]
+    if rows and all(isinstance(v, Mapping) for v in rows.values()):
+        cols = list(dict.fromkeys(c for v in rows.values() for c in v))
+        parts.append("<tr><th></th>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+                     + "</tr>")
+        parts += [f"<tr><th>{html.escape(str(r))}</th>"
+                  + "".join(_cell(v.get(c, "")) for c in cols) + "</tr>" for r, v in rows.items()]
+    else:
         parts += [f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows.items()]
-        parts.append("</table>")
-    return parts
+    return parts + ["</table>"]
+
+
+def _tables(metrics: Mapping[str, Mapping[str, object]]) -> list[str]:
+    return [line for title, rows in metrics.items() for line in _table(title, rows)]
 
 
 def render_html(title: str, summary: str, figures: Sequence[ReportFigure],

@@ -431,17 +431,28 @@ def read_metrics_csv(path) -> dict[str, np.ndarray]:
     return out
 
 
+UNIT_SUFFIXES = ("mm", "m", "px", "deg", "pct")
+
+
 def _curve_groups(metrics: Mapping[str, np.ndarray], x_name: str | None) -> list[list[str]]:
-    skip = {x_name, "step", "epoch", "time", "wall_s", "lr"}
-    names = [k for k in metrics if k not in skip and np.isfinite(metrics[k]).any()]
-    losses = [k for k in names if "loss" in k]
-    return ([losses] if losses else []) + [[k] for k in names if k not in losses]
+    """Panels: the losses (``*loss*`` and ``train_*`` terms) together, then metrics sharing a
+    unit suffix (``val_label_mm`` with ``val_gt_mm``), then each other metric alone."""
+    skip = {x_name, "step", "epoch", "time", "seconds", "wall_s", "lr", "batch_in_epoch"}
+    names = [k for k in metrics if k not in skip and not k.endswith("_per_s")
+             and np.isfinite(metrics[k]).any()]
+    losses = [k for k in names if "loss" in k or k.startswith("train_")]
+    groups = {}
+    for k in names:
+        if k not in losses:
+            unit = k.rsplit("_", 1)[-1]
+            groups.setdefault(unit if unit in UNIT_SUFFIXES else k, []).append(k)
+    return ([losses] if losses else []) + list(groups.values())
 
 
 def plot_training_curves(metrics: Mapping[str, np.ndarray] | str | Path,
                          x: str | None = None, title: str | None = None) -> Figure:
-    """Training curves: the losses in one panel (log scale when they span a decade), then one
-    panel per other metric (validation MPJPE, PCK, learning-free columns...).
+    """Training curves: the losses in one panel (log scale when they span a decade), then the
+    other metrics, those with the same unit suffix (``_mm``, ``_px``...) sharing a panel.
 
     Args:
         metrics: a metrics CSV path, or column name -> (N,) values (NaN where not logged).

@@ -101,6 +101,13 @@ class TestWriteReport:
 
 
 class TestRenderHtml:
+    def test_grid_table(self):
+        text = render_html("t", "", [], {"per session": {"a": {"x (mm)": 1.5, "y": 2},
+                                                         "b": {"y": 3}}})
+        rows = re.findall(r"<tr>(.*?)</tr>", text)
+        assert rows[0] == "<th></th><th>x (mm)</th><th>y</th>"
+        assert rows[2] == '<th>b</th><td></td><td class="num">3</td>'  # missing cell left empty
+
     def test_nan_and_types(self):
         text = render_html("t", "", [], {"x": {"nan": float("nan"), "int": np.int64(3),
                                                "flag": True}})

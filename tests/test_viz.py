@@ -218,7 +218,8 @@ class TestTrainingCurves:
     def test_read_metrics_csv(self, tmp_path):
         m = viz.read_metrics_csv(self._log(tmp_path / "m.csv"))
         assert set(m) == {"step", "epoch", "train_loss", "val_mpjpe"}  # text column left out
-        assert np.isfinite(m["val_mpjpe"]).sum() == 10 and m["train_loss"][99] == pytest.approx(0.01)
+        assert np.isfinite(m["val_mpjpe"]).sum() == 10
+        assert m["train_loss"][99] == pytest.approx(0.01)
 
     def test_panels(self, tmp_path):
         fig = viz.plot_training_curves(self._log(tmp_path / "m.csv"))

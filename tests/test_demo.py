@@ -1,0 +1,100 @@
+"""The demo: its metrics tables and report assembly on in-memory sessions (fast), and the whole
+``epiflow demo --quick`` run (pipeline on a local Ray, training, evaluation, report)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from scipy.spatial.transform import Rotation
+
+from epiflow.datasets.synthetic import Corruption, cmu_capture
+from epiflow.demo import (DemoConfig, camera_tables, label_tables, model_tables,
+                          pipeline_config, report_inputs)
+from epiflow.models.data import SessionArrays
+from epiflow.report import write_report
+
+GAUGE = (0.5, Rotation.from_rotvec([0.1, -0.4, 2.0]).as_matrix(), np.array([3.0, -1.0, 0.2]))
+
+
+@pytest.fixture(scope="module")
+def session() -> SessionArrays:
+    """A session as the pipeline leaves it: cameras and labels in another world than the truth's
+    (half the scale, turned, shifted), labels 1 cm off the truth."""
+    cap = cmu_capture("02_01", n_cameras=4, corruption=Corruption(noise_px=1.0), seed=4)
+    s, R, t = GAUGE
+    noise = np.random.default_rng(0).normal(0, 0.01, cap.points3d.shape)
+    labels = s * (cap.points3d + noise) @ R.T + t
+    return SessionArrays(name="walk", keypoints2d=cap.keypoints.data.astype(np.float32),
+                         rig=cap.rig.transformed(s, R, t), joint_set="h36m17",
+                         pseudo3d=labels.astype(np.float32),
+                         pseudo3d_weight=np.full(labels.shape[:2], 0.9, np.float32),
+                         gt3d=cap.points3d.astype(np.float32), gt_rig=cap.rig, fps=30.0)
+
+
+class TestTables:
+    def test_camera_table_removes_the_gauge_but_not_the_scale(self, session):
+        row = camera_tables([session])["walk"]
+        assert row["relative rotation, max (deg)"] < 1e-6
+        assert row["baseline direction, max (deg)"] < 1e-6
+        assert row["position after similarity, max (m)"] < 1e-6
+        assert row["metric scale error (%)"] == pytest.approx(100.0, abs=1e-6)  # 0.5 m per m
+
+    def test_label_table(self, session):
+        row = label_tables([session])["walk"]
+        assert row["joints labelled (%)"] == 100.0 and row["median weight"] == pytest.approx(0.9)
+        # 1 cm of isotropic noise per axis: a mean 3D error near 16 mm once the gauge is removed
+        assert 12.0 < row["MPJPE vs truth, one similarity (mm)"] < 20.0
+        assert 0.5 < row["median reprojection error (px)"] < 10.0
+
+    def test_no_truth_no_comparison(self, session):
+        from dataclasses import replace
+        blind = replace(session, gt3d=None, gt_rig=None)
+        assert camera_tables([blind]) == {}
+        assert "MPJPE vs truth, one similarity (mm)" not in label_tables([blind])["walk"]
+
+    def test_model_table(self):
+        ev = {"overall": {"mpjpe_mm": 50.0, "pck3d": 0.9, "n_poses": 10, "pss50": 0.1},
+              "clips": {"walk": {"mpjpe_mm": 40.0, "p_mpjpe_mm": 30.0}}}
+        rows = model_tables(ev)
+        assert rows == {"walk": {"MPJPE (mm)": 40.0, "P-MPJPE (mm)": 30.0},
+                        "all": {"MPJPE (mm)": 50.0, "PCK3D @150 mm": 0.9, "poses": 10}}
+
+
+class TestConfigs:
+    def test_pipeline_config_calibrates_from_people(self, tmp_path):
+        cfg = pipeline_config(DemoConfig(num_cpus=2), tmp_path / "s.zarr")
+        assert cfg.calibrate.method == "people" and cfg.ray.num_cpus == 2
+        assert [s.synthetic.clip for s in cfg.sessions] == ["02_03", "02_04", "02_01"]
+        assert len({s.synthetic.seed for s in cfg.sessions}) == 3  # a different rig each
+        quick = pipeline_config(DemoConfig(quick=True), tmp_path / "s.zarr")
+        assert len(quick.sessions) == 2 and quick.sessions[0].synthetic.frames == 40
+        videos = pipeline_config(DemoConfig(videos=str(tmp_path)), tmp_path / "s.zarr")
+        assert videos.sessions[0].videos == str(tmp_path.resolve())
+
+
+class TestReportAssembly:
+    def test_report_of_a_session(self, session, tmp_path):
+        (tmp_path / "train").mkdir()
+        (tmp_path / "train" / "metrics.csv").write_text(
+            "epoch,step,train_loss,val_gt_mm\n1,10,1.0,300\n2,20,0.5,200\n3,30,0.2,120\n")
+        pred = session.gt3d - session.gt3d[:, :1]
+        metrics = {"cameras from people vs true": camera_tables([session]),
+                   "pseudo-labels": label_tables([session])}
+        inputs = report_inputs(DemoConfig(), session, tmp_path / "train", pred, metrics)
+        page = write_report(inputs, tmp_path / "report")
+        pngs = set(re.findall(r"<img src='([^']+)'", page.read_text()))
+        assert pngs == {"cameras.png", "reprojections.png", "reprojection_errors.png",
+                        "skeletons.png", "training.png"}
+        for name in pngs:
+            assert imread(tmp_path / "report" / name)[..., :3].std() > 0.02, name
+        text = page.read_text()
+        assert "walk" in text and "metric scale error (%)" in text
+        assert "synthetic capture" in text
+
+
+def test_cli_arguments():
+    from epiflow.cli import build_parser
+    args = build_parser().parse_args(["demo", "--quick", "--out", "x", "--num-cpus", "2"])
+    assert args.quick and args.out == "x" and args.num_cpus == 2 and args.videos is None
