@@ -1,0 +1,153 @@
+"""Which views to trust: consensus over camera pairs, reprojection gating, left/right swap test.
+
+Consensus (:func:`consensus_views`), for all points at once: every pair of cameras that both see
+a point proposes it (a two-view linear triangulation); the proposal is projected into every view
+and scored by how many observed views fall within ``gate_px`` of it (ties broken by the squared
+residuals of those inliers); each point keeps its best proposal's inliers, which are then
+re-triangulated, re-gated and re-triangulated until the inlier sets stop changing. A view far from
+the others' agreement (a gross detector error, another person, a mirrored joint) is left out; a
+point that no two views agree on has no consensus.
+
+Swap test (:func:`detect_swaps`), for a whole skeleton in one camera-frame: the joints triangulated
+from all views are projected into the view and compared with its keypoints as labelled and with
+its keypoints mirrored (every left joint exchanged with its right twin). A view whose mirrored
+labels fit clearly better was mirrored by the detector.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+import torch
+
+from epiflow.calibration.multiview import (Observations, features, normal_equation_matrix,
+                                           solve_normal_equations, solve_reweighted, view_residuals)
+
+__all__ = ["consensus_views", "detect_swaps", "temporal_reference"]
+
+#: score bonus of the prior proposal: above any tie-break among equal counts (< 0.99), below one
+PRIOR_BONUS = 0.995
+
+
+def _tie_break(isotropy: torch.Tensor, inliers: torch.Tensor, r_rel: torch.Tensor,
+               conf: torch.Tensor) -> torch.Tensor:
+    """(N,) in [0, 1]: between proposals with as many inliers, prefer the better-conditioned
+    proposal (rays far from parallel), then more confident and closer inliers."""
+    n = inliers.sum(0).clamp(min=1)
+    mean_conf = torch.where(inliers, conf.clamp(0, 1), 0).sum(0) / n
+    mean_r2 = torch.where(inliers, r_rel * r_rel, 0).sum(0) / n
+    return 0.4 * isotropy + 0.4 * mean_conf + 0.2 * (1 - mean_r2)
+
+
+def _pair_proposals(obs: Observations, gate_px: float, prior: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """(C, N) bool: the inliers of each point's best proposal (all False if none): the two-view
+    proposals, and ``prior`` (3, N) (NaN where none) when given."""
+    C, N = obs.x.shape
+    G = normal_equation_matrix(obs.R, obs.t).reshape(9, C, 4).permute(1, 0, 2)  # (C, 9, 4)
+    F = features(obs, obs.conf * obs.focal ** 2).reshape(C, 4, N)
+    best = torch.full((N,), -float("inf"), dtype=obs.x.dtype, device=obs.x.device)
+    best_in = torch.zeros_like(obs.observed)
+    for i, j in combinations(range(C), 2):
+        pair = obs.observed[i] & obs.observed[j]
+        sol = solve_normal_equations(G[i] @ F[i] + G[j] @ F[j])
+        r = view_residuals(obs, sol.points)
+        inl = obs.observed & (r < gate_px)
+        score = inl.sum(0) + 0.99 * _tie_break(sol.isotropy, inl, r / gate_px, obs.conf)
+        score = torch.where(pair & sol.ok & inl[i] & inl[j], score, -float("inf"))
+        better = score > best
+        best = torch.where(better, score, best)
+        best_in = torch.where(better, inl, best_in)
+    if prior is not None:  # one more proposal, winning ties: as many inliers and the prior
+        inl = obs.observed & (view_residuals(obs, prior) < gate_px)
+        score = torch.where(inl.sum(0) >= 2, inl.sum(0) + PRIOR_BONUS, -float("inf"))
+        better = score > best
+        best_in = torch.where(better, inl, best_in)
+    return best_in
+
+
+def consensus_views(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
+    """The views that agree with each other, for every point.
+
+    Args:
+        obs: observations of N points by C cameras.
+        gate_px: a view is an inlier when its reprojection error (undistorted pixels) is below this.
+        max_rounds: re-triangulate / re-gate rounds after the best proposal.
+        prior: (3, N) expected positions (observations' frame; NaN where none), e.g. from the
+            neighbouring frames (:func:`temporal_reference`). The views within the gate of the
+            prior are one more proposal, which wins against two-view proposals with as many
+            inliers, and loses against proposals with more.
+
+    Returns:
+        (C, N) bool; a point with fewer than two True views has no consensus.
+    """
+    if gate_px <= 0:
+        raise ValueError(f"gate_px must be positive (pixels); got {gate_px}")
+    use = _pair_proposals(obs, gate_px, prior)
+    G = normal_equation_matrix(obs.R, obs.t)
+    for _ in range(max_rounds):
+        sol = solve_reweighted(obs, use, G)
+        new = obs.observed & (view_residuals(obs, sol.points) < gate_px) \
+            & (use.sum(0) >= 2)
+        if torch.equal(new, use):
+            break
+        use = new
+    return use
+
+
+def detect_swaps(obs: Observations, reference: torch.Tensor, n_frames: int, flip: torch.Tensor,
+                 gate_px: float = 20.0, ratio: float = 0.6) -> torch.Tensor:
+    """Camera-frames whose left/right labels are mirrored.
+
+    Args:
+        obs: observations of T × J points (frame-major: point ``t J + j``).
+        reference: (C, 3, T J) for each camera, the points triangulated *without* that camera
+            (:func:`~epiflow.calibration.multiview.leave_one_out`), so a mirrored view cannot
+            vouch for itself.
+        n_frames: T. flip: (J,) long, the joint set's left/right permutation.
+        gate_px: residuals are truncated at this (pixels) so one gross error cannot decide.
+        ratio: mirrored when the truncated squared cost of the mirrored labels is below
+            ``ratio`` × that of the labels as given, and lower by at least ``gate_px²`` (one
+            joint's worth of disagreement).
+
+    Returns:
+        (T, C) bool, True where the camera-frame's labels should be mirrored.
+    """
+    C, T, J = obs.n_cameras, n_frames, flip.numel()
+    cam = obs.R @ reference + obs.t[..., None]
+    z = cam[:, 2].reshape(C, T, J)
+    px, py = (cam[:, 0] / cam[:, 2]).reshape(C, T, J), (cam[:, 1] / cam[:, 2]).reshape(C, T, J)
+    ox, oy = obs.x.reshape(C, T, J), obs.y.reshape(C, T, J)
+    seen = obs.observed.reshape(C, T, J)
+    placed = torch.isfinite(px) & torch.isfinite(py) & (z > 0)
+    paired = flip != torch.arange(J, device=flip.device)
+    valid = seen & seen[..., flip] & placed & placed[..., flip] & paired
+    f = obs.focal[:, :, None]
+
+    def cost(x, y):
+        e = (f * torch.hypot(px - x, py - y)).clamp(max=gate_px)
+        return torch.where(valid, e * e, 0).sum(-1)
+    keep, swap = cost(ox, oy), cost(ox[..., flip], oy[..., flip])
+    mirrored = (valid.sum(-1) >= 2) & (swap < ratio * keep) & (keep - swap > gate_px ** 2)
+    return mirrored.T
+
+
+def temporal_reference(points: torch.Tensor) -> torch.Tensor:
+    """Where each joint should be, judging by its neighbouring frames only.
+
+    The median (per coordinate) of up to three predictions: the midpoint of frames t - 1 and
+    t + 1, and the linear extrapolations from t - 2, t - 1 and from t + 2, t + 1; missing
+    neighbours leave their predictions out.
+
+    Args:
+        points: (T, J, 3) metres, NaN where missing.
+
+    Returns:
+        (T, J, 3); NaN where no prediction is possible.
+    """
+    T = points.shape[0]
+    nan = torch.full_like(points[:1], float("nan")).expand(2, *points.shape[1:])
+    padded = torch.cat([nan, points, nan])
+    p2, p1, n1, n2 = (padded[2 + k:2 + k + T] for k in (-2, -1, 1, 2))
+    guesses = torch.stack([(p1 + n1) / 2, 2 * p1 - p2, 2 * n1 - n2])
+    return guesses.nanmedian(0).values
