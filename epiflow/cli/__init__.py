@@ -10,6 +10,7 @@ from epiflow import __version__
 
 #: Subcommand modules, in the order ``epiflow --help`` lists them.
 COMMANDS = [
+    "triangulate",
     "export",
     "train",
     "evaluate",
