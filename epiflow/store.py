@@ -32,7 +32,9 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 | cameras/size           | (C, 2)         | int32   | image (width, height), pixels          | whole            |
 +------------------------+----------------+---------+----------------------------------------+------------------+
 | gt3d (optional)        | (T, J, 3)      | float32 | ground-truth joints, metres, in the    | (F, J, 3)        |
-|                        |                |         | frame named by attr ``gt3d_frame``     |                  |
+|                        |                |         | frame named by attr ``gt3d_frame``:    |                  |
+|                        |                |         | ``gt_cameras`` = world of the true rig |                  |
+|                        |                |         | in attr ``gt_cameras_toml``            |                  |
 +------------------------+----------------+---------+----------------------------------------+------------------+
 | crops (optional)       | (T, C, H, W, 3)| uint8   | square RGB person crops, H = W =       | (F, 1, H, W, 3)  |
 |                        |                |         | ``crop_size``; zeros where no person   |                  |
@@ -60,15 +62,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import zarr
 
 from epiflow import __version__
-from epiflow.calibration.camera import CameraRig
-from epiflow.calibration.formats import rig_from_toml, rig_to_toml
 from epiflow.skeleton import get_joint_set
+
+if TYPE_CHECKING:  # the camera code imports torch; detection workers need none of it
+    from epiflow.calibration.camera import CameraRig
 
 __all__ = ["SCHEMA_VERSION", "STAGES", "PoseStore", "Session", "StoreError",
            "StoreVersionError", "natural_key"]
@@ -158,10 +161,13 @@ class PoseStore:
 
     def session(self, session_id: str) -> "Session":
         """The session called ``session_id``; KeyError naming the available ones otherwise."""
-        if session_id not in self.session_ids():
+        try:
+            group = self.root["sessions"][session_id]
+        except KeyError:
             raise KeyError(f"no session {session_id!r} in store {self.url!r}; it has: "
-                           f"{', '.join(self.session_ids()) or 'none'}")
-        group = self.root["sessions"][session_id]
+                           f"{', '.join(self.session_ids()) or 'none'}") from None
+        if not isinstance(group, zarr.Group):
+            raise KeyError(f"sessions/{session_id} in {self.url!r} is not a session group")
         _check_version(group.attrs.get("schema_version"), f"session {session_id!r} of {self.url!r}")
         return Session(group, session_id, self.url)
 
@@ -204,6 +210,20 @@ class PoseStore:
             "status": {s: "pending" for s in STAGES}, "failure": None, "complete": False,
             **(attrs or {})})
         return Session(group, session_id, self.url)
+
+    def record_failure(self, session_id: str, stage: str, reason: str) -> None:
+        """Record that ``stage`` failed for a session, creating an empty group (attributes
+        only, no arrays) when the failure came before the session could be created."""
+        self._check_writable()
+        if session_id in self:
+            self.session(session_id).mark_failed(stage, reason)
+            return
+        group = self.root.require_group("sessions").create_group(session_id, overwrite=True)
+        status = {s: "pending" for s in STAGES}
+        status[stage] = "failed"
+        group.attrs.update({"schema_version": SCHEMA_VERSION, "code_version": __version__,
+                            "status": status, "failure": {"stage": stage, "reason": str(reason)},
+                            "complete": False})
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its arrays."""
@@ -331,8 +351,9 @@ class Session:
             attrs["status"].get(s) == "done" for s in STAGES)
 
     @property
-    def rig(self) -> CameraRig:
+    def rig(self) -> "CameraRig":
         """The session's cameras (from the camera TOML attribute, the exact copy)."""
+        from epiflow.calibration.formats import rig_from_toml
         text = self.group.attrs.get("cameras_toml")
         if not text:
             raise KeyError(f"session {self.id!r} of {self.url!r} has no cameras yet "
@@ -384,9 +405,20 @@ class Session:
             self.crop_boxes[start:stop, camera] = np.asarray(crop_boxes, np.float32)
         self._array("done/detect")[unit, camera] = True
 
+    def write_all_units(self, keypoints: np.ndarray) -> None:
+        """Write the whole (T, C, J, 3) keypoints at once (a source that needs no detection),
+        then mark every unit done."""
+        kp = np.asarray(keypoints, dtype=np.float32)
+        if kp.shape != self.keypoints2d.shape:
+            raise ValueError(f"session {self.id!r}: keypoints must have shape "
+                             f"{self.keypoints2d.shape}; got {kp.shape}")
+        self.keypoints2d[...] = kp
+        self._array("done/detect")[...] = True
+
     # -- stage data ----------------------------------------------------------------------------
-    def write_rig(self, rig: CameraRig, method: str, report: dict | None = None) -> None:
+    def write_rig(self, rig: "CameraRig", method: str, report: dict | None = None) -> None:
         """Store the cameras (arrays and TOML text) and how they were obtained."""
+        from epiflow.calibration.formats import rig_to_toml
         if rig.names != self.camera_names:
             raise ValueError(f"session {self.id!r}: rig cameras {rig.names} differ from the "
                              f"session's {self.camera_names}")
@@ -413,8 +445,15 @@ class Session:
         if views is not None:
             self.pseudo3d_views[...] = np.asarray(views, dtype=bool)
 
-    def write_gt3d(self, points: np.ndarray, frame: str, cameras: CameraRig | None = None) -> None:
-        """Store ground truth (T, J, 3) metres; ``frame`` names its world frame."""
+    def write_gt3d(self, points: np.ndarray, frame: str, cameras: "CameraRig | None" = None) -> None:
+        """Store ground truth (T, J, 3) metres.
+
+        Args:
+            frame: names its world frame: ``gt_cameras`` (that of ``cameras``, the true rig,
+                kept as ``gt_cameras_toml``; the session's own cameras when they were given)
+                or ``source`` (the source's own frame, unrelated to the cameras).
+        """
+        from epiflow.calibration.formats import rig_to_toml
         self._array("gt3d")[...] = np.asarray(points, dtype=np.float32)
         self.update_attrs(gt3d_frame=frame,
                           gt_cameras_toml=None if cameras is None else rig_to_toml(cameras))

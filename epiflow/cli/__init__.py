@@ -10,7 +10,9 @@ from epiflow import __version__
 
 #: Subcommand modules, in the order ``epiflow --help`` lists them.
 COMMANDS = [
+    "run",
     "triangulate",
+    "inspect",
     "export",
     "train",
     "evaluate",

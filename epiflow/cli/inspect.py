@@ -1,0 +1,100 @@
+"""``epiflow inspect STORE``: what a pose store holds, per session: frames, cameras, how the
+cameras were obtained and how well they fit (median reprojection error of the labels), 2D and
+3D label coverage, status and failures. ``--session ID`` adds a per-camera table."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from epiflow.store import STAGES, PoseStore, Session
+
+__all__ = ["register", "run", "session_summary"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("inspect", help="summarise a pose store (sessions, cameras, labels, "
+                                              "failures)", description=__doc__)
+    p.add_argument("store", help="the store: a folder or an fsspec URL")
+    p.add_argument("--session", metavar="ID", help="also show this session's cameras")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def _median(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def session_summary(s: Session) -> dict:
+    """One session in numbers: frames, cameras, status, calibration, 2D / 3D coverage."""
+    a = s.attrs
+    out = {"session": s.id, "status": "complete" if s.is_complete else
+           ("failed" if a.get("failure") else "incomplete"),
+           "stages": a.get("status", {}), "failure": a.get("failure"),
+           "frames": a.get("n_frames"), "cameras": len(a.get("camera_names", [])),
+           "joint_set": a.get("joint_set"), "fps": a.get("fps"),
+           "calibration": (a.get("calibration") or {}).get("method"),
+           "reproj_px": _median(((a.get("labels") or {}).get("median_reproj_px_per_camera")
+                                 or {}).values()),
+           "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False}
+    if "keypoints2d" in s.group:
+        out["coverage_2d"] = float((np.asarray(s.keypoints2d[..., 2]) > 0).mean())
+        out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
+        w = np.asarray(s.pseudo3d_weight[:])
+        out["mean_weight"] = float(w[w > 0].mean()) if (w > 0).any() else None
+    return out
+
+
+def _fmt(v, spec="") -> str:
+    if v is None:
+        return "-"
+    return format(v, spec) if spec else str(v)
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'session':<22}{'status':<11}{'frames':>7}{'cams':>5}  {'cameras':<8}"
+            f"{'reproj px':>10}{'2D %':>7}{'3D %':>7}{'weight':>8}  gt3d")
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r['session'][:21]:<22}{r['status']:<11}{_fmt(r['frames']):>7}{r['cameras']:>5}  "
+            f"{_fmt(r['calibration']):<8}{_fmt(r['reproj_px'], '.2f'):>10}"
+            f"{_fmt(r.get('coverage_2d') and 100 * r['coverage_2d'], '.1f'):>7}"
+            f"{_fmt(r.get('coverage_3d') and 100 * r['coverage_3d'], '.1f'):>7}"
+            f"{_fmt(r.get('mean_weight'), '.2f'):>8}  {'yes' if r['gt3d'] else 'no'}")
+    failed = [r for r in rows if r["failure"]]
+    lines += [f"FAILED {r['session']} at {r['failure']['stage']}: {r['failure']['reason']}"
+              for r in failed]
+    return "\n".join(lines)
+
+
+def _cameras(s: Session) -> str:
+    rig = s.rig
+    kp = np.asarray(s.keypoints2d[..., 2])
+    per_cam = (s.attrs.get("labels") or {}).get("median_reproj_px_per_camera") or {}
+    lines = [f"{'camera':<12}{'size':>11}{'focal px':>10}{'centre (m)':>24}{'2D %':>7}"
+             f"{'reproj px':>10}"]
+    for c, cam in enumerate(rig):
+        centre = " ".join(f"{v:6.2f}" for v in cam.center)
+        lines.append(f"{cam.name:<12}{cam.size[0]:>5}x{cam.size[1]:<5}{cam.K[0, 0]:>10.1f}"
+                     f"{centre:>24}{100 * (kp[:, c] > 0).mean():>7.1f}"
+                     f"{_fmt(per_cam.get(cam.name), '.2f'):>10}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    store = PoseStore.open(args.store)
+    rows = [session_summary(s) for s in store.sessions()]
+    if args.json:
+        print(json.dumps({"store": store.url, "sessions": rows}, indent=2))
+        return 0
+    n_done = sum(r["status"] == "complete" for r in rows)
+    frames = sum(r["frames"] or 0 for r in rows if r["status"] == "complete")
+    print(f"store {store.url}: {len(rows)} sessions, {n_done} complete ({frames} frames); "
+          f"stages {', '.join(STAGES)}")
+    print(_table(rows))
+    if args.session:
+        print(f"\nsession {args.session}:")
+        print(_cameras(store.session(args.session)))
+    return 0

@@ -1,0 +1,79 @@
+"""``epiflow run``: sessions in, a pose store out (detect 2D, calibrate, triangulate) on Ray.
+
+Two forms::
+
+    epiflow run configs/pose2sim_demo.toml [--set detect.chunk_frames=25 ...]
+    epiflow run --videos DIR --out STORE.zarr [--session NAME] [--cameras FILE]
+
+Running the same command again after an interruption finishes the store, redoing only what was
+not written. The exit code is 0 when every session completed, 1 when some failed (the report
+says why), 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from epiflow.config import apply_overrides
+
+__all__ = ["register", "run", "config_from_args"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="videos or 2D keypoints -> cameras and 3D pseudo-labels in a Zarr store",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="run config TOML (see configs/pose2sim_demo.toml)")
+    src = p.add_argument_group("a session given on the command line (instead of or beside a config)")
+    src.add_argument("--videos", metavar="DIR", help="folder of videos, one per camera")
+    src.add_argument("--frames", metavar="DIR", help="folder of per-camera image folders")
+    src.add_argument("--keypoints", metavar="PATH",
+                     help="2D keypoints: a keypoints .npz or a folder of OpenPose JSON folders")
+    src.add_argument("--synthetic", type=int, metavar="N",
+                     help="N synthetic sessions of CMU motion (keypoints, true cameras, gt3d)")
+    src.add_argument("--cameras", metavar="FILE", help="calibration file for the session")
+    src.add_argument("--session", metavar="NAME", help="session id (default: the folder's name)")
+    p.add_argument("--out", metavar="STORE", help="the store: a folder or an fsspec URL")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set detect.chunk_frames=25")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo this run's sessions even when the store has them complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _abs(path: str | None) -> str:
+    return str(Path(path).resolve()) if path and "://" not in path else (path or "")
+
+
+def config_from_args(args):
+    """The run config: the file (if any), then the command-line session and options."""
+    from epiflow.pipeline.config import RunConfig, SessionConfig, load_run_config
+    cfg = load_run_config(args.config) if args.config else RunConfig()
+    given = {k: _abs(getattr(args, k)) for k in ("videos", "frames", "keypoints")
+             if getattr(args, k)}
+    if given:
+        session = SessionConfig(name=args.session or "", cameras=_abs(args.cameras), **given)
+        cfg = replace(cfg, sessions=cfg.sessions + (session,))
+    elif args.cameras or args.session:
+        raise ValueError("--cameras and --session describe a session given with --videos, "
+                         "--frames or --keypoints")
+    if args.synthetic:
+        cfg = replace(cfg, synthetic_sessions=args.synthetic)
+    ray = replace(cfg.ray, address=args.address or cfg.ray.address,
+                  num_cpus=args.num_cpus or cfg.ray.num_cpus)
+    cfg = replace(cfg, out=_abs(args.out) or cfg.out, ray=ray)
+    return apply_overrides(cfg, args.set)
+
+
+def run(args) -> int:
+    from epiflow.pipeline.orchestrate import run_pipeline
+    from epiflow.pipeline.report import report_url
+    cfg = config_from_args(args)
+    report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite)
+    print(report.table())
+    print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")
+    return 1 if report.failures else 0

@@ -1,0 +1,99 @@
+"""Calibrate: a session's cameras, from the people in view, from a given file (or a synthetic
+capture's true rig), or with intrinsics from checkerboard images; written to the store with
+how they were obtained and the calibration report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from epiflow.calibration.camera import CameraRig
+from epiflow.pipeline.config import CalibrateConfig, SessionConfig
+from epiflow.store import Session
+
+__all__ = ["calibration_method", "match_rig", "given_rig", "calibrate_session", "rig_quality"]
+
+
+def calibration_method(session: SessionConfig, cfg: CalibrateConfig) -> str:
+    """``given`` / ``people`` / ``board``: what ``auto`` means for this session, checked."""
+    has_given = bool(session.cameras) or session.kind == "synthetic"
+    if cfg.method == "auto":
+        return "given" if has_given else "people"
+    if cfg.method == "given" and not has_given:
+        raise ValueError(f"session {session.name!r}: calibrate.method = 'given' but the session "
+                         f"has no cameras file (set 'cameras' in its [[sessions]] table, or use "
+                         f"method 'people')")
+    if cfg.method == "board" and not session.board:
+        raise ValueError(f"session {session.name!r}: calibrate.method = 'board' needs the "
+                         f"session's 'board' folder of per-camera checkerboard images")
+    return cfg.method
+
+
+def match_rig(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[str]]:
+    """The rig's cameras in the order ``names``: by name, else in order when the counts agree
+    (with a warning saying so)."""
+    if set(names) <= set(rig.names):
+        return rig.subset(names), []
+    if len(rig) != len(names):
+        raise ValueError(f"calibration cameras {rig.names} do not match the session's cameras "
+                         f"{names} by name, and their counts differ ({len(rig)} vs {len(names)})")
+    return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
+        f"calibration camera names {rig.names} differ from the session's {names}; matched in "
+        f"order"]
+
+
+def given_rig(session: Session, session_cfg: SessionConfig) -> tuple[CameraRig, list[str]]:
+    """The session's given cameras in its camera order, and warnings (cameras matched in order)."""
+    from epiflow.calibration.formats import load_rig
+    if session_cfg.cameras:
+        return match_rig(load_rig(session_cfg.cameras), session.camera_names)
+    text = session.attrs.get("gt_cameras_toml")
+    if not text:
+        raise ValueError(f"session {session.id!r} has no given cameras")
+    from epiflow.calibration.formats import rig_from_toml
+    return rig_from_toml(text, f"session {session.id} true cameras"), []
+
+
+def _intrinsics(path: str, names: list[str]) -> CameraRig | None:
+    if not path:
+        return None
+    from epiflow.calibration.formats import load_rig
+    return match_rig(load_rig(path), names)[0]
+
+
+def _board_intrinsics(session_cfg: SessionConfig, names: list[str]) -> CameraRig:
+    from epiflow.calibration import board
+    return board.calibrate_board_folder(Path(session_cfg.board), names)
+
+
+def calibrate_session(session: Session, session_cfg: SessionConfig,
+                      cfg: CalibrateConfig) -> tuple[CameraRig, str, dict]:
+    """The cameras of ``session`` (read from its stored 2D keypoints when from people).
+
+    Returns:
+        (rig in the session's camera order, method used, report dict). The caller writes them.
+    """
+    method = calibration_method(session_cfg, cfg)
+    if method == "given":
+        rig, warnings = given_rig(session, session_cfg)
+        return rig, "given", {"source": session_cfg.cameras or "synthetic true cameras",
+                              "warnings": warnings}
+    from epiflow.calibration.from_people import CalibrationConfig, calibrate_from_people
+    from epiflow.config import from_dict
+    intrinsics = _intrinsics(cfg.intrinsics, session.camera_names) if method == "people" \
+        else _board_intrinsics(session_cfg, session.camera_names)
+    result = calibrate_from_people(session.keypoints(), intrinsics=intrinsics,
+                                   subject_height=cfg.subject_height or None,
+                                   config=from_dict(CalibrationConfig, cfg.people,
+                                                    "calibrate.people"))
+    return result.rig, method, dict(result.report)
+
+
+def rig_quality(session: Session, rig: CameraRig) -> dict:
+    """Median reprojection error (pixels) per camera of the stored labels, for the report."""
+    err = rig.reprojection_error(np.asarray(session.pseudo3d[:], np.float64),
+                                 np.asarray(session.keypoints2d[..., :2], np.float64)
+                                 .transpose(1, 0, 2, 3))
+    used = np.asarray(session.pseudo3d_views[:]).transpose(1, 0, 2)
+    return {name: float(np.nanmedian(np.where(used[c], err[c], np.nan)))
+            if used[c].any() else None for c, name in enumerate(rig.names)}

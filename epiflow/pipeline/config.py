@@ -1,0 +1,245 @@
+"""The run configuration of ``epiflow run``: frozen dataclasses filled from TOML.
+
+A run reads sessions (``[[sessions]]`` tables, a ``sessions_dir`` of session folders, or
+``[synthetic]`` captures) and writes one store (``out``). Relative paths in a config file are
+resolved against the file's folder. Resources per stage (``num_cpus``, ``num_gpus``, pool size,
+chunk size) live in their stage's table; nothing in the library hard-codes them. Example:
+``configs/pose2sim_demo.toml``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from epiflow.config import ConfigError, load_config, to_dict
+
+__all__ = ["RunConfig", "SessionConfig", "SyntheticConfig", "RayConfig", "IngestConfig",
+           "DetectConfig", "CalibrateConfig", "TriangulateConfig", "StoreConfig",
+           "load_run_config", "resolve_paths", "session_fingerprint"]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """A synthetic capture of a CMU clip (see :func:`epiflow.datasets.synthetic.cmu_capture`).
+
+    ``frames`` = 0 keeps the whole clip; the corruption fields follow
+    :class:`epiflow.datasets.synthetic.Corruption`.
+    """
+
+    clip: str = "02_01"
+    n_cameras: int = 4
+    frames: int = 0
+    seed: int = 0
+    layout: Literal["ring", "random"] = "ring"
+    noise_px: float = 2.0
+    outlier_fraction: float = 0.02
+    drop_fraction: float = 0.05
+    swap_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One capture session: exactly one source (``videos``, ``frames``, ``keypoints``,
+    ``synthetic``) and optionally the cameras.
+
+    Attributes:
+        name: the session id in the store (default: the source folder's name).
+        videos: a folder of videos, one per camera (camera name = file stem, natural order).
+        frames: a folder of per-camera folders of images (camera name = folder name).
+        keypoints: a keypoints ``.npz`` or a folder of per-camera OpenPose JSON folders.
+        synthetic: a synthetic capture (its true cameras are the session's given cameras).
+        cameras: a calibration file (any format of :func:`epiflow.calibration.formats.load_rig`).
+        board: a folder of per-camera checkerboard image folders (intrinsics only).
+        fps: frames per second where the source does not say (frame folders, keypoints).
+        joint_set: the joint set of keypoint files where their size is ambiguous (``body25b``).
+    """
+
+    name: str = ""
+    videos: str = ""
+    frames: str = ""
+    keypoints: str = ""
+    synthetic: SyntheticConfig | None = None
+    cameras: str = ""
+    board: str = ""
+    fps: float = 0.0
+    joint_set: str = ""
+
+    @property
+    def kind(self) -> str:
+        """Which source the session has (``videos`` / ``frames`` / ``keypoints`` / ``synthetic``)."""
+        given = [k for k in ("videos", "frames", "keypoints") if getattr(self, k)]
+        given += ["synthetic"] if self.synthetic is not None else []
+        if len(given) != 1:
+            raise ConfigError(f"session {self.name or '(unnamed)'!r}: give exactly one of videos, "
+                              f"frames, keypoints, synthetic; got {given or 'none'}")
+        return given[0]
+
+    @property
+    def path(self) -> str:
+        return "" if self.kind == "synthetic" else getattr(self, self.kind)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where to run: ``address`` of an existing cluster ("" starts a local Ray); ``num_cpus`` of
+    the local Ray (0 = the machine's count)."""
+
+    address: str = ""
+    num_cpus: int = 0
+    log_to_driver: bool = False
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Reading sessions: ``trim`` cuts cameras of different lengths to the shortest (with a
+    warning in the report) instead of failing the session; ``max_frames`` keeps only the first
+    frames of every session (0 = all; for previews and tests); ``num_cpus`` per ingest task."""
+
+    trim: bool = False
+    max_frames: int = 0
+    num_cpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """2D detection on a Ray actor pool (one detector loaded per actor).
+
+    Attributes:
+        backend: ``mediapipe``.
+        pool_size: actors (0 = as many as the CPUs allow at ``num_cpus`` each).
+        num_cpus, num_gpus: resources reserved per actor.
+        chunk_frames: frames per work unit (one camera) and per store chunk along T.
+        inflight: units queued on each actor at once (keeps it busy between units).
+        model_complexity, min_confidence, video_mode: MediaPipe settings; the tracker restarts
+            at each unit, so results do not depend on which actor ran which unit.
+        max_side: shrink frames so their longer side is at most this many pixels before the
+            detector (0 = full size); keypoints are given in full-size pixels.
+    """
+
+    backend: Literal["mediapipe"] = "mediapipe"
+    pool_size: int = 0
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    chunk_frames: int = 50
+    inflight: int = 2
+    model_complexity: int = 1
+    min_confidence: float = 0.5
+    video_mode: bool = True
+    max_side: int = 0
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """Cameras for each session.
+
+    Attributes:
+        method: ``auto`` (the session's given cameras when it has them, else from people),
+            ``people``, ``given`` (the session's ``cameras`` file or a synthetic capture's true
+            rig), ``board`` (intrinsics from the session's board images, extrinsics from people).
+        intrinsics: a calibration file whose K and distortion are used for calibration from
+            people (cameras matched by name, else in order); "" = estimate them.
+        subject_height: the person's height, metres, for the metric scale (0 = from body
+            proportions).
+        people: options of :class:`epiflow.calibration.from_people.CalibrationConfig`.
+        num_cpus: per calibration task.
+    """
+
+    method: Literal["auto", "people", "given", "board"] = "auto"
+    intrinsics: str = ""
+    subject_height: float = 0.0
+    people: dict = field(default_factory=dict)
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True)
+class TriangulateConfig:
+    """Options of :func:`epiflow.calibration.triangulation.triangulate_sequence`."""
+
+    robust: bool = True
+    refine: bool = False
+    options: dict = field(default_factory=dict)
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What the store keeps: ``joint_set`` of keypoints2d / pseudo3d (``h36m17``, the canonical
+    set, or ``source`` to keep the detector's); ``crop_size`` of person crops (0 = none)."""
+
+    joint_set: str = "h36m17"
+    crop_size: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole run. ``out``: the store (folder or fsspec URL); ``report``: the run report's
+    JSON path ("" = ``<out>.report.json`` beside a local store)."""
+
+    out: str = ""
+    report: str = ""
+    sessions: tuple[SessionConfig, ...] = ()
+    sessions_dir: str = ""
+    synthetic_sessions: int = 0
+    synthetic: SyntheticConfig = SyntheticConfig()
+    ray: RayConfig = RayConfig()
+    ingest: IngestConfig = IngestConfig()
+    detect: DetectConfig = DetectConfig()
+    calibrate: CalibrateConfig = CalibrateConfig()
+    triangulate: TriangulateConfig = TriangulateConfig()
+    store: StoreConfig = StoreConfig()
+
+    def __post_init__(self):
+        for s in self.sessions:
+            _ = s.kind   # exactly one source each
+        if self.detect.chunk_frames <= 0 or self.detect.inflight <= 0:
+            raise ConfigError(f"detect.chunk_frames and detect.inflight must be > 0; got "
+                              f"{self.detect.chunk_frames}, {self.detect.inflight}")
+        if self.store.joint_set != "source":
+            from epiflow.skeleton import get_joint_set
+            try:
+                get_joint_set(self.store.joint_set)
+            except (KeyError, ValueError) as err:
+                raise ConfigError(f"config key 'store.joint_set': {err}") from None
+
+
+def _resolve(path: str, base: Path) -> str:
+    if not path or "://" in path or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
+
+
+def resolve_paths(cfg: RunConfig, base) -> RunConfig:
+    """The config with its relative paths made absolute against the folder ``base``."""
+    base = Path(base)
+    sessions = tuple(replace(s, **{k: _resolve(getattr(s, k), base) for k in
+                                   ("videos", "frames", "keypoints", "cameras", "board")})
+                     for s in cfg.sessions)
+    return replace(cfg, out=_resolve(cfg.out, base), report=_resolve(cfg.report, base),
+                   sessions=sessions, sessions_dir=_resolve(cfg.sessions_dir, base),
+                   calibrate=replace(cfg.calibrate,
+                                     intrinsics=_resolve(cfg.calibrate.intrinsics, base)))
+
+
+def load_run_config(path) -> RunConfig:
+    """Read a run config TOML; relative paths are taken from the file's folder."""
+    cfg = load_config(RunConfig, path)
+    return resolve_paths(cfg, Path(path).resolve().parent)
+
+
+#: Fields that change where or how fast a run goes, not what it writes.
+_RESOURCE_KEYS = {"num_cpus", "num_gpus", "pool_size", "inflight"}
+
+
+def session_fingerprint(cfg: RunConfig, session: SessionConfig) -> str:
+    """A hash of everything that decides a session's stored result (source and stage settings,
+    not resources): a store resumes a session only when this matches."""
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items()
+                if k not in _RESOURCE_KEYS}
+    data = {"session": to_dict(session),
+            **{k: strip(to_dict(getattr(cfg, k))) for k in
+               ("detect", "calibrate", "triangulate", "store", "ingest")}}
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

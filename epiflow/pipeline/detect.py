@@ -1,0 +1,212 @@
+"""Detect: 2D poses on chunks of frames of one camera, each chunk written into its own region of
+the store by the worker that computed it.
+
+:class:`DetectWorker` is a plain class (a Ray actor in the pipeline, see
+:mod:`epiflow.pipeline.orchestrate`): it loads the detector once in its constructor, then
+:meth:`DetectWorker.run` takes a :class:`DetectUnit` (frames ``start:stop`` of one camera's
+video or image folder), decodes, detects, maps to the store's joint set, writes the unit's
+chunks and then its done-marker. A worker keeps its video open between units, so consecutive
+units of one camera decode without seeking.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from epiflow.pipeline.config import DetectConfig
+from epiflow.store import PoseStore, Session
+
+__all__ = ["DetectUnit", "UnitResult", "FrameReader", "DetectWorker", "person_crops"]
+
+
+@dataclass(frozen=True)
+class DetectUnit:
+    """One work unit: frames ``start:stop`` of camera ``camera`` of a session.
+
+    ``stream`` is the camera's video file or image folder; ``unit`` is the chunk index along T.
+    """
+
+    store_url: str
+    session_id: str
+    unit: int
+    camera: int
+    stream: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a unit did: frames, wall-clock start and end (``time.time()`` seconds), seconds spent
+    decoding and detecting, and the fraction of frames with a person."""
+
+    session_id: str
+    unit: int
+    camera: int
+    frames: int
+    started: float
+    finished: float
+    decode_s: float
+    detect_s: float
+    found: float
+
+
+class FrameReader:
+    """Reads frames of a video or image folder in order, keeping a video open between reads so
+    that a read that starts where the last one stopped needs no seek.
+
+    Seeking is done by decoding from the start (``grab``), never by the container's frame index,
+    so a frame's pixels do not depend on which reads came before (resume gives the same result).
+    """
+
+    def __init__(self):
+        self._path: str | None = None
+        self._cap = None
+        self._pos = 0
+
+    def _open(self, path: str):
+        from epiflow.pipeline.detectors import _open
+        self.close()
+        self._cap, self._path, self._pos = _open(path), path, 0
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap, self._path, self._pos = None, None, 0
+
+    def read(self, path: str, start: int, stop: int) -> list[np.ndarray]:
+        """Frames ``start:stop`` as a list of (H, W, 3) uint8 BGR arrays.
+
+        Raises ValueError naming the file when fewer frames decode than asked for.
+        """
+        if Path(path).is_dir():
+            return _read_images(path, start, stop)
+        if self._cap is None or self._path != path or self._pos > start:
+            self._open(path)
+        while self._pos < start:
+            if not self._cap.grab():
+                self._truncated(path, start, stop, 0)
+            self._pos += 1
+        frames = []
+        for _ in range(start, stop):
+            ok, frame = self._cap.read()
+            if not ok:
+                self._truncated(path, start, stop, len(frames))
+            frames.append(frame)
+            self._pos += 1
+        return frames
+
+    def _truncated(self, path, start, stop, got):
+        self.close()
+        raise ValueError(f"video {path!r}: decoded {got} of frames {start}:{stop} (the "
+                         f"container says more); the file is truncated or corrupt: re-encode or "
+                         f"trim it")
+
+
+def _read_images(folder: str, start: int, stop: int) -> list[np.ndarray]:
+    import cv2
+    from epiflow.pipeline.ingest import list_images
+    files = list_images(folder)[start:stop]
+    if len(files) != stop - start:
+        raise ValueError(f"frames folder {folder!r}: has {len(files) + start} images, frames "
+                         f"{start}:{stop} asked for")
+    frames = [cv2.imread(str(f)) for f in files]
+    bad = [str(f) for f, im in zip(files, frames) if im is None]
+    if bad:
+        raise ValueError(f"unreadable images: {bad[:3]}{' ...' if len(bad) > 3 else ''}")
+    return frames
+
+
+def _to_detector(frames: list[np.ndarray], max_side: int) -> tuple[np.ndarray, float]:
+    """(N, h, w, 3) uint8 RGB for the detector and the factor from its pixels to the frames'."""
+    import cv2
+    H, W = frames[0].shape[:2]
+    scale = 1.0 if not max_side or max(H, W) <= max_side else max_side / max(H, W)
+    size = (round(W * scale), round(H * scale))
+    out = np.empty((len(frames), size[1], size[0], 3), np.uint8)
+    for i, f in enumerate(frames):
+        small = f if scale == 1.0 else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(small, cv2.COLOR_BGR2RGB, dst=out[i])
+    return out, (W / size[0], H / size[1])
+
+
+def person_crops(frames: list[np.ndarray], keypoints: np.ndarray, size: int,
+                 margin: float = 1.25, min_confidence: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Square crops around the person.
+
+    Args:
+        frames: N (H, W, 3) uint8 BGR frames. keypoints: (N, J, 3) pixels and confidence.
+        size: side of the crops, pixels. margin: box side / the joints' extent.
+
+    Returns:
+        crops (N, size, size, 3) uint8 RGB (zeros where no person) and boxes (N, 4) float32
+        ``x0, y0, x1, y1`` in frame pixels (NaN where no person).
+    """
+    import cv2
+    crops = np.zeros((len(frames), size, size, 3), np.uint8)
+    boxes = np.full((len(frames), 4), np.nan, np.float32)
+    for i, (frame, kp) in enumerate(zip(frames, keypoints)):
+        ok = np.isfinite(kp[:, :2]).all(-1) & (kp[:, 2] >= min_confidence)
+        if ok.sum() < 2:
+            continue
+        lo, hi = kp[ok, :2].min(0), kp[ok, :2].max(0)
+        side = max(float((hi - lo).max()) * margin, 16.0)
+        x0, y0 = (lo + hi) / 2 - side / 2
+        M = np.array([[size / side, 0, -x0 * size / side], [0, size / side, -y0 * size / side]])
+        crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_AREA, borderValue=0)
+        crops[i] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        boxes[i] = (x0, y0, x0 + side, y0 + side)
+    return crops, boxes
+
+
+class DetectWorker:
+    """One 2D detector, loaded once, fed units of one camera's frames.
+
+    Args:
+        cfg: the detect settings (model, ``max_side``).
+        joint_set: the store's joint set (``h36m17``: detections are mapped onto it).
+    """
+
+    def __init__(self, cfg: DetectConfig, joint_set: str):
+        from epiflow.pipeline.detectors import MediaPipeDetector
+        self.cfg = cfg
+        self.detector = MediaPipeDetector(cfg.model_complexity, cfg.min_confidence,
+                                          cfg.video_mode)
+        self.joint_set = joint_set
+        self.reader = FrameReader()
+        self._sessions: dict[tuple[str, str], Session] = {}
+
+    def _session(self, url: str, sid: str) -> Session:
+        if (url, sid) not in self._sessions:
+            self._sessions[(url, sid)] = PoseStore.open(url, "a").session(sid)
+        return self._sessions[(url, sid)]
+
+    def detect(self, frames: list[np.ndarray]) -> np.ndarray:
+        """(N, J_detector, 3) keypoints in the frames' pixels."""
+        rgb, (sx, sy) = _to_detector(frames, self.cfg.max_side)
+        kp = self.detector(rgb)
+        kp[..., 0] *= sx
+        kp[..., 1] *= sy
+        return kp
+
+    def run(self, unit: DetectUnit) -> UnitResult:
+        """Decode, detect, write the unit's chunks, then mark it done."""
+        from epiflow.skeleton import map_to_h36m
+        started = time.time()
+        frames = self.reader.read(unit.stream, unit.start, unit.stop)
+        decoded = time.time()
+        kp = self.detect(frames)
+        detected = time.time()
+        session = self._session(unit.store_url, unit.session_id)
+        crops = boxes = None
+        if session.crops is not None:
+            crops, boxes = person_crops(frames, kp, session.crops.shape[2])
+        out = kp if self.joint_set == self.detector.joint_set else \
+            map_to_h36m(kp, self.detector.joint_set, confidence=True)
+        session.write_unit(unit.unit, unit.camera, out, crops, boxes)
+        return UnitResult(unit.session_id, unit.unit, unit.camera, len(frames), started,
+                          time.time(), decoded - started, detected - decoded,
+                          float(np.mean(kp[:, :, 2].max(-1) > 0)))

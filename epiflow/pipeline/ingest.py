@@ -1,0 +1,285 @@
+"""Ingest: find the sessions of a run, read what each source says of itself, create its group.
+
+Sources: a folder of videos (one per camera, camera name = file stem, natural order so cam2 <
+cam10), a folder of per-camera image folders, 2D keypoint files (npz or OpenPose JSON, which
+pass through detection), a synthetic capture of CMU motion (keypoints, true cameras and ground
+truth). Ingest is cheap: videos are probed, not decoded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from epiflow.config import ConfigError
+from epiflow.datasets.keypoints import Keypoints
+from epiflow.pipeline.config import RunConfig, SessionConfig, session_fingerprint
+from epiflow.store import PoseStore, Session, StoreError, natural_key
+
+if TYPE_CHECKING:
+    from epiflow.calibration.camera import CameraRig
+
+__all__ = ["Source", "IngestResult", "plan_sessions", "read_source", "ingest_session",
+           "IMAGE_SUFFIXES", "to_store_joints"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+_GENERIC_NAMES = {"videos", "video", "frames", "images", "keypoints", "json"}
+
+
+@dataclass
+class Source:
+    """What a session's source says of itself.
+
+    Attributes:
+        camera_names: C names, in the order of the store's camera axis.
+        n_frames: T. fps: frames per second or None. image_size: (C, 2) width, height pixels.
+        streams: per camera, the video file or image folder to detect on ([] for keypoints).
+        keypoints: 2D keypoints that pass through detection (keypoint and synthetic sources).
+        rig: the cameras that come with the source (a synthetic capture's true rig) or None.
+        gt3d: (T, J, 3) ground truth, metres, in ``rig``'s world frame, or None.
+        warnings: things the run report should say (a trim, a guessed name...).
+    """
+
+    camera_names: list[str]
+    n_frames: int
+    fps: float | None
+    image_size: np.ndarray
+    streams: list[str] = field(default_factory=list)
+    keypoints: Keypoints | None = None
+    rig: "CameraRig | None" = None
+    gt3d: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    """What the orchestrator needs after ingest: the session, its pending detection units
+    ``[(unit, camera), ...]`` with the stream of each camera, and whether it is already complete."""
+
+    session_id: str
+    kind: str
+    n_frames: int
+    n_cameras: int
+    pending_units: list[tuple[int, int]]
+    streams: list[str]
+    unit_frames: list[tuple[int, int]]
+    complete: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- which sessions ----------------------------------------------------------------------------
+def _default_name(path: str) -> str:
+    p = Path(path)
+    name = p.stem if p.is_file() else p.name
+    return p.parent.name if name.lower() in _GENERIC_NAMES and p.parent.name else name
+
+
+def _sessions_in_dir(folder: str) -> list[SessionConfig]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sessions_dir {folder!r} does not exist")
+    out = []
+    for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
+        videos = sub / "videos" if (sub / "videos").is_dir() else sub
+        cams = sub / "cameras.toml"
+        out.append(SessionConfig(name=sub.name, videos=str(videos),
+                                 cameras=str(cams) if cams.is_file() else ""))
+    if not out:
+        raise ValueError(f"sessions_dir {folder!r} holds no session folders; put one folder of "
+                         f"videos (one per camera) per session in it")
+    return out
+
+
+def plan_sessions(cfg: RunConfig) -> list[SessionConfig]:
+    """The sessions of a run, each with its name (= session id) settled; names must be unique."""
+    sessions = list(cfg.sessions)
+    if cfg.sessions_dir:
+        sessions += _sessions_in_dir(cfg.sessions_dir)
+    sessions += [SessionConfig(name=f"synthetic_{i:04d}",
+                               synthetic=replace(cfg.synthetic, seed=cfg.synthetic.seed + i))
+                 for i in range(cfg.synthetic_sessions)]
+    named = [s if s.name else replace(s, name=_default_name(s.path) if s.path else "synthetic")
+             for s in sessions]
+    names = [s.name for s in named]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"session names must be unique in a run; repeated: {dupes}; set "
+                          f"'name' in the [[sessions]] tables")
+    if not named:
+        raise ConfigError("the run has no sessions: give [[sessions]], sessions_dir, "
+                          "synthetic_sessions, or on the command line --videos/--keypoints/"
+                          "--synthetic")
+    return named
+
+
+# -- reading sources ---------------------------------------------------------------------------
+def _check_lengths(names: list[str], counts: list[int], fps: list[float], where: str,
+                   trim: bool) -> tuple[int, list[str]]:
+    warnings = []
+    if len({round(f, 3) for f in fps}) > 1:
+        raise ValueError(f"{where}: cameras have different frame rates "
+                         f"{dict(zip(names, fps))}; synchronized cameras need one rate: "
+                         f"re-encode them at the same fps")
+    if len(set(counts)) > 1:
+        per_cam = dict(zip(names, counts))
+        if not trim:
+            raise ValueError(f"{where}: cameras have different frame counts {per_cam}; "
+                             f"synchronized cameras need the same number: trim the videos, or "
+                             f"set ingest.trim = true to cut all to the shortest")
+        warnings.append(f"{where}: frame counts differ {per_cam}; trimmed all to the first "
+                        f"{min(counts)} frames (ingest.trim = true)")
+    return min(counts), warnings
+
+
+def _video_source(session: SessionConfig, trim: bool) -> Source:
+    from epiflow.pipeline.detectors import list_videos, video_info
+    infos = [video_info(p) for p in list_videos(session.videos)]
+    T, warnings = _check_lengths([i.path.name for i in infos], [i.n_frames for i in infos],
+                                 [i.fps for i in infos], f"videos in {session.videos!r}", trim)
+    return Source([i.path.stem for i in infos], T, infos[0].fps or session.fps or None,
+                  np.array([i.size for i in infos]), [str(i.path) for i in infos],
+                  warnings=warnings)
+
+
+def list_images(folder) -> list[Path]:
+    """Image files of a folder in natural order."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: natural_key(p.name))
+
+
+def _frames_source(session: SessionConfig, trim: bool) -> Source:
+    import cv2
+    root = Path(session.frames)
+    if not root.is_dir():
+        raise FileNotFoundError(f"frames folder {session.frames!r} does not exist")
+    cams = sorted((p for p in root.iterdir() if p.is_dir() and list_images(p)),
+                  key=lambda p: natural_key(p.name))
+    if not cams:
+        raise ValueError(f"frames folder {session.frames!r} holds no camera folders of images "
+                         f"({', '.join(IMAGE_SUFFIXES)}); put one folder of frames per camera")
+    counts = [len(list_images(c)) for c in cams]
+    names = [c.name for c in cams]
+    T, warnings = _check_lengths(names, counts, [0.0] * len(cams), f"frames in {root}", trim)
+    sizes = []
+    for cam in cams:
+        first = cv2.imread(str(list_images(cam)[0]))
+        if first is None:
+            raise ValueError(f"{list_images(cam)[0]}: not a readable image")
+        sizes.append((first.shape[1], first.shape[0]))
+    return Source(names, T, session.fps or None, np.array(sizes), [str(c) for c in cams],
+                  warnings=warnings)
+
+
+def _keypoint_source(session: SessionConfig) -> Source:
+    from epiflow.datasets.io import load_keypoints
+    kp = load_keypoints(session.keypoints, joint_set=session.joint_set or None)
+    if session.fps and not kp.fps:
+        kp = replace(kp, fps=session.fps)
+    size = kp.image_size
+    if (size <= 0).any() and session.cameras:
+        from epiflow.calibration.formats import load_rig
+        from epiflow.pipeline.calibrate import match_rig
+        size = match_rig(load_rig(session.cameras), list(kp.camera_names))[0].sizes
+        kp = replace(kp, image_size=size)
+    return Source(list(kp.camera_names), kp.n_frames, kp.fps, kp.image_size, keypoints=kp)
+
+
+def _synthetic_source(session: SessionConfig) -> Source:
+    from epiflow.datasets.synthetic import Corruption, cmu_capture
+    syn = session.synthetic
+    corruption = Corruption(noise_px=syn.noise_px, outlier_fraction=syn.outlier_fraction,
+                            drop_fraction=syn.drop_fraction, swap_fraction=syn.swap_fraction)
+    cap = cmu_capture(syn.clip, syn.n_cameras, corruption, seed=syn.seed, layout=syn.layout)
+    kp, gt = cap.keypoints, cap.points3d
+    if syn.frames:
+        kp, gt = kp.frames(0, syn.frames), gt[:syn.frames]
+    return Source(list(kp.camera_names), kp.n_frames, kp.fps, kp.image_size, keypoints=kp,
+                  rig=cap.rig, gt3d=gt)
+
+
+def read_source(session: SessionConfig, trim: bool = False, max_frames: int = 0) -> Source:
+    """Read what ``session``'s source says of itself (videos are probed, not decoded);
+    ``max_frames`` > 0 keeps only the first frames."""
+    readers = {"videos": lambda: _video_source(session, trim),
+               "frames": lambda: _frames_source(session, trim),
+               "keypoints": lambda: _keypoint_source(session),
+               "synthetic": lambda: _synthetic_source(session)}
+    src = readers[session.kind]()
+    if max_frames and src.n_frames > max_frames:
+        src.n_frames = max_frames
+        src.keypoints = None if src.keypoints is None else src.keypoints.frames(0, max_frames)
+        src.gt3d = None if src.gt3d is None else src.gt3d[:max_frames]
+    return src
+
+
+def to_store_joints(kp: Keypoints, joint_set: str) -> Keypoints:
+    """Keypoints in the store's joint set (``source`` keeps them as they are)."""
+    if joint_set in ("source", kp.joint_set):
+        return kp
+    if joint_set != "h36m17":
+        raise ValueError(f"store.joint_set {joint_set!r}: only 'h36m17' or 'source' are supported")
+    return kp.to_h36m()
+
+
+# -- the stage ---------------------------------------------------------------------------------
+def _resumable(store: PoseStore, sid: str, fingerprint: str) -> Session | None:
+    """The session as stored when a run with the same settings already ingested it."""
+    if sid not in store:
+        return None
+    s = store.session(sid)
+    attrs = s.attrs
+    if attrs.get("fingerprint") == fingerprint and attrs.get("status", {}).get("ingest") == "done":
+        return s
+    if s.is_complete:
+        raise StoreError(f"session {sid!r} in {store.url!r} is complete but was written with "
+                         f"other settings (source or stage options); write to a new store, or "
+                         f"run with --overwrite to redo it")
+    return None
+
+
+def _result(s: Session, kind: str) -> IngestResult:
+    attrs = s.attrs
+    n_units = s.units_done().shape[0]
+    done = s.units_done() if attrs["status"].get("detect") != "done" else np.ones((1, 1), bool)
+    pending = [] if kind in ("keypoints", "synthetic") else \
+        [(int(u), int(c)) for u, c in np.argwhere(~done)]
+    return IngestResult(s.id, kind, s.n_frames, len(s.camera_names), pending, list(attrs.get("streams", [])),
+                        [s.unit_frames(u) for u in range(n_units)], s.is_complete,
+                        list(attrs.get("warnings", [])))
+
+
+def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> IngestResult:
+    """Create ``session``'s group in the store (or find it from an earlier run with the same
+    settings) and return its pending detection units. Keypoint and synthetic sources are written
+    here: their keypoints pass through detection."""
+    from epiflow.pipeline.detectors import MediaPipeDetector
+    store = PoseStore.open(store_url, "a")
+    fingerprint = session_fingerprint(cfg, session)
+    found = _resumable(store, session.name, fingerprint)
+    if found is not None:
+        return _result(found, session.kind)
+    src = read_source(session, cfg.ingest.trim, cfg.ingest.max_frames)
+    kp = None if src.keypoints is None else to_store_joints(src.keypoints, cfg.store.joint_set)
+    joint_set = kp.joint_set if kp is not None else (
+        MediaPipeDetector.joint_set if cfg.store.joint_set == "source" else cfg.store.joint_set)
+    s = store.create_session(
+        session.name, n_frames=src.n_frames, camera_names=src.camera_names, joint_set=joint_set,
+        image_size=src.image_size, fps=src.fps, chunk_frames=cfg.detect.chunk_frames,
+        crop_size=cfg.store.crop_size if session.kind in ("videos", "frames") else 0,
+        with_gt3d=src.gt3d is not None,
+        attrs={"source": {"kind": session.kind, "path": session.path},
+               "fingerprint": fingerprint, "streams": src.streams, "warnings": src.warnings})
+    _write_passthrough(s, kp, src)
+    s.set_status("ingest", "done")
+    return _result(s, session.kind)
+
+
+def _write_passthrough(s: Session, kp: Keypoints | None, src: Source) -> None:
+    if src.gt3d is not None:
+        s.write_gt3d(src.gt3d[: s.n_frames], "gt_cameras" if src.rig is not None else "source",
+                     src.rig)
+    if kp is not None:
+        s.write_all_units(kp.data[: s.n_frames])
+        s.set_status("detect", "done")

@@ -1,0 +1,97 @@
+"""The stages after detection, chained per session: check that every detection unit is written,
+calibrate, triangulate, mark complete. Each stage is skipped when the store says it is done, and
+a stage that fails is recorded in the session with its reason (the run goes on)."""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from epiflow.pipeline.calibrate import calibrate_session, rig_quality
+from epiflow.pipeline.config import RunConfig, SessionConfig
+from epiflow.pipeline.triangulate import triangulate_session
+from epiflow.store import PoseStore, Session
+
+__all__ = ["StageRecord", "SessionOutcome", "finish_session", "timed"]
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage run on one session: wall-clock start and end (``time.time()`` seconds), the
+    camera-frames (T x C) it covered, and what it says of itself."""
+
+    stage: str
+    session_id: str
+    frames: int
+    started: float
+    finished: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class SessionOutcome:
+    """The result of :func:`finish_session`: stage records and, when it failed, where and why."""
+
+    session_id: str
+    records: list[StageRecord]
+    failed_stage: str | None = None
+    reason: str | None = None
+
+
+def timed(stage: str, session_id: str, frames: int, fn, *args) -> tuple[object, StageRecord]:
+    """Run ``fn(*args)`` and time it as a :class:`StageRecord`."""
+    started = time.time()
+    out = fn(*args)
+    return out, StageRecord(stage, session_id, frames, started, time.time(),
+                            out if isinstance(out, dict) else {})
+
+
+def _check_detected(s: Session) -> None:
+    done = s.units_done()
+    if not done.all():
+        missing = [(int(u), s.camera_names[c]) for u, c in np.argwhere(~done)[:5]]
+        raise RuntimeError(f"{int((~done).sum())} detection units are not written yet, e.g. "
+                           f"(chunk, camera) {missing}; run the detect stage first")
+    s.set_status("detect", "done")
+
+
+def _calibrate(s: Session, session_cfg: SessionConfig, cfg: RunConfig) -> dict:
+    rig, method, report = calibrate_session(s, session_cfg, cfg.calibrate)
+    s.write_rig(rig, method, report)
+    s.set_status("calibrate", "done")
+    return {"method": method}
+
+
+def _triangulate(s: Session, cfg: RunConfig) -> dict:
+    summary = triangulate_session(s, cfg.triangulate)
+    summary["median_reproj_px_per_camera"] = rig_quality(s, s.rig)
+    s.update_attrs(labels=summary)
+    s.set_status("triangulate", "done")
+    return summary
+
+
+def finish_session(store_url: str, session_cfg: SessionConfig, cfg: RunConfig) -> SessionOutcome:
+    """Run the stages after detection on one session of the store, skipping those done."""
+    s = PoseStore.open(store_url, "a").session(session_cfg.name)
+    frames = s.n_frames * len(s.camera_names)
+    outcome = SessionOutcome(s.id, [])
+    steps = (("detect", _check_detected, (s,)), ("calibrate", _calibrate, (s, session_cfg, cfg)),
+             ("triangulate", _triangulate, (s, cfg)))
+    for stage, fn, args in steps:
+        if s.status.get(stage) == "done":
+            continue
+        try:
+            _, record = timed(stage, s.id, frames, fn, *args)
+        except Exception as err:  # recorded in the store and the report; the run goes on
+            reason = f"{type(err).__name__}: {err}"
+            s.mark_failed(stage, reason)
+            outcome.failed_stage, outcome.reason = stage, reason
+            outcome.records.append(StageRecord(stage, s.id, 0, time.time(), time.time(),
+                                               {"traceback": traceback.format_exc(limit=-3)}))
+            return outcome
+        if stage != "detect":
+            outcome.records.append(record)
+    s.mark_complete()
+    return outcome

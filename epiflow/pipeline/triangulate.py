@@ -1,0 +1,46 @@
+"""Triangulate: a session's weighted 3D pseudo-labels from its stored 2D keypoints and cameras."""
+from __future__ import annotations
+
+import numpy as np
+
+from epiflow.pipeline.config import TriangulateConfig
+from epiflow.store import Session
+
+__all__ = ["triangulate_session", "views_tcj"]
+
+
+def views_tcj(views: np.ndarray, T: int, C: int, J: int) -> np.ndarray:
+    """The views-used mask as (T, C, J), from (C, T, J), (T, J, C) or (T, C, J)."""
+    views = np.asarray(views, dtype=bool)
+    for shape, axes in (((T, C, J), (0, 1, 2)), ((C, T, J), (1, 0, 2)), ((T, J, C), (0, 2, 1))):
+        if views.shape == shape:
+            return views.transpose(axes)
+    raise ValueError(f"views must be (T, C, J) = {(T, C, J)} in some order; got {views.shape}")
+
+
+def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
+    """Triangulate every frame and joint of ``session`` with its cameras and write the labels.
+
+    Reads ``keypoints2d (T, C, J, 3)`` and the session's rig; writes ``pseudo3d (T, J, 3)``
+    metres, ``pseudo3d_weight (T, J)``, ``reproj_error (T, J)`` pixels, ``pseudo3d_views``.
+
+    Returns:
+        A summary: fraction of joints labelled, of camera-frames found left/right mirrored,
+        median weight and reprojection error (pixels).
+    """
+    from epiflow.calibration.triangulation import triangulate_sequence
+    kp = np.asarray(session.keypoints2d[:], dtype=np.float64)
+    T, C, J, _ = kp.shape
+    tri = triangulate_sequence(session.rig, kp, joint_set=session.joint_set, fps=session.fps,
+                               robust=cfg.robust, refine=cfg.refine, **cfg.options)
+    points = np.asarray(tri.points, dtype=np.float64).reshape(T, J, 3)
+    weight = np.nan_to_num(np.asarray(tri.weight, dtype=np.float64).reshape(T, J))
+    error = np.asarray(tri.reproj_error, dtype=np.float64).reshape(T, J)
+    labelled = np.isfinite(points).all(-1)
+    weight[~labelled] = 0.0
+    session.write_labels(points, weight, error, views_tcj(tri.views, T, C, J))
+    flipped = getattr(tri, "flipped", None)
+    return {"labelled": float(labelled.mean()),
+            "flipped": None if flipped is None else float(np.asarray(flipped).mean()),
+            "median_weight": float(np.median(weight[labelled])) if labelled.any() else None,
+            "median_reproj_px": float(np.nanmedian(error[labelled])) if labelled.any() else None}

@@ -1,0 +1,104 @@
+"""The pipeline on a real Ray head (loopback, 2 CPUs, shared by these tests): sessions finish while
+a failing one is recorded with its reason; real videos through the detector pool, with a
+detector worker SIGKILLed mid-run giving the same store as an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from epiflow.pipeline.config import (DetectConfig, IngestConfig, RunConfig, SessionConfig,
+                                     SyntheticConfig)
+from epiflow.pipeline.orchestrate import run_pipeline
+from epiflow.store import PoseStore
+
+pytestmark = pytest.mark.ray
+
+def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, make_video):
+    make_video(tmp_path / "uneven" / "cam1.mp4", 8)
+    make_video(tmp_path / "uneven" / "cam2.mp4", 5)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "cam1.mp4").write_bytes(b"\x00" * 5000)
+    out = str(tmp_path / "s.zarr")
+    cfg = RunConfig(out=out, synthetic_sessions=2,
+                    synthetic=SyntheticConfig(frames=40, noise_px=2.0),
+                    sessions=(SessionConfig(name="uneven", videos=str(tmp_path / "uneven")),
+                              SessionConfig(name="broken", videos=str(tmp_path / "broken"))))
+    report = run_pipeline(cfg, progress=False)
+    assert sorted(report.complete) == ["synthetic_0000", "synthetic_0001"]
+    reasons = {f["session"]: f["reason"] for f in report.failures}
+    assert "'cam1.mp4': 8" in reasons["uneven"] and "'cam2.mp4': 5" in reasons["uneven"]
+    assert "cam1.mp4" in reasons["broken"]
+    store = PoseStore.open(out)
+    assert store.session_ids(complete_only=True) == ["synthetic_0000", "synthetic_0001"]
+    failure = store.session("uneven").attrs["failure"]
+    assert failure["stage"] == "ingest" and "different frame counts" in failure["reason"]
+    on_disk = json.loads(Path(out + ".report.json").read_text())
+    assert on_disk["sessions"]["broken"]["status"] == "failed"
+    for sid in ("synthetic_0000", "synthetic_0001"):
+        s = store.session(sid)
+        err = np.linalg.norm(s.pseudo3d[:] - s.gt3d[:], axis=-1)
+        labelled = s.pseudo3d_weight[:] > 0
+        assert labelled.mean() > 0.9
+        assert np.median(err[labelled]) < 0.03          # metres, with the true cameras
+
+
+def _demo_config(shared_data: Path, out: Path, **detect) -> RunConfig:
+    root = shared_data / "pose2sim_demo"
+    session = SessionConfig(name="demo", videos=str(root / "single_person/videos"),
+                            cameras=str(root / "calibration/Calib_qualisys.toml"))
+    return RunConfig(out=str(out), sessions=(session,), ingest=IngestConfig(max_frames=24),
+                     detect=DetectConfig(chunk_frames=6, max_side=640, **detect))
+
+
+def _kill_a_worker_after(store_url: str, n_units: int, head_pid: int, process_tree) -> dict:
+    """In a thread: once ``n_units`` units are marked done, SIGKILL one detector actor."""
+    seen = {}
+
+    def watch():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                done = PoseStore.open(store_url).session("demo").units_done()
+            except (KeyError, FileNotFoundError, ValueError):
+                done = np.zeros(0, bool)
+            if done.sum() >= n_units:
+                workers = [p for p, cmd in process_tree(head_pid) if "DetectWorker" in cmd]
+                if workers:
+                    os.kill(workers[0], signal.SIGKILL)
+                    seen.update(killed=workers[0], done_at_kill=int(done.sum()),
+                                total=done.size)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    seen["thread"] = thread
+    return seen
+
+
+def test_real_videos_and_a_killed_worker(ray_head, shared_data, tmp_path, process_tree,
+                                         same_sessions):
+    reference = _demo_config(shared_data, tmp_path / "ref.zarr")
+    report = run_pipeline(reference, progress=False)
+    assert report.complete == ["demo"] and report.stages["detect"]["units"] == 16
+    s = PoseStore.open(reference.out).session("demo")
+    assert (s.keypoints2d[..., 2] > 0).mean() > 0.9                # 2D for nearly every joint
+    assert (s.pseudo3d_weight[:] > 0).mean() > 0.9
+    # MediaPipe's joints against the lab cameras: within a few pixels, not tens
+    assert np.median(s.reproj_error[:][s.pseudo3d_weight[:] > 0]) < 15.0
+
+    killed = replace(reference, out=str(tmp_path / "killed.zarr"))
+    seen = _kill_a_worker_after(killed.out, 3, ray_head["pid"], process_tree)
+    report = run_pipeline(killed, progress=False)
+    seen["thread"].join(5)
+    assert "killed" in seen and seen["done_at_kill"] < seen["total"], seen
+    assert report.complete == ["demo"] and not report.failures
+    same_sessions(reference.out, killed.out, ["demo"])
