@@ -23,6 +23,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from epiflow.report import ReportInputs, write_report
 
 __all__ = ["DemoConfig", "DemoResult", "DemoError", "run_demo", "demo_sessions", "held_out",
            "pipeline_config", "experiment_config", "camera_tables", "label_tables",
-           "model_tables", "report_inputs"]
+           "model_tables", "video_frames", "report_inputs"]
 
 #: the packaged clips, the held-out (validation) one last
 DEMO_CLIPS = ("02_03", "02_04", "02_01")
@@ -217,6 +218,17 @@ def _predictions(checkpoint: Path, session) -> np.ndarray:
     return pred[:, 0].astype(np.float64) @ R  # camera -> world rotation (Rᵀ x, row-wise)
 
 
+def video_frames(folder, camera_names) -> Callable[[int], list[np.ndarray]]:
+    """A function of a frame index returning that frame of each camera's video (RGB), the
+    videos of ``folder`` matched to the cameras by file stem."""
+    from epiflow.pipeline.detectors import list_videos, read_frames
+    videos = {v.stem: v for v in list_videos(folder)}
+    missing = [c for c in camera_names if c not in videos]
+    if missing:
+        raise DemoError(f"no video in {folder} for cameras {missing}; it has {sorted(videos)}")
+    return lambda f: [read_frames(videos[c], f, f + 1)[0] for c in camera_names]
+
+
 def report_inputs(cfg: DemoConfig, session, train_dir: Path, predictions: np.ndarray | None,
                   metrics: dict, reference=None) -> ReportInputs:
     """The report of one session: its cameras against the truth, labels, predictions, metrics."""
@@ -232,7 +244,8 @@ def report_inputs(cfg: DemoConfig, session, train_dir: Path, predictions: np.nda
                 f"trained on them. The pictures show session {session.name!r}.",
         rig=session.rig, reference_rig=session.gt_rig or reference, keypoints=kp,
         pseudo3d=session.pseudo3d, truth3d=session.gt3d, predictions3d=predictions,
-        joint_set=session.joint_set, metrics_csv=train_dir / "metrics.csv", metrics=metrics)
+        joint_set=session.joint_set, metrics_csv=train_dir / "metrics.csv", metrics=metrics,
+        images=video_frames(cfg.videos, session.rig.names) if cfg.videos else None)
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:

@@ -31,8 +31,9 @@ Frames are counted from 0 and ``time = frame / fps`` (empty when fps is unknown)
 "z_up", "joint_set", "joint_names", "fps", "points3d": (T, J, 3) nested lists, "weights": (T, J) or
 null}``; missing coordinates are ``null``.
 
-**npz** (what ``epiflow export`` also reads): ``points3d (T, J, 3)``, ``joint_names (J,)``, ``fps``,
-optional ``weights (T, J)`` and ``joint_set``.
+**npz** (``epiflow export`` reads it; ``epiflow triangulate`` writes it with more arrays):
+``points3d (T, J, 3)``, ``joint_names (J,)``, ``fps``, optional ``weights (T, J)`` (or
+``weight``) and ``joint_set``.
 
 Example::
 
@@ -349,7 +350,7 @@ def save_poses_npz(poses: Poses3D, path) -> Path:
 
 def load_poses_npz(path) -> Poses3D:
     """Read a poses npz: ``points3d (T, J, 3)`` and ``joint_names`` or ``joint_set``; optional
-    ``fps`` and ``weights (T, J)``."""
+    ``fps`` and ``weights (T, J)`` (or ``weight``, as ``epiflow triangulate`` writes it)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"poses file {str(path)!r} does not exist")
@@ -359,9 +360,10 @@ def load_poses_npz(path) -> Poses3D:
                              f"joint_set; it has {sorted(z.files)}")
         js = str(z["joint_set"]) if "joint_set" in z else None
         names = z["joint_names"].tolist() if "joint_names" in z else get_joint_set(js).joints
+        weights = next((z[k] for k in ("weights", "weight") if k in z), None)
         try:
             return Poses3D(z["points3d"], names, float(z["fps"]) if "fps" in z else None,
-                           z["weights"] if "weights" in z else None, js)
+                           weights, js)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 

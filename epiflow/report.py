@@ -30,7 +30,7 @@ import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -60,7 +60,8 @@ class ReportInputs:
         metrics_csv: the trainer's metrics log (columns step/epoch, train_loss, val metrics).
         metrics: table title -> {metric name (with its unit) -> value}, or -> {row -> {column
             -> value}} for a grid (e.g. one row per session).
-        images: C images (H, W, 3) uint8 RGB of frame ``frame``, drawn under the reprojections.
+        images: the C images (H, W, 3) uint8 RGB of frame ``frame``, or a function of a frame
+            index returning them (videos), drawn under the reprojections.
         frame: the frame shown in the reprojections (default: the one most joints are seen in).
         n_skeleton_frames: how many frames (evenly spaced) the 3D skeleton figure shows.
     """
@@ -76,7 +77,7 @@ class ReportInputs:
     joint_set: str = "h36m17"
     metrics_csv: Path | str | None = None
     metrics: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    images: Sequence[np.ndarray] | None = None
+    images: Sequence[np.ndarray] | Callable[[int], Sequence[np.ndarray]] | None = None
     frame: int | None = None
     n_skeleton_frames: int = 4
 
@@ -110,6 +111,10 @@ def _shown_frame(inputs: ReportInputs, kp: Keypoints) -> int:
     return int(np.argmax(seen))
 
 
+def _images(inputs: ReportInputs, frame: int) -> Sequence[np.ndarray] | None:
+    return inputs.images(frame) if callable(inputs.images) else inputs.images
+
+
 def _reprojection_figures(inputs: ReportInputs, out: Path) -> list[ReportFigure]:
     kp = _keypoints_in(inputs)
     rig, labels = inputs.rig, np.asarray(inputs.pseudo3d, np.float64)
@@ -119,7 +124,7 @@ def _reprojection_figures(inputs: ReportInputs, out: Path) -> list[ReportFigure]
     f = _shown_frame(inputs, kp)
     reproj = rig.project(labels[f])  # (C, J, 2)
     viz.save_png(viz.plot_reprojections(kp.data[f], reproj, kp.image_size, kp.camera_names,
-                                        inputs.joint_set, inputs.images, crop=True,
+                                        inputs.joint_set, _images(inputs, f), crop=True,
                                         title=f"frame {f}"), out / "reprojections.png")
     errors = rig.reprojection_error(labels, kp.xy.transpose(1, 0, 2, 3)).transpose(1, 0, 2)
     viz.save_png(viz.plot_reprojection_errors(errors, kp.camera_names, kp.fps),

@@ -154,6 +154,12 @@ class TestJsonAndNpz:
         _same(poses, back)
         assert back.joint_set == "h36m17"
 
+    def test_npz_of_epiflow_triangulate(self, poses, tmp_path):
+        np.savez(tmp_path / "tri.npz", points3d=poses.points, weight=poses.weights,
+                 joint_names=np.array(poses.joint_names), joint_set="h36m17", fps=50.0,
+                 reproj_error=np.zeros((12, 17)))
+        _same(poses, ex.load_poses_npz(tmp_path / "tri.npz"))
+
     def test_npz_missing_keys(self, tmp_path):
         np.savez(tmp_path / "x.npz", points=np.zeros((2, 17, 3)))
         with pytest.raises(ValueError, match="points3d"):

@@ -71,6 +71,20 @@ class TestWriteReport:
         assert "no ground truth" in page.read_text()
         assert not (tmp_path / "r" / "training.png").exists()
 
+    def test_video_frames_under_the_reprojections(self, capture, tmp_path):
+        rig, labels = _estimate(capture)
+        asked = []
+
+        def frames(f):
+            asked.append(f)
+            return [np.full((h, w, 3), 40, np.uint8) for w, h in capture.keypoints.image_size]
+        write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
+                                  images=frames, frame=7), tmp_path / "r")
+        assert asked == [7]
+        img = imread(tmp_path / "r" / "reprojections.png")[..., :3]
+        dark = (img.mean(-1) < 0.2).mean()  # the dark frames fill the panels
+        assert dark > 0.3
+
     def test_only_cameras_and_metrics(self, capture, tmp_path):
         page = write_report(ReportInputs(rig=capture.rig, metrics={"m": {"a": 1.0}}),
                             tmp_path / "r")
