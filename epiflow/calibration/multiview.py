@@ -160,7 +160,7 @@ def normal_equation_matrix(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def features(obs: Observations, w: torch.Tensor) -> torch.Tensor:
     """(4C, N) per-view features ``w (x² + y²), w x, w y, w`` (camera-major, as the matrix)."""
     wx, wy = w * obs.x, w * obs.y
-    return torch.stack([wx * obs.x + wy * obs.y, wx, wy, w], 1).reshape(-1, w.shape[1])
+    return torch.stack([wx * obs.x + wy * obs.y, wx, wy, w], 1).reshape(4 * w.shape[0], w.shape[1])
 
 
 def solve_normal_equations(m: torch.Tensor) -> Solution:

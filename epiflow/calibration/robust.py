@@ -22,7 +22,7 @@ import torch
 from epiflow.calibration.multiview import (Observations, features, normal_equation_matrix,
                                            solve_normal_equations, solve_reweighted, view_residuals)
 
-__all__ = ["consensus_views", "detect_swaps", "temporal_reference"]
+__all__ = ["consensus_views", "detect_swaps", "temporal_reference", "mirrored_frames"]
 
 #: score bonus of the prior proposal: above any tie-break among equal counts (< 0.99), below one
 PRIOR_BONUS = 0.995
@@ -132,7 +132,7 @@ def detect_swaps(obs: Observations, reference: torch.Tensor, n_frames: int, flip
     return mirrored.T
 
 
-def temporal_reference(points: torch.Tensor) -> torch.Tensor:
+def temporal_reference(points: torch.Tensor, min_predictions: int = 1) -> torch.Tensor:
     """Where each joint should be, judging by its neighbouring frames only.
 
     The median (per coordinate) of up to three predictions: the midpoint of frames t - 1 and
@@ -141,13 +141,40 @@ def temporal_reference(points: torch.Tensor) -> torch.Tensor:
 
     Args:
         points: (T, J, 3) metres, NaN where missing.
+        min_predictions: NaN where fewer of the three predictions are possible.
 
     Returns:
-        (T, J, 3); NaN where no prediction is possible.
+        (T, J, 3); NaN where fewer than ``min_predictions`` predictions are possible.
     """
     T = points.shape[0]
     nan = torch.full_like(points[:1], float("nan")).expand(2, *points.shape[1:])
     padded = torch.cat([nan, points, nan])
     p2, p1, n1, n2 = (padded[2 + k:2 + k + T] for k in (-2, -1, 1, 2))
     guesses = torch.stack([(p1 + n1) / 2, 2 * p1 - p2, 2 * n1 - n2])
-    return guesses.nanmedian(0).values
+    enough = torch.isfinite(guesses).all(-1).sum(0) >= min_predictions
+    return torch.where(enough[..., None], guesses.nanmedian(0).values, float("nan"))
+
+
+def mirrored_frames(points: torch.Tensor, flip: torch.Tensor, ratio: float = 0.5,
+                    margin_m: float = 0.1) -> torch.Tensor:
+    """Frames whose whole skeleton came out mirrored (most of their views were).
+
+    When most views of a frame label left as right, the consensus is the mirrored skeleton and
+    the per-view test flags the good views instead. The neighbouring frames
+    (:func:`temporal_reference`, at least two predictions) tell: a frame is mirrored when its
+    skeleton with left and right exchanged is closer to the reference, below ``ratio`` × the
+    distance as labelled and by more than ``margin_m`` metres summed over the paired joints.
+
+    Args:
+        points: (T, J, 3) metres. flip: (J,) long, the left/right permutation.
+
+    Returns:
+        (T,) bool.
+    """
+    reference = temporal_reference(points, min_predictions=2)
+    paired = flip != torch.arange(flip.numel(), device=flip.device)
+    keep = (points - reference).norm(dim=-1)
+    swap = (points[:, flip] - reference).norm(dim=-1)
+    valid = torch.isfinite(keep) & torch.isfinite(swap) & paired
+    keep, swap = torch.where(valid, keep, 0).sum(-1), torch.where(valid, swap, 0).sum(-1)
+    return (valid.sum(-1) >= 4) & (swap < ratio * keep) & (keep - swap > margin_m)

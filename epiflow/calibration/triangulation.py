@@ -37,7 +37,8 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.multiview import (Observations, Solution, depths, leave_one_out,
                                            reprojection_errors, solve_reweighted)
 from epiflow.calibration.refine import refine_points
-from epiflow.calibration.robust import consensus_views, detect_swaps, temporal_reference
+from epiflow.calibration.robust import (consensus_views, detect_swaps, mirrored_frames,
+                                       temporal_reference)
 from epiflow.calibration.uncertainty import noise_prior, point_sigma, weight_from_sigma
 from epiflow.skeleton import get_joint_set
 
@@ -192,6 +193,11 @@ class _Placed:
         sol = Solution(*(put(getattr(self.solution, f.name), getattr(sub.solution, f.name))
                          for f in fields(Solution)))
         return _Placed(put(self.points, sub.points), put(self.use, sub.use), sol)
+
+    def permuted(self, index: torch.Tensor) -> "_Placed":
+        """Point n becomes the old point ``index[n]``."""
+        sol = Solution(*(getattr(self.solution, f.name)[..., index] for f in fields(Solution)))
+        return _Placed(self.points[:, index], self.use[:, index], sol)
 
 
 def _place(obs: Observations, s: _Settings, prior: torch.Tensor | None = None) -> _Placed:
@@ -423,6 +429,23 @@ def _smoothed(rig, kp, tri, method, fps, cutoff_hz, fill_gaps, weight_scale):
                    reason=reason)
 
 
+def _fix_mirrored_frames(obs: Observations, placed: _Placed, flips: torch.Tensor,
+                         flip: torch.Tensor, mode: str
+                         ) -> tuple[Observations, _Placed, torch.Tensor]:
+    """Relabel the frames whose whole skeleton is mirrored (most views were): mirror all their
+    views and their points. The camera-frames flagged as mirrored swap with the others
+    (``mode="flip"``); with ``"drop"`` all of them are flagged (mirrored or dropped)."""
+    T, J = flips.shape[0], flip.numel()
+    frames = mirrored_frames(placed.points.T.reshape(T, J, 3), flip)
+    if not bool(frames.any()):
+        return obs, placed, flips
+    every = frames[:, None].expand_as(flips)
+    base = torch.arange(T * J, device=flip.device).reshape(T, J)
+    index = torch.where(frames[:, None], base[:, flip], base).reshape(-1)
+    flips = flips ^ every if mode == "flip" else flips | every
+    return _mirrored(obs, every, flip, "flip"), placed.permuted(index), flips
+
+
 def _fix_jumps(obs: Observations, placed: _Placed, T: int, J: int, gate_m: float, s: _Settings
                ) -> _Placed:
     """Re-place the joints far from where their neighbouring frames put them (or unplaced), with
@@ -483,6 +506,8 @@ def triangulate_sequence(rig: CameraRig, keypoints2d, joint_set: str | None = "h
     if swap != "off" and s.robust and js.left_right:
         flip = torch.as_tensor(js.flip_permutation, device=kp.device)
         obs, placed, flips = _fix_swaps(obs, placed, T, flip, swap, s)
+        if temporal_gate_m:
+            obs, placed, flips = _fix_mirrored_frames(obs, placed, flips, flip, swap)
     if temporal_gate_m and s.robust:
         placed = _fix_jumps(obs, placed, T, J, temporal_gate_m, s)
     tri = _per_frame(_shaped(_assemble(obs, placed, s), C, (T, J), lambda a: a))

@@ -1,0 +1,61 @@
+"""``epiflow triangulate`` on a synthetic capture and on the Pose2Sim demo's OpenPose output."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from epiflow.cli import main
+from epiflow.datasets.keypoints import save_npz
+from epiflow.datasets.synthetic import Corruption, cmu_capture
+
+
+def _write_capture(tmp_path, names=None):
+    cap = cmu_capture("02_01", corruption=Corruption(noise_px=2.0), seed=3)
+    kp = cap.keypoints if names is None else replace(cap.keypoints, camera_names=names)
+    save_npz(kp, tmp_path / "kp.npz")
+    cap.rig.save(tmp_path / "cameras.toml")
+    return cap
+
+
+def test_writes_the_poses_npz(tmp_path, capsys):
+    # the keypoints call the cameras cam1.. and the calibration cam_01..: matched by name
+    cap = _write_capture(tmp_path, names=("cam1", "cam2", "cam3", "cam4"))
+    code = main(["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras",
+                 str(tmp_path / "cameras.toml"), "--out", str(tmp_path / "poses.npz")])
+    assert code == 0 and "placed" in capsys.readouterr().out
+    with np.load(tmp_path / "poses.npz") as z:
+        T, J = cap.points3d.shape[:2]
+        assert z["points3d"].shape == (T, J, 3) and z["weight"].shape == (T, J)
+        assert z["reproj_error"].shape == (T, J) and z["views"].shape == (T, 4, J)
+        assert list(z["joint_names"][:2]) == ["pelvis", "r_hip"]
+        err = np.linalg.norm(z["points3d"] - cap.points3d, axis=-1)
+        assert np.nanmean(err) < 0.015 and np.isfinite(err).mean() > 0.99
+        assert np.nanmedian(z["reproj_error"]) < 4.0
+
+
+def test_camera_mismatch_is_a_clean_error(tmp_path, capsys):
+    _write_capture(tmp_path, names=("cam_01", "cam_02", "cam_03", "top"))
+    code = main(["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras",
+                 str(tmp_path / "cameras.toml"), "--out", str(tmp_path / "poses.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "top" in err and "cam_04" in err
+    assert not (tmp_path / "poses.npz").exists()
+
+
+def test_pose2sim_demo_openpose(shared_data, tmp_path):
+    demo = shared_data / "pose2sim_demo"
+    code = main(["triangulate", "--keypoints", str(demo / "openpose_body25b_single_person"),
+                 "--joint-set", "body25b", "--cameras",
+                 str(demo / "calibration" / "Calib_qualisys.toml"), "--out",
+                 str(tmp_path / "poses.npz")])
+    assert code == 0
+    with np.load(tmp_path / "poses.npz") as z:
+        assert z["points3d"].shape == (100, 25, 3)
+        assert np.isfinite(z["points3d"]).all(-1).mean() > 0.98
+        assert np.nanmedian(z["reproj_error"]) < 10.0  # lab cameras, 1088 x 1920 images
+        # the person stands on the lab floor (Z up): feet near z = 0, head ~1.6-1.9 m up
+        heel = list(z["joint_names"]).index("LHeel")
+        top = list(z["joint_names"]).index("HeadTop")
+        assert abs(np.nanmedian(z["points3d"][:, heel, 2])) < 0.15
+        assert 1.5 < np.nanmedian(z["points3d"][:, top, 2]) < 2.0
