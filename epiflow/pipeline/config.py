@@ -17,6 +17,7 @@ from typing import Literal
 from epiflow.config import ConfigError, load_config, to_dict
 
 __all__ = ["RunConfig", "SessionConfig", "SyntheticConfig", "RayConfig", "IngestConfig",
+           "WorkersConfig",
            "DetectConfig", "CalibrateConfig", "TriangulateConfig", "StoreConfig",
            "load_run_config", "resolve_paths", "session_fingerprint"]
 
@@ -96,11 +97,21 @@ class RayConfig:
 class IngestConfig:
     """Reading sessions: ``trim`` cuts cameras of different lengths to the shortest (with a
     warning in the report) instead of failing the session; ``max_frames`` keeps only the first
-    frames of every session (0 = all; for previews and tests); ``num_cpus`` per ingest task."""
+    frames of every session (0 = all; for previews and tests)."""
 
     trim: bool = False
     max_frames: int = 0
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """The session workers: Ray actors that ingest, calibrate and triangulate sessions (all but
+    detection). ``pool_size`` 0 = one per CPU; ``num_cpus`` / ``num_gpus`` reserved per worker.
+    The default reserves no CPU, so sessions finish while the detector actors hold the CPUs."""
+
+    pool_size: int = 0
     num_cpus: float = 0.0
+    num_gpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -144,14 +155,12 @@ class CalibrateConfig:
         subject_height: the person's height, metres, for the metric scale (0 = from body
             proportions).
         people: options of :class:`epiflow.calibration.from_people.CalibrationConfig`.
-        num_cpus: per calibration task.
     """
 
     method: Literal["auto", "people", "given", "board"] = "auto"
     intrinsics: str = ""
     subject_height: float = 0.0
     people: dict = field(default_factory=dict)
-    num_cpus: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,6 @@ class TriangulateConfig:
     robust: bool = True
     refine: bool = False
     options: dict = field(default_factory=dict)
-    num_cpus: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,7 @@ class RunConfig:
     synthetic: SyntheticConfig = SyntheticConfig()
     ray: RayConfig = RayConfig()
     ingest: IngestConfig = IngestConfig()
+    workers: WorkersConfig = WorkersConfig()
     detect: DetectConfig = DetectConfig()
     calibrate: CalibrateConfig = CalibrateConfig()
     triangulate: TriangulateConfig = TriangulateConfig()

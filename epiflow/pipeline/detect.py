@@ -172,6 +172,8 @@ class DetectWorker:
 
     def __init__(self, cfg: DetectConfig, joint_set: str):
         from epiflow.pipeline.detectors import MediaPipeDetector
+        from epiflow.pipeline.workers import warm_up
+        self._warm = warm_up("cv2", "mediapipe.python.solutions.pose", "epiflow.skeleton")
         self.cfg = cfg
         self.detector = MediaPipeDetector(cfg.model_complexity, cfg.min_confidence,
                                           cfg.video_mode)

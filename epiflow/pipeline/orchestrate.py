@@ -1,16 +1,18 @@
-"""The pipeline on Ray: ingest tasks, a detector actor pool, per-session finishing tasks.
+"""The pipeline on Ray: a pool of session workers and a pool of detector actors, driven by one
+event loop.
 
-One driver loop advances every session through its stages as results arrive, so many sessions
-run at once: ingest (a task per session) → detection units (fed to a pool of
-:class:`~epiflow.pipeline.detect.DetectWorker` actors, each writing its units into the store
-itself) → calibrate and triangulate (a task per session) → complete. Work already recorded as
-done in the store is skipped, so the same command after a crash finishes the store. A session
-that fails is recorded with its reason; the others go on.
+Every session goes ingest (its group created: in the driver for video and image folders, which
+are only probed, else by a session worker) → detection units (fed to the
+:class:`~epiflow.pipeline.detect.DetectWorker` pool, each worker writing its units into the
+store itself) → calibrate and triangulate (a session worker) → complete. The loop advances each
+session as its results arrive, so many sessions are in flight at once. Work the store records as
+done is skipped, so the same command after a crash finishes the store. A session that fails is
+recorded with its reason; the others go on.
 
 Ray: a local Ray is started by default (``ray.num_cpus`` CPUs, the machine's count when 0), or
 an existing cluster is joined (``ray.address``); a Ray already initialised in this process is
-used as it is. The store must be reachable from every node (a shared folder or an object-store
-URL).
+used as it is. Every node must reach the store (a shared folder or an object-store URL) and
+the inputs (shared storage; the driver too, for video and image folders).
 """
 from __future__ import annotations
 
@@ -18,19 +20,23 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.detect import DetectUnit, DetectWorker, UnitResult
 from epiflow.pipeline.ingest import IngestResult, ingest_session, plan_sessions
-from epiflow.pipeline.report import RunReport, report_url
+from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
-from epiflow.pipeline.stages import SessionOutcome, StageRecord, finish_session, timed
+from epiflow.pipeline.workers import SessionWorker
 from epiflow.store import PoseStore
 
-__all__ = ["run_pipeline", "ray_runtime"]
+__all__ = ["run_pipeline", "ray_runtime", "use_cluster_token"]
 
-log = logging.getLogger(__name__)
+#: Ray restarts a killed actor this many times and retries its calls.
+RESTARTS = 3
+#: Sources whose ingest is a probe of files (done in the driver, no worker needed).
+_PROBED = ("videos", "frames")
 
 
 def use_cluster_token() -> None:
@@ -70,8 +76,22 @@ def ray_runtime(cfg):
         ray.shutdown()
 
 
-def _ingest_task(url: str, session: SessionConfig, cfg: RunConfig):
-    return timed("ingest", session.name, 0, ingest_session, url, session, cfg)
+class _Pool:
+    """Actors of one kind and how many calls each has in flight."""
+
+    def __init__(self, ray, cls, n: int, args: tuple, **options):
+        actor = ray.remote(cls).options(max_restarts=RESTARTS, max_task_retries=RESTARTS,
+                                        **options)
+        self.ray, self.actors = ray, [actor.remote(*args) for _ in range(n)]
+        self.busy = [0] * n
+
+    def least_busy(self) -> int:
+        return min(range(len(self.actors)), key=self.busy.__getitem__)
+
+    def kill(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors, self.busy = [], []
 
 
 @dataclass
@@ -91,76 +111,89 @@ class _Driver:
         self.ray, self.cfg, self.url = ray, cfg, url
         self.states = {s.name: _SessionState(s) for s in sessions}
         self.inflight: dict = {}
+        self.to_probe: deque[str] = deque()
         self.scheduler = UnitScheduler()
-        self.workers: list = []
-        self.busy: list[int] = []
+        self.detectors: _Pool | None = None
         self.records: list[StageRecord] = []
         self.report = RunReport(store=url)
         self.t0 = time.time()
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        w = cfg.workers
+        self.sessions = _Pool(ray, SessionWorker, min(w.pool_size or cpus, len(sessions)), (),
+                              num_cpus=w.num_cpus, num_gpus=w.num_gpus)
         bar = dict(disable=not progress, dynamic_ncols=True, leave=True)
         self.bars = {"ingest": tqdm(total=len(sessions), desc="ingest", unit="session", **bar),
                      "detect": tqdm(total=0, desc="detect", unit="frame", **bar),
                      "finish": tqdm(total=0, desc="calibrate+triangulate", unit="session", **bar)}
 
     # -- submitting ----------------------------------------------------------------------------
-    def _submit(self, kind: str, payload, fn, *args, **options):
-        ref = self.ray.remote(fn).options(**options).remote(*args)
-        self.inflight[ref] = (kind, payload)
+    def _call_session_worker(self, kind: str, sid: str) -> None:
+        i = self.sessions.least_busy()
+        method = getattr(self.sessions.actors[i], kind)
+        self.inflight[method.remote(self.url, self.states[sid].cfg, self.cfg)] = (kind, (i, sid))
+        self.sessions.busy[i] += 1
 
     def start(self) -> None:
-        """Start the detector pool (when a session has frames to detect) and every ingest."""
-        if any(s.cfg.kind in ("videos", "frames") for s in self.states.values()):
-            self._start_pool(self._pool_size())
-        opts = dict(num_cpus=self.cfg.ingest.num_cpus, max_retries=3)
-        for state in self.states.values():
-            self._submit("ingest", state.cfg.name, _ingest_task, self.url, state.cfg, self.cfg,
-                         **opts)
+        """Start the detector pool (when a session has frames to detect) and the ingests:
+        video and image folders are only probed, here in the driver; the others (keypoint
+        files, synthesis) on the session workers."""
+        if any(s.cfg.kind in _PROBED for s in self.states.values()):
+            self._start_detectors(self._detect_pool_size())
+        for sid, state in self.states.items():
+            if state.cfg.kind in _PROBED:
+                self.to_probe.append(sid)
+            else:
+                self._call_session_worker("ingest", sid)
+
+    def ingest_here(self, sid: str) -> None:
+        """Ingest a video or image-folder session in the driver (a probe of its files)."""
+        try:
+            out = timed("ingest", sid, 0, ingest_session, self.url, self.states[sid].cfg, self.cfg)
+        except Exception as err:  # recorded; the run goes on
+            self.fail(sid, "ingest", f"{type(err).__name__}: {err}")
+            return
+        self.on_ingest(sid, out)
 
     def _finish(self, sid: str) -> None:
-        cpus = max(self.cfg.calibrate.num_cpus, self.cfg.triangulate.num_cpus)
         self.bars["finish"].total += 1
         self.bars["finish"].refresh()
-        self._submit("finish", sid, finish_session, self.url, self.states[sid].cfg, self.cfg,
-                     num_cpus=cpus, max_retries=3)
+        self._call_session_worker("finish", sid)
 
-    def _pool_size(self) -> int:
+    def _detect_pool_size(self) -> int:
         d = self.cfg.detect
         if d.pool_size:
             return d.pool_size
         cpus = self.ray.cluster_resources().get("CPU", 1)
         return max(1, int(cpus // d.num_cpus) if d.num_cpus else int(cpus))
 
-    def _start_pool(self, n: int) -> None:
+    def _start_detectors(self, n: int) -> None:
         d = self.cfg.detect
         joint_set = self.cfg.store.joint_set
         if joint_set == "source":
             from epiflow.pipeline.detectors import MediaPipeDetector
             joint_set = MediaPipeDetector.joint_set
-        actor = self.ray.remote(DetectWorker).options(
-            num_cpus=d.num_cpus, num_gpus=d.num_gpus, max_restarts=3, max_task_retries=3)
-        self.workers = [actor.remote(d, joint_set) for _ in range(n)]
-        self.busy = [0] * n
+        self.detectors = _Pool(self.ray, DetectWorker, n, (d, joint_set),
+                               num_cpus=d.num_cpus, num_gpus=d.num_gpus)
         self.report.ray["detect_pool_size"] = n
 
     def feed(self) -> None:
-        """Give every worker slot a unit while there are units."""
-        if not self.workers and len(self.scheduler):
-            self._start_pool(min(self._pool_size(), len(self.scheduler)))
-        for w, worker in enumerate(self.workers):
-            while self.busy[w] < self.cfg.detect.inflight:
+        """Give every detector slot a unit while there are units."""
+        if (self.detectors is None or not self.detectors.actors) and len(self.scheduler):
+            self._start_detectors(min(self._detect_pool_size(), len(self.scheduler)))
+        pool = self.detectors
+        for w in range(len(pool.actors) if pool else 0):
+            while pool.busy[w] < self.cfg.detect.inflight:
                 unit = self.scheduler.next_for(w)
                 if unit is None:
                     return
-                self.inflight[worker.run.remote(unit)] = ("detect", (w, unit))
-                self.busy[w] += 1
+                self.inflight[pool.actors[w].run.remote(unit)] = ("detect", (w, unit))
+                pool.busy[w] += 1
 
-    def release_pool(self) -> None:
+    def release_detectors(self) -> None:
         """Kill the detector actors once no detection work can come (frees their CPUs)."""
-        pending = any(k in ("ingest", "detect") for k, _ in self.inflight.values())
-        if self.workers and not pending and not len(self.scheduler):
-            for worker in self.workers:
-                self.ray.kill(worker)
-            self.workers, self.busy = [], []
+        pending = self.to_probe or any(k in ("ingest", "detect") for k, _ in self.inflight.values())
+        if self.detectors and self.detectors.actors and not pending and not len(self.scheduler):
+            self.detectors.kill()
 
     # -- results -------------------------------------------------------------------------------
     def _when(self) -> dict:
@@ -190,20 +223,17 @@ class _Driver:
         if result.complete:
             self.report.sessions[sid] = {"status": "already complete", "frames": 0}
             return
-        streams = result.streams
-        units = [DetectUnit(self.url, sid, u, c, streams[c], *result.unit_frames[u])
+        units = [DetectUnit(self.url, sid, u, c, result.streams[c], *result.unit_frames[u])
                  for u, c in result.pending_units]
-        if units:
-            state.remaining = {(u.unit, u.camera) for u in units}
-            self.scheduler.add(units)
-            self.bars["detect"].total += sum(u.stop - u.start for u in units)
-            self.bars["detect"].refresh()
-        else:
+        if not units:
             self._finish(sid)
+            return
+        state.remaining = {(u.unit, u.camera) for u in units}
+        self.scheduler.add(units)
+        self.bars["detect"].total += sum(u.stop - u.start for u in units)
+        self.bars["detect"].refresh()
 
-    def on_detect(self, payload, result: UnitResult) -> None:
-        w, unit = payload
-        self.busy[w] -= 1
+    def on_detect(self, unit: DetectUnit, result: UnitResult) -> None:
         self.bars["detect"].update(result.frames)
         self.records.append(StageRecord("detect", unit.session_id, result.frames,
                                         result.started, result.finished,
@@ -213,7 +243,7 @@ class _Driver:
         if not state.remaining and not state.failed:
             self._finish(unit.session_id)
 
-    def on_finish(self, sid: str, outcome: SessionOutcome) -> None:
+    def on_finish(self, sid: str, outcome) -> None:
         self.bars["finish"].update(1)
         self.records += outcome.records
         if outcome.failed_stage:
@@ -223,36 +253,45 @@ class _Driver:
                                          **self._when()}
 
     def handle(self, ref) -> None:
-        kind, payload = self.inflight.pop(ref)
+        kind, (worker, item) = self.inflight.pop(ref)
+        pool = self.detectors if kind == "detect" else self.sessions
+        if pool.actors:
+            pool.busy[worker] -= 1
         try:
             out = self.ray.get(ref)
-        except Exception as err:  # a task's exception: its session fails, the others go on
-            sid = payload if isinstance(payload, str) else payload[1].session_id
-            if kind == "detect":
-                self.busy[payload[0]] -= 1
+        except Exception as err:  # a call's exception: its session fails, the others go on
+            sid = item.session_id if kind == "detect" else item
             self.fail(sid, kind, _reason(err))
             return
         if kind == "ingest":
-            self.on_ingest(payload, out)
+            self.on_ingest(item, out)
         elif kind == "detect":
-            self.on_detect(payload, out)
+            self.on_detect(item, out)
         else:
-            self.on_finish(payload, out)
+            self.on_finish(item, out)
+
+    def _ready(self) -> list:
+        """Results ready now (after one driver-side ingest) or the next one to arrive."""
+        if self.to_probe:
+            self.ingest_here(self.to_probe.popleft())
+            refs = list(self.inflight)
+            return self.ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs else []
+        return self.ray.wait(list(self.inflight), num_returns=1)[0]
 
     def loop(self) -> None:
         self.start()
-        while self.inflight:
-            ready, _ = self.ray.wait(list(self.inflight), num_returns=1)
-            for ref in ready:
+        while self.inflight or self.to_probe:
+            for ref in self._ready():
                 self.handle(ref)
             self.feed()
-            self.release_pool()
+            self.release_detectors()
+        self.sessions.kill()
         for bar in self.bars.values():
             bar.close()
 
 
 def _reason(err: Exception) -> str:
-    """The root cause of a Ray task error, one line."""
+    """The root cause of a Ray call's error, one line."""
     cause = getattr(err, "cause", None) or err
     if isinstance(cause, Exception) and cause is not err:
         return f"{type(cause).__name__}: {cause}"
@@ -281,8 +320,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False)
         driver = _Driver(cfg, cfg.out, sessions, progress)
         driver.report.ray.update(info)
         driver.loop()
-    report = driver.report
-    end = time.time()
+    report, end = driver.report, time.time()
     report.wall_s, report.ray_start_s = round(end - t0, 3), round(ray_start, 3)
     report.stages = RunReport.stage_stats(driver.records)
     detected = [r.finished for r in driver.records if r.stage == "detect"]

@@ -3,13 +3,43 @@ next to the store and printed as a short table."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 
-from epiflow.pipeline.stages import StageRecord
-
-__all__ = ["RunReport", "report_url"]
+__all__ = ["StageRecord", "SessionOutcome", "timed", "RunReport", "report_url"]
 
 STAGE_ORDER = ("ingest", "detect", "calibrate", "triangulate")
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage run on one session: wall-clock start and end (``time.time()`` seconds), the
+    camera-frames (T x C) it covered, and what it says of itself."""
+
+    stage: str
+    session_id: str
+    frames: int
+    started: float
+    finished: float
+    info: dict = field(default_factory=dict)
+
+
+def timed(stage: str, session_id: str, frames: int, fn, *args) -> tuple[object, StageRecord]:
+    """Run ``fn(*args)`` and time it as a :class:`StageRecord`."""
+    started = time.time()
+    out = fn(*args)
+    return out, StageRecord(stage, session_id, frames, started, time.time(),
+                            out if isinstance(out, dict) else {})
+
+
+@dataclass
+class SessionOutcome:
+    """The result of :func:`finish_session`: stage records and, when it failed, where and why."""
+
+    session_id: str
+    records: list[StageRecord]
+    failed_stage: str | None = None
+    reason: str | None = None
 
 
 @dataclass

@@ -5,47 +5,16 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from epiflow.pipeline.calibrate import calibrate_session, rig_quality
 from epiflow.pipeline.config import RunConfig, SessionConfig
+from epiflow.pipeline.report import SessionOutcome, StageRecord, timed
 from epiflow.pipeline.triangulate import triangulate_session
 from epiflow.store import PoseStore, Session
 
-__all__ = ["StageRecord", "SessionOutcome", "finish_session", "timed"]
-
-
-@dataclass(frozen=True)
-class StageRecord:
-    """One stage run on one session: wall-clock start and end (``time.time()`` seconds), the
-    camera-frames (T x C) it covered, and what it says of itself."""
-
-    stage: str
-    session_id: str
-    frames: int
-    started: float
-    finished: float
-    info: dict = field(default_factory=dict)
-
-
-@dataclass
-class SessionOutcome:
-    """The result of :func:`finish_session`: stage records and, when it failed, where and why."""
-
-    session_id: str
-    records: list[StageRecord]
-    failed_stage: str | None = None
-    reason: str | None = None
-
-
-def timed(stage: str, session_id: str, frames: int, fn, *args) -> tuple[object, StageRecord]:
-    """Run ``fn(*args)`` and time it as a :class:`StageRecord`."""
-    started = time.time()
-    out = fn(*args)
-    return out, StageRecord(stage, session_id, frames, started, time.time(),
-                            out if isinstance(out, dict) else {})
+__all__ = ["finish_session"]
 
 
 def _check_detected(s: Session) -> None:

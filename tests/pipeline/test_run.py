@@ -1,6 +1,7 @@
 """The pipeline on a real Ray head (loopback, 2 CPUs, shared by these tests): sessions finish while
-a failing one is recorded with its reason; real videos through the detector pool, with a
-detector worker SIGKILLed mid-run giving the same store as an uninterrupted run."""
+a failing one is recorded with its reason; real videos through the detector pool; a detector
+worker SIGKILLed mid-run, or a run resumed after some units, gives the same store as an
+uninterrupted run, redoing only the missing units."""
 from __future__ import annotations
 
 import json
@@ -14,14 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from epiflow.cli import main
 from epiflow.pipeline.config import (DetectConfig, IngestConfig, RunConfig, SessionConfig,
                                      SyntheticConfig)
+from epiflow.pipeline.detect import DetectUnit, DetectWorker
+from epiflow.pipeline.ingest import ingest_session
 from epiflow.pipeline.orchestrate import run_pipeline
 from epiflow.store import PoseStore
 
 pytestmark = pytest.mark.ray
 
-def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, make_video):
+def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, make_video, capsys):
     make_video(tmp_path / "uneven" / "cam1.mp4", 8)
     make_video(tmp_path / "uneven" / "cam2.mp4", 5)
     (tmp_path / "broken").mkdir()
@@ -48,14 +52,20 @@ def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, mak
         labelled = s.pseudo3d_weight[:] > 0
         assert labelled.mean() > 0.9
         assert np.median(err[labelled]) < 0.03          # metres, with the true cameras
+    capsys.readouterr()
+    assert main(["inspect", out]) == 0
+    text = capsys.readouterr().out
+    assert "4 sessions, 2 complete" in text and "FAILED uneven at ingest" in text
+    row = next(line for line in text.splitlines() if line.startswith("synthetic_0000"))
+    assert row.split()[1:5] == ["complete", "40", "4", "given"]
 
 
 def _demo_config(shared_data: Path, out: Path, **detect) -> RunConfig:
     root = shared_data / "pose2sim_demo"
     session = SessionConfig(name="demo", videos=str(root / "single_person/videos"),
                             cameras=str(root / "calibration/Calib_qualisys.toml"))
-    return RunConfig(out=str(out), sessions=(session,), ingest=IngestConfig(max_frames=24),
-                     detect=DetectConfig(chunk_frames=6, max_side=640, **detect))
+    return RunConfig(out=str(out), sessions=(session,), ingest=IngestConfig(max_frames=16),
+                     detect=DetectConfig(chunk_frames=4, max_side=640, **detect))
 
 
 def _kill_a_worker_after(store_url: str, n_units: int, head_pid: int, process_tree) -> dict:
@@ -84,17 +94,26 @@ def _kill_a_worker_after(store_url: str, n_units: int, head_pid: int, process_tr
     return seen
 
 
-def test_real_videos_and_a_killed_worker(ray_head, shared_data, tmp_path, process_tree,
-                                         same_sessions):
-    reference = _demo_config(shared_data, tmp_path / "ref.zarr")
-    report = run_pipeline(reference, progress=False)
+@pytest.fixture(scope="module")
+def demo_reference(ray_head, shared_data, tmp_path_factory):
+    """The demo's first 16 frames (4 cameras, units of 4 frames) run without interruption."""
+    cfg = _demo_config(shared_data, tmp_path_factory.mktemp("demo") / "ref.zarr")
+    return cfg, run_pipeline(cfg, progress=False)
+
+
+def test_real_videos_through_the_detector_pool(demo_reference):
+    cfg, report = demo_reference
     assert report.complete == ["demo"] and report.stages["detect"]["units"] == 16
-    s = PoseStore.open(reference.out).session("demo")
+    s = PoseStore.open(cfg.out).session("demo")
     assert (s.keypoints2d[..., 2] > 0).mean() > 0.9                # 2D for nearly every joint
     assert (s.pseudo3d_weight[:] > 0).mean() > 0.9
     # MediaPipe's joints against the lab cameras: within a few pixels, not tens
     assert np.median(s.reproj_error[:][s.pseudo3d_weight[:] > 0]) < 15.0
 
+
+def test_a_killed_detector_worker_changes_nothing(demo_reference, ray_head, tmp_path,
+                                                  process_tree, same_sessions):
+    reference, _ = demo_reference
     killed = replace(reference, out=str(tmp_path / "killed.zarr"))
     seen = _kill_a_worker_after(killed.out, 3, ray_head["pid"], process_tree)
     report = run_pipeline(killed, progress=False)
@@ -102,3 +121,19 @@ def test_real_videos_and_a_killed_worker(ray_head, shared_data, tmp_path, proces
     assert "killed" in seen and seen["done_at_kill"] < seen["total"], seen
     assert report.complete == ["demo"] and not report.failures
     same_sessions(reference.out, killed.out, ["demo"])
+
+
+def test_resume_redoes_only_missing_units(demo_reference, tmp_path, same_sessions):
+    reference, _ = demo_reference
+    partial = replace(reference, out=str(tmp_path / "partial.zarr"))
+    pending = ingest_session(partial.out, partial.sessions[0], partial)
+    worker = DetectWorker(partial.detect, "h36m17")
+    for u, c in pending.pending_units[:5]:          # as if killed after five units
+        worker.run(DetectUnit(partial.out, "demo", u, c, pending.streams[c],
+                              *pending.unit_frames[u]))
+    report = run_pipeline(partial, progress=False)
+    assert report.stages["detect"]["units"] == 16 - 5
+    same_sessions(reference.out, partial.out, ["demo"])
+    again = run_pipeline(partial, progress=False)   # complete: nothing to do
+    assert again.sessions["demo"]["status"] == "already complete"
+    assert "detect" not in again.stages and "triangulate" not in again.stages
