@@ -95,7 +95,9 @@ def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iterations: int = 
     """
     k = _coefficients(dist)
     u, v = xy_distorted[..., 0].contiguous(), xy_distorted[..., 1].contiguous()
-    x, y = u, v
+    rd2 = u * u + v * v  # start from the radial inverse at the distorted radius: one step less
+    shrink = 1 + rd2 * (k[0] + rd2 * (k[1] + rd2 * k[4]))
+    x, y = u / shrink, v / shrink
     for _ in range(iterations):
         xd, yd, r2, radial = _distort_xy(x, y, k)
         ex, ey = xd - u, yd - v
