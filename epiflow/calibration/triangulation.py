@@ -39,7 +39,8 @@ from epiflow.calibration.multiview import (Observations, Solution, depths, leave
 from epiflow.calibration.refine import refine_points
 from epiflow.calibration.robust import (consensus_views, detect_swaps, mirrored_frames,
                                        temporal_reference)
-from epiflow.calibration.uncertainty import noise_prior, point_sigma, weight_from_sigma
+from epiflow.calibration.uncertainty import (noise_prior, point_sigma, residual_variance,
+                                             weight_from_sigma)
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Reason", "Triangulation", "triangulate", "triangulate_linear", "triangulate_sequence",
@@ -232,9 +233,9 @@ def _assemble(obs: Observations, placed: _Placed, s: _Settings) -> dict[str, tor
     errors = reprojection_errors(obs, points)
     n = use.sum(0)
     reproj = torch.where(use, errors, 0).sum(0) / n.clamp(min=1)
-    sigma0 = noise_prior(errors, obs.conf, use, s.noise_px)
-    sigma = point_sigma(placed.solution.trace_inverse, errors, obs.conf, use, sigma0)
-    sigma = torch.where(good, sigma, float("nan"))
+    s2 = residual_variance(errors, obs.conf, use)
+    sigma0 = noise_prior(s2, n, s.noise_px)
+    sigma = torch.where(good, point_sigma(placed.solution.trace_inverse, s2, sigma0), float("nan"))
     return dict(points=obs.to_world(points), weight=weight_from_sigma(sigma, s.weight_scale),
                 sigma=sigma, reproj_error=torch.where(good, reproj, float("nan")), views=use,
                 view_error=errors, n_views=n, reason=reason)

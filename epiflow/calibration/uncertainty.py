@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["EXCESS", "DEFAULT_NOISE_PX", "noise_prior", "point_sigma", "weight_from_sigma"]
+__all__ = ["EXCESS", "DEFAULT_NOISE_PX", "residual_variance", "noise_prior", "point_sigma",
+           "weight_from_sigma"]
 
 #: residual variance counts once it exceeds this many times σ₀² (``s > 2 σ₀``)
 EXCESS = 4.0
@@ -33,36 +34,38 @@ EXCESS = 4.0
 DEFAULT_NOISE_PX = 2.0
 
 
-def _residual_variance(residuals: torch.Tensor, conf: torch.Tensor, use: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s² (N,), dof (N,)) from residuals (C, N) pixels, conf (C, N) and use (C, N) bool."""
+def residual_variance(residuals: torch.Tensor, conf: torch.Tensor, use: torch.Tensor
+                      ) -> torch.Tensor:
+    """s² (N,) pixels²: ``Σ conf r² / (2n - 3)`` over the views used (module docstring, step 2).
+
+    Args:
+        residuals: (C, N) reprojection errors, pixels. conf: (C, N). use: (C, N) bool.
+    """
     r2 = torch.where(use, conf * residuals * residuals, 0).sum(0)
-    dof = (2 * use.sum(0) - 3).to(residuals.dtype)
-    return r2 / dof.clamp(min=1), dof.clamp(min=0)
+    return r2 / (2 * use.sum(0) - 3).clamp(min=1).to(residuals.dtype)
 
 
-def noise_prior(residuals: torch.Tensor, conf: torch.Tensor, use: torch.Tensor,
-                noise_px: float | None = None) -> float:
-    """σ₀ in pixels: ``noise_px``, or the median residual noise of points with >= 3 views."""
+def noise_prior(s2: torch.Tensor, n_views: torch.Tensor, noise_px: float | None = None) -> float:
+    """σ₀ in pixels: ``noise_px``, or the median √s² of the points with >= 3 views.
+
+    Args:
+        s2: (N,) from :func:`residual_variance`. n_views: (N,) views used per point.
+    """
     if noise_px is not None:
         if not noise_px > 0:
             raise ValueError(f"noise_px must be positive (pixels) or None; got {noise_px}")
         return float(noise_px)
-    s2, _ = _residual_variance(residuals, conf, use)
-    s2 = s2[(use.sum(0) >= 3) & torch.isfinite(s2)]
+    s2 = s2[(n_views >= 3) & torch.isfinite(s2)]
     return float(s2.median().sqrt()) if s2.numel() else DEFAULT_NOISE_PX
 
 
-def point_sigma(trace_inverse: torch.Tensor, residuals: torch.Tensor, conf: torch.Tensor,
-                use: torch.Tensor, noise_px: float) -> torch.Tensor:
+def point_sigma(trace_inverse: torch.Tensor, s2: torch.Tensor, noise_px: float) -> torch.Tensor:
     """Predicted RMS 3D error (N,) metres (module docstring, steps 2-3).
 
     Args:
         trace_inverse: (N,) ``trace(I⁻¹)`` from the reweighted linear solve, m² / px².
-        residuals: (C, N) reprojection errors, pixels. conf: (C, N). use: (C, N) bool, views used.
-        noise_px: σ₀, pixels.
+        s2: (N,) the residual variance of :func:`residual_variance`. noise_px: σ₀, pixels.
     """
-    s2, _ = _residual_variance(residuals, conf, use)
     noise2 = torch.maximum(torch.full_like(s2, noise_px ** 2), s2 / EXCESS)
     return (noise2 * trace_inverse).clamp(min=0).sqrt()
 
