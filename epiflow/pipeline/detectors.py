@@ -108,7 +108,8 @@ class MediaPipeDetector:
     """MediaPipe's pose model (33 BlazePose joints), one person per frame.
 
     Args:
-        model_complexity: 0 (lite), 1 (full) or 2 (heavy); all ship inside the wheel.
+        model_complexity: 1 (full) is the model that ships inside the wheel; 0 (lite) and 2
+            (heavy) are downloaded at first use, which fails on a machine without internet.
         min_confidence: detection and tracking confidence thresholds.
         video_mode: track across consecutive frames of a batch (faster and steadier); the tracker
             restarts with each call, so feed consecutive frames of one camera per call.
@@ -118,6 +119,8 @@ class MediaPipeDetector:
 
     def __init__(self, model_complexity: int = 1, min_confidence: float = 0.5,
                  video_mode: bool = True):
+        if model_complexity not in (0, 1, 2):
+            raise ValueError(f"model_complexity must be 0, 1 or 2; got {model_complexity!r}")
         self.model_complexity = model_complexity
         self.min_confidence = min_confidence
         self.video_mode = video_mode
