@@ -147,7 +147,8 @@ def temporal_reference(points: torch.Tensor, min_predictions: int = 1) -> torch.
         (T, J, 3); NaN where fewer than ``min_predictions`` predictions are possible.
     """
     T = points.shape[0]
-    nan = torch.full_like(points[:1], float("nan")).expand(2, *points.shape[1:])
+    nan = torch.full((2, *points.shape[1:]), float("nan"), dtype=points.dtype,
+                     device=points.device)
     padded = torch.cat([nan, points, nan])
     p2, p1, n1, n2 = (padded[2 + k:2 + k + T] for k in (-2, -1, 1, 2))
     guesses = torch.stack([(p1 + n1) / 2, 2 * p1 - p2, 2 * n1 - n2])

@@ -109,6 +109,9 @@ def test_bad_sequence_input(captures):
         triangulate_sequence(cap.rig, data, gate=3)
     with pytest.raises(ValueError, match="fps"):
         triangulate_sequence(cap.rig, data, smooth="butterworth")
+    for T in (0, 1):  # no frames, or no neighbours for the temporal tests
+        tri = triangulate_sequence(cap.rig, data[:T], smooth="butterworth", fps=30, fill_gaps=2)
+        assert tri.points.shape == (T, 17, 3) and tri.flipped.shape == (T, 4)
     nothing = data.copy()
     nothing[..., 2] = 0.0
     tri = triangulate_sequence(cap.rig, nothing)
