@@ -62,8 +62,14 @@ def _intrinsics(path: str, names: list[str]) -> CameraRig | None:
 
 
 def _board_intrinsics(session_cfg: SessionConfig, names: list[str]) -> CameraRig:
-    from epiflow.calibration import board
-    return board.calibrate_board_folder(Path(session_cfg.board), names)
+    """Intrinsics from the session's checkerboard images (one folder per camera)."""
+    try:
+        from epiflow.calibration.board import calibrate_board_folder
+    except ImportError:
+        raise ValueError("calibrate.method = 'board' needs epiflow.calibration.board, which this "
+                         "epiflow does not have; calibrate the intrinsics elsewhere and give "
+                         "them with calibrate.intrinsics = 'cameras.toml'") from None
+    return calibrate_board_folder(Path(session_cfg.board), names)
 
 
 def calibrate_session(session: Session, session_cfg: SessionConfig,

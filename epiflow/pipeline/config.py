@@ -128,6 +128,8 @@ class DetectConfig:
             at each unit, so results do not depend on which actor ran which unit.
         max_side: shrink frames so their longer side is at most this many pixels before the
             detector (0 = full size); keypoints are given in full-size pixels.
+        decode_options: FFmpeg options for reading videos, ``key;value|...``
+            (``skip_loop_filter;all``: H.264 decodes about a third faster, slightly softer).
     """
 
     backend: Literal["mediapipe"] = "mediapipe"
@@ -140,6 +142,7 @@ class DetectConfig:
     min_confidence: float = 0.5
     video_mode: bool = True
     max_side: int = 0
+    decode_options: str = ""
 
 
 @dataclass(frozen=True)

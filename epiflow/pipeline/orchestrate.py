@@ -237,7 +237,8 @@ class _Driver:
         self.bars["detect"].update(result.frames)
         self.records.append(StageRecord("detect", unit.session_id, result.frames,
                                         result.started, result.finished,
-                                        {"decode_s": result.decode_s, "detect_s": result.detect_s}))
+                                        {"decode_s": result.decode_s, "detect_s": result.detect_s,
+                                         "cpu_s": result.cpu_s}))
         state = self.states[unit.session_id]
         state.remaining.discard((unit.unit, unit.camera))
         if not state.remaining and not state.failed:

@@ -50,7 +50,8 @@ class RunReport:
         store: the store's URL. wall_s: the run's wall time (Ray start-up included), seconds.
         ray_start_s: seconds to start or join Ray. ray: address, CPUs, detector pool size.
         stages: stage -> {units, frames (camera-frames, T x C), wall_s (first start to last end),
-            busy_s (summed over workers), frames_per_s (frames / wall_s)}.
+            busy_s (summed over workers), frames_per_s (frames / wall_s), cpu_s (detect: CPU
+            seconds of the workers' processes)}.
         sessions: session id -> {status: complete / failed / already complete, frames,
             finished_s (seconds after the driver started), and for failures stage, reason}.
         failures: [{session, stage, reason}]. warnings: strings.
@@ -80,6 +81,8 @@ class RunReport:
             out[stage] = {"units": len(recs), "frames": frames, "wall_s": round(wall, 3),
                           "busy_s": round(sum(r.finished - r.started for r in recs), 3),
                           "frames_per_s": round(frames / wall, 2) if wall > 0 else None}
+            if all("cpu_s" in r.info for r in recs):
+                out[stage]["cpu_s"] = round(sum(r.info["cpu_s"] for r in recs), 3)
         return out
 
     @property
