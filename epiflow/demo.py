@@ -64,7 +64,7 @@ class DemoConfig:
     intrinsics: str = ""
     clips: tuple[str, ...] = DEMO_CLIPS
     n_cameras: int = 4
-    epochs: int = 30
+    epochs: int = 60
     num_cpus: int = 0
     quick: bool = False
     progress: bool = True
@@ -94,8 +94,7 @@ def demo_sessions(cfg: DemoConfig) -> tuple:
     capture per clip, each by its own rig (seed); the last one is held out."""
     from epiflow.pipeline.config import SessionConfig, SyntheticConfig
     if cfg.videos:
-        folder = Path(cfg.videos).resolve()
-        return (SessionConfig(name=folder.name or "videos", videos=str(folder)),)
+        return (SessionConfig(videos=str(Path(cfg.videos).resolve())),)  # named by the run
     clips = cfg.clips[-2:] if cfg.quick else cfg.clips
     return tuple(SessionConfig(name=f"clip_{clip}", synthetic=SyntheticConfig(
         clip=clip, n_cameras=cfg.n_cameras, frames=40 if cfg.quick else 0, seed=i))
@@ -130,8 +129,10 @@ def experiment_config(cfg: DemoConfig, store: Path, sessions: list[str]):
         data=DataConfig(store=str(store), labels="pseudo", val_sessions=(val,) if val else (),
                         val_fraction=0.0),
         model=ModelConfig(name="mlp", mlp=MLPConfig(hidden=256, blocks=2, dropout=0.1)),
+        # one torch thread: this MLP is tiny, and more threads only contend with each other
+        # (10x slower on a busy 2-core machine, measured)
         train=TrainConfig(epochs=3 if cfg.quick else cfg.epochs, batch_size=32, lr=1e-3,
-                          device="auto", progress=cfg.progress, threads=cfg.num_cpus or 0))
+                          device="auto", progress=cfg.progress, threads=1))
 
 
 # -- the metrics tables --------------------------------------------------------------------------
@@ -180,9 +181,11 @@ _MODEL_KEYS = {"mpjpe_mm": "MPJPE (mm)", "p_mpjpe_mm": "P-MPJPE (mm)",
                "n_poses": "poses"}
 
 
-def model_tables(evaluation: dict) -> dict[str, dict]:
-    """The lifter's metrics per clip (root-relative, each camera's frame) from an evaluation."""
-    rows = {name: {v: m[k] for k, v in _MODEL_KEYS.items() if k in m}
+def model_tables(evaluation: dict, held: str | None = None) -> dict[str, dict]:
+    """The lifter's metrics per clip (root-relative, each camera's frame) from an evaluation;
+    the ``held`` out session's row says so."""
+    rows = {name + (" (held out)" if name == held else ""):
+            {v: m[k] for k, v in _MODEL_KEYS.items() if k in m}
             for name, m in evaluation["clips"].items()}
     rows["all"] = {v: evaluation["overall"][k] for k, v in _MODEL_KEYS.items()
                    if k in evaluation["overall"]}
@@ -268,7 +271,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
         truth = [s for s in sessions if s.gt3d is not None]
         if truth:
             metrics["lifter trained on pseudo-labels, vs ground truth"] = model_tables(
-                evaluate_checkpoint(result.checkpoint, truth))
+                evaluate_checkpoint(result.checkpoint, truth), val)
         predictions = _predictions(result.checkpoint, shown)
     with _timed(seconds, "report"):
         metrics = {k: v for k, v in metrics.items() if v}

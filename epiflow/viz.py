@@ -253,7 +253,7 @@ def plot_reprojections(observed: np.ndarray, reprojected: np.ndarray | None,
     for c in range(C):
         ax = fig.add_subplot(rows, cols, c + 1)
         _reprojection_panel(ax, obs[c], None if rep is None else rep[c], sizes[c], bones,
-                            None if images is None else images[c])
+                            None if images is None else images[c], boxes[c])
         ax.set_xlim(boxes[c][0], boxes[c][1])
         ax.set_ylim(boxes[c][3], boxes[c][2])  # y down
         ax.set_title(camera_names[c], fontsize=9)
@@ -277,10 +277,19 @@ def _view_box(obs: np.ndarray, rep: np.ndarray | None, size, crop: bool) -> tupl
     return mid[0] - half[0], mid[0] + half[0], mid[1] - half[1], mid[1] + half[1]
 
 
-def _reprojection_panel(ax, obs, rep, size, bones, image) -> None:
+def _draw_image_part(ax, image: np.ndarray, box) -> None:
+    """Only the part of ``image`` inside ``box`` (x0, x1, y0, y1), at its pixel position."""
+    H, W = image.shape[:2]
+    x0, x1 = int(np.clip(np.floor(box[0]), 0, W)), int(np.clip(np.ceil(box[1]), 0, W))
+    y0, y1 = int(np.clip(np.floor(box[2]), 0, H)), int(np.clip(np.ceil(box[3]), 0, H))
+    if x1 > x0 and y1 > y0:
+        ax.imshow(image[y0:y1, x0:x1], extent=(x0, x1, y1, y0))
+
+
+def _reprojection_panel(ax, obs, rep, size, bones, image, box) -> None:
     w, h = int(size[0]), int(size[1])
     if image is not None:
-        ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0))
+        _draw_image_part(ax, image, box)
     else:
         ax.add_patch(_frame_patch(w, h))
     if rep is not None:

@@ -57,8 +57,8 @@ class TestTables:
     def test_model_table(self):
         ev = {"overall": {"mpjpe_mm": 50.0, "pck3d": 0.9, "n_poses": 10, "pss50": 0.1},
               "clips": {"walk": {"mpjpe_mm": 40.0, "p_mpjpe_mm": 30.0}}}
-        rows = model_tables(ev)
-        assert rows == {"walk": {"MPJPE (mm)": 40.0, "P-MPJPE (mm)": 30.0},
+        rows = model_tables(ev, held="walk")
+        assert rows == {"walk (held out)": {"MPJPE (mm)": 40.0, "P-MPJPE (mm)": 30.0},
                         "all": {"MPJPE (mm)": 50.0, "PCK3D @150 mm": 0.9, "poses": 10}}
 
 
@@ -98,3 +98,25 @@ def test_cli_arguments():
     from epiflow.cli import build_parser
     args = build_parser().parse_args(["demo", "--quick", "--out", "x", "--num-cpus", "2"])
     assert args.quick and args.out == "x" and args.num_cpus == 2 and args.videos is None
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_quick_demo_end_to_end(tmp_path):
+    """The quick demo: a local Ray, cameras from people, labels, a lifter, the report; the
+    cameras and labels it recovers are checked against the truth."""
+    from epiflow.demo import run_demo
+    result = run_demo(DemoConfig(out=str(tmp_path / "demo"), quick=True, num_cpus=2,
+                                 progress=False))
+    text = result.report.read_text()
+    for name in ("cameras.png", "reprojections.png", "skeletons.png", "training.png"):
+        assert f"src='{name}'" in text
+        assert imread(result.report.parent / name)[..., :3].std() > 0.02, name
+    assert result.checkpoint.is_file()
+    for clip, row in result.metrics["cameras from people vs true"].items():
+        assert row["relative rotation, max (deg)"] < 2.0, clip
+        assert row["metric scale error (%)"] < 10.0, clip
+    for clip, row in result.metrics["pseudo-labels"].items():
+        assert row["MPJPE vs truth, one similarity (mm)"] < 25.0, clip
+    lifter = result.metrics["lifter trained on pseudo-labels, vs ground truth"]["all"]
+    assert lifter["poses"] == 2 * 40 * 4 and lifter["MPJPE (mm)"] < 600.0  # 3 epochs only

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
                    help="a calibration to compare the cameras from people with (videos)")
     p.add_argument("--intrinsics", metavar="FILE",
                    help="a calibration whose intrinsics (K, distortion) are known (videos)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=60, help="training epochs (default: %(default)s)")
     p.add_argument("--num-cpus", type=int, default=0, help="CPUs for Ray (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="a small, fast run (two short clips, three epochs): checks the set-up")
