@@ -318,7 +318,7 @@ def triangulate_linear(P: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor) 
 # -- sequences --------------------------------------------------------------------------------
 def _name_key(name: str) -> str:
     """A camera name without case, separators or leading zeros: ``cam_01`` and ``Cam1`` match."""
-    return re.sub(r"0+(\d)", r"\1", re.sub(r"[^0-9a-z]", "", name.lower()))
+    return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"[^0-9a-z]", "", name.lower()))
 
 
 def match_cameras(rig: CameraRig, names) -> CameraRig:
