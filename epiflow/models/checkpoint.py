@@ -4,7 +4,8 @@ with ``torch.load(weights_only=True)`` (no pickled code runs on load).
 A checkpoint is a dict of plain data and tensors:
 
 - ``format`` ("epiflow-checkpoint"), ``version`` (:data:`CHECKPOINT_VERSION`);
-- ``model``: ``name``, ``n_joints``, ``joint_set``, ``input_window``, ``input_kind``, ``state_dict``;
+- ``model``: ``name``, ``n_joints``, ``joint_set``, ``input_window``, ``input_kind``,
+  ``state_dict``;
 - ``config``: the resolved :class:`ExperimentConfig` as plain data;
 - ``optimizer``, ``scheduler``: their state dicts; ``rng``: torch / CUDA / Python / NumPy states;
 - ``epoch`` (epochs finished), ``step`` (optimizer steps taken), ``metrics`` (the last row logged).
@@ -58,8 +59,9 @@ def rng_state() -> dict:
     """The random generators' states as tensors and plain data (loadable weights-only)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     np_state = np.random.get_state()
-    state["numpy"] = {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "cached": float(np_state[4])}
+    state["numpy"] = {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                      "cached": float(np_state[4])}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -144,8 +146,8 @@ def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
     if saved.data.joint_set != wanted.data.joint_set:
         diffs.append("data.joint_set")
     if diffs:
-        raise CheckpointError(f"checkpoint {checkpoint.path} was trained with different settings of "
-                              f"{', '.join(diffs)}; the config does not fit the model. Restore "
+        raise CheckpointError(f"checkpoint {checkpoint.path} was trained with different settings "
+                              f"of {', '.join(diffs)}; the config does not fit the model. Restore "
                               f"them, or train anew into another --out folder")
 
 
@@ -174,6 +176,7 @@ def load_model(checkpoint: Checkpoint | str | Path, expect: str | None = None,
     except RuntimeError as err:
         lines = [ln.strip() for ln in str(err).splitlines()[1:4]]
         raise CheckpointError(f"checkpoint {ckpt.path}: its weights do not fit the "
-                              f"{ckpt.model_name!r} model its config describes ({'; '.join(lines)}); "
-                              f"the file is damaged or was edited: retrain it") from None
+                              f"{ckpt.model_name!r} model its config describes "
+                              f"({'; '.join(lines)}); the file is damaged or was edited: retrain "
+                              f"it") from None
     return model.to(device).eval()

@@ -8,7 +8,7 @@ once and names a wrong key and the accepted values.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,8 +38,9 @@ class SourceConfig:
     2D corrupted with ``noise_px`` and ``outlier_fraction``; cameras ``from_people``
     (:func:`calibrate_from_people`, given the true intrinsics when ``intrinsics = "known"``) or
     ``true``; pseudo-labels by robust multi-view triangulation (``robust``) or EpipolarPose's two
-    views (``two_view``: cameras 0 and 1, unweighted; every camera's 2D still trains). ``crop_size`` > 0 also
-    stores person crops (rendered from the 2D skeleton) for the image model.
+    views (``two_view``: cameras 0 and 1, unweighted; every camera's 2D still trains).
+    ``crop_size`` > 0 also stores person crops (rendered from the 2D skeleton) for the image
+    model.
     """
 
     kind: Literal["store", "cmu_synthetic"] = "store"
@@ -63,7 +64,7 @@ class SourceConfig:
 class DataConfig:
     """What to train on: the store, which sessions, which labels.
 
-    ``store``: a path or URL (relative paths are relative to the working directory);
+    ``store``: a path or URL (in a recipe file, relative to the file's folder);
     ``labels``: ``pseudo`` (the pseudo-labels, the self-supervised setting) or ``gt`` (ground
     truth, the supervised upper bound); ``val_sessions`` or else the last ``val_fraction`` of the
     sessions validate; ``views``: give the model every camera of an instant (needed by
@@ -108,7 +109,8 @@ class TrainConfig:
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; ``amp``: bf16 autocast on
     CUDA; ``compile``: ``torch.compile`` the model; ``num_workers``: DataLoader processes;
-    ``threads`` > 0: torch's CPU threads (1 is fastest on a busy machine; 0 keeps torch's choice); ``max_steps`` > 0 stops early (tests);
+    ``threads`` > 0: torch's CPU threads (1 is fastest on a busy machine; 0 keeps torch's
+    choice); ``max_steps`` > 0 stops early (tests);
     ``ray_workers`` > 0 trains with Ray Train's TorchTrainer on that many workers
     (``ray_use_gpu``: one GPU each; ``ray_address``: an existing cluster, empty = local).
     """
@@ -159,9 +161,24 @@ def build_model(config: ModelConfig, n_joints: int) -> nn.Module:
     return MODELS[config.name](getattr(config, config.name), n_joints=n_joints)
 
 
+def _relative_to(folder: Path, value: str) -> str:
+    if not value or "://" in value or Path(value).is_absolute():
+        return value
+    return str((folder / value).resolve())
+
+
 def load_experiment(path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read a recipe TOML and apply ``key=value`` overrides (``train.epochs=5``)."""
-    cfg = load_config(ExperimentConfig, Path(path))
+    """Read a recipe TOML and apply ``key=value`` overrides (``train.epochs=5``).
+
+    Relative paths in the file (``data.store``, ``data.source.data_dir``) are taken from the
+    file's folder; those given as overrides from the working directory.
+    """
+    path = Path(path)
+    cfg = load_config(ExperimentConfig, path)
+    folder = path.resolve().parent
+    source = replace(cfg.data.source, data_dir=_relative_to(folder, cfg.data.source.data_dir))
+    cfg = replace(cfg, data=replace(cfg.data, store=_relative_to(folder, cfg.data.store),
+                                    source=source))
     return apply_overrides(cfg, list(overrides)) if overrides else cfg
 
 

@@ -71,7 +71,8 @@ def pose_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 def evaluate_model(model: nn.Module, sessions: Sequence[SessionArrays], joint_set: str = "h36m17",
                    device: torch.device | str = "cpu") -> dict:
-    """Metrics of ``model`` on sessions with ground truth: ``{"overall": {...}, "clips": {...}}``."""
+    """Metrics of ``model`` on sessions with ground truth:
+    ``{"overall": {...}, "clips": {name: {...}}}`` (see :func:`pose_metrics`)."""
     missing = [s.name for s in sessions if s.gt3d is None]
     if missing:
         raise DataError(f"sessions {missing} have no ground truth gt3d to evaluate against; "

@@ -121,7 +121,8 @@ def reprojection_loss(pred: torch.Tensor, uv: torch.Tensor,
 
     Args:
         pred: (B, J, 3) root-relative metres, camera frame.
-        uv: (B, J, 2) the input's undistorted normalised image coordinates (x/z, y/z); NaN = missing.
+        uv: (B, J, 2) the input's undistorted normalised image coordinates (x/z, y/z);
+            NaN = missing.
         weight: (B, J) 2D confidences, or None.
     """
     _check(pred[..., :2], uv, weight, "reprojection_loss")

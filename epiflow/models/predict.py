@@ -36,10 +36,12 @@ class Prediction:
 
 
 def default_camera(name: str, size: tuple[int, int]) -> Camera:
-    """A pinhole camera for an image of ``size`` (w, h): focal = max(w, h), centred, no distortion."""
+    """A pinhole camera for an image of ``size`` (w, h): focal = max(w, h), centred, no
+    distortion."""
     w, h = int(size[0]), int(size[1])
     f = float(max(w, h))
-    return Camera(name, np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]), size=(w, h))
+    K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
+    return Camera(name, K, size=(w, h))
 
 
 @torch.no_grad()

@@ -21,8 +21,9 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.models.config import SourceConfig
 from epiflow.models.data import SessionArrays
 
-__all__ = ["capture_source", "session_from_capture", "oracle_session", "crop_boxes", "render_crops", "label_session",
-           "write_session", "build_store", "synthetic_sessions"]
+__all__ = ["capture_source", "session_from_capture", "oracle_session", "crop_boxes",
+           "render_crops", "recover_cameras", "label_session", "write_session", "build_store",
+           "synthetic_sessions"]
 
 
 def capture_source(clip: str, source: SourceConfig):
@@ -101,20 +102,25 @@ def plt_colour(i: int) -> tuple[float, float, float]:
 
 
 def oracle_session(clip: str = "02_01", seed: int = 0, label_noise_m: float = 0.0,
-                   n_cameras: int = 4, name: str | None = None) -> SessionArrays:
+                   n_cameras: int = 4, name: str | None = None, crop_size: int = 0
+                   ) -> SessionArrays:
     """A synthetic session of a packaged clip (no shared data needed) whose pseudo-labels are the
-    ground truth plus Gaussian noise of ``label_noise_m`` metres, weight 1, with the true cameras:
-    small, exactly known training data for tests and demos."""
+    ground truth plus Gaussian noise of ``label_noise_m`` metres, weight 1, with the true cameras
+    (and :func:`render_crops` when ``crop_size`` > 0): small, exactly known training data for
+    tests and demos."""
     from epiflow.datasets.synthetic import cmu_capture
     base = session_from_capture(cmu_capture(clip, n_cameras, seed=seed), name)
     noise = np.random.default_rng(seed).normal(0, label_noise_m, base.gt3d.shape)
     return SessionArrays(base.name, base.keypoints2d, base.rig, base.joint_set,
                          (base.gt3d + noise).astype(np.float32),
                          np.ones(base.gt3d.shape[:2], np.float32), base.gt3d, base.gt_rig,
-                         fps=base.fps)
+                         render_crops(base.keypoints2d, base.joint_set, crop_size)
+                         if crop_size else None, fps=base.fps)
 
 
-def _recover_cameras(capture, source: SourceConfig) -> tuple[CameraRig, dict]:
+def recover_cameras(capture, source: SourceConfig) -> tuple[CameraRig, dict]:
+    """The cameras ``source`` asks for (recovered from the people, or the true ones) and the
+    calibration report."""
     if source.cameras == "true":
         return capture.rig, {"method": "true"}
     from epiflow.calibration.from_people import calibrate_from_people
@@ -123,13 +129,15 @@ def _recover_cameras(capture, source: SourceConfig) -> tuple[CameraRig, dict]:
     return result.rig, dict(result.report)
 
 
-def label_session(capture, source: SourceConfig) -> tuple[SessionArrays, dict]:
+def label_session(capture, source: SourceConfig, cameras: tuple[CameraRig, dict] | None = None
+                  ) -> tuple[SessionArrays, dict]:
     """Cameras and pseudo-labels for one capture; returns (session, calibration report).
 
-    The session's world frame is that of the recovered cameras; ``gt3d`` stays in the true world
-    frame with ``gt_rig`` the true cameras.
+    The session's world frame is that of the recovered cameras (``cameras`` when given, as
+    :func:`recover_cameras` returns them); ``gt3d`` stays in the true world frame with ``gt_rig``
+    the true cameras.
     """
-    rig, report = _recover_cameras(capture, source)
+    rig, report = cameras or recover_cameras(capture, source)
     kp = capture.keypoints.data
     if source.labels == "robust":
         from epiflow.calibration.triangulation import triangulate_sequence
@@ -191,7 +199,8 @@ def write_session(store, session: SessionArrays, calibration: dict | None = None
         s.mark_complete()
 
 
-def synthetic_sessions(source: SourceConfig, progress: bool = True) -> list[tuple[SessionArrays, dict]]:
+def synthetic_sessions(source: SourceConfig, progress: bool = True
+                       ) -> list[tuple[SessionArrays, dict]]:
     """(session, calibration report) for every clip of ``source`` (see the module docstring)."""
     if not source.clips:
         raise ValueError("config key 'data.source.clips' is empty; name the CMU clips to capture, "

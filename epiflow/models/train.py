@@ -11,6 +11,7 @@ autocast, pinned memory, non-blocking copies and, when asked, ``torch.compile``.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
@@ -32,8 +33,9 @@ from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, prep
                                  split_sessions)
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data", "make_loader",
-           "compute_loss", "validate", "fit", "train", "METRICS_FILE", "CHECKPOINT_FILE"]
+__all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data",
+           "make_loader", "compute_loss", "validate", "fit", "train", "METRICS_FILE",
+           "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
@@ -209,9 +211,16 @@ def _scheduler(optimizer, cfg: ExperimentConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _set_threads(n: int) -> None:
+@contextlib.contextmanager
+def _threads(n: int):
+    """torch's CPU thread count set to ``n`` (> 0) for the block, restored after it."""
+    before = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _seed_everything(seed: int) -> None:
@@ -322,8 +331,12 @@ def fit(cfg: ExperimentConfig, out_dir, data: TrainData | None = None, resume: b
         resume: continue from ``out_dir/checkpoint.pt`` when it exists.
         distributed: running inside Ray Train (model and loaders prepared by it; rank 0 writes).
     """
-    out_dir = Path(out_dir)
-    _set_threads(cfg.train.threads)
+    with _threads(cfg.train.threads):
+        return _fit(cfg, Path(out_dir), data, resume, distributed)
+
+
+def _fit(cfg: ExperimentConfig, out_dir: Path, data: TrainData | None, resume: bool,
+         distributed: bool) -> TrainResult:
     data = data or build_data(cfg)
     rank, wrap = 0, None
     if distributed:

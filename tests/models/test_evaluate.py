@@ -1,15 +1,14 @@
 """Evaluation and prediction: metrics on known answers, and the commands end to end."""
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from epiflow.cli import main
-from epiflow.datasets.keypoints import Keypoints, load_npz, save_npz
+from epiflow.datasets.keypoints import Keypoints, save_npz
 from epiflow.models import train as T
 from epiflow.models.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from epiflow.models.evaluate import evaluate_checkpoint, pose_metrics, predict_sessions
+from epiflow.models.evaluate import pose_metrics, predict_sessions
 from epiflow.models.checkpoint import load_model
 from epiflow.models.data import prepare_session
 from epiflow.models.lifters import MLPConfig
@@ -40,7 +39,7 @@ def trained(tmp_path_factory):
     cfg = ExperimentConfig(
         data=DataConfig(store=str(root / "s.zarr"), val_sessions=("02_03",)),
         model=ModelConfig(mlp=MLPConfig(hidden=64, blocks=1, dropout=0.0)),
-        train=TrainConfig(epochs=4, batch_size=64, lr=3e-3, progress=False))
+        train=TrainConfig(epochs=4, batch_size=64, lr=3e-3, progress=False, threads=1))
     T.train(cfg, root / "out")
     return root
 
@@ -82,7 +81,8 @@ def test_predict_from_keypoints_matches_evaluation(trained, tmp_path):
 
 def test_predict_needs_a_camera(trained, tmp_path, capsys):
     s = oracle_session("02_03", 2)
-    save_npz(Keypoints(s.keypoints2d, "h36m17", tuple(s.rig.names), s.rig.sizes), tmp_path / "k.npz")
+    kp = Keypoints(s.keypoints2d, "h36m17", tuple(s.rig.names), s.rig.sizes)
+    save_npz(kp, tmp_path / "k.npz")
     ckpt = str(trained / "out" / "checkpoint.pt")
     assert main(["predict", ckpt, "--keypoints", str(tmp_path / "k.npz"), "--out",
                  str(tmp_path / "p.npz")]) == 2

@@ -70,7 +70,7 @@ def test_multiview_consistency_with_the_rig(capture):
     p0, p1 = torch.tensor(rel[0]), torch.tensor(rel[1])
     R01, _ = capture.rig.relative_pose(0, 1)
     R = torch.tensor(R01).expand(len(p0), 3, 3)
-    assert float(L.multiview_consistency_loss(p0, p1, R)) < 1e-5  # float32 and the sqrt guard: micrometres
+    assert float(L.multiview_consistency_loss(p0, p1, R)) < 1e-5  # float32, sqrt guard: µm
     wrong = L.multiview_consistency_loss(p0, p1, torch.eye(3, dtype=p0.dtype).expand(len(p0), 3, 3))
     assert float(wrong) > 0.1
 

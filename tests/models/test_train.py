@@ -12,6 +12,7 @@ from epiflow.models.checkpoint import CheckpointError, load_checkpoint, load_mod
 from epiflow.models.config import (DataConfig, ExperimentConfig, LossConfig, ModelConfig,
                                    TrainConfig, load_experiment)
 from epiflow.models.data import DataError, PoseDataset, prepare_session
+from epiflow.models.image_model import ImageModelConfig
 from epiflow.models.lifters import MLPConfig, TransformerConfig
 from epiflow.models.sources import oracle_session, write_session
 from epiflow.store import PoseStore
@@ -28,6 +29,7 @@ def _config(**train) -> ExperimentConfig:
         data=DataConfig(store="unused", val_sessions=("02_03",)),
         model=ModelConfig(mlp=MLPConfig(hidden=64, blocks=1, dropout=0.0)),
         train=TrainConfig(**{"epochs": 4, "batch_size": 64, "lr": 3e-3, "progress": False,
+                             "threads": 1,
                              **train}))
 
 
@@ -38,7 +40,8 @@ def test_loss_falls(tmp_path, sessions):
     assert [r["epoch"] for r in h] == [1, 2, 3, 4, 5]
     assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
     assert h[-1]["val_gt_mm"] < 0.85 * h[0]["val_gt_mm"]
-    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "curves.png").stat().st_size > 5000
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert (tmp_path / "curves.png").stat().st_size > 5000
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,step,lr,train_loss") and len(rows) == 6
 
@@ -104,6 +107,20 @@ def test_transformer_trains_on_windows(tmp_path, sessions):
     h = T.fit(cfg, tmp_path, T.build_data(cfg, sessions[1:])).history
     assert h[-1]["train_loss"] < h[0]["train_loss"] and np.isfinite(h[-1]["val_gt_mm"])
     assert load_checkpoint(tmp_path / "checkpoint.pt").data["model"]["input_window"] == 9
+
+
+def test_image_model_trains_on_stored_crops(tmp_path):
+    session = oracle_session("02_04", 1, crop_size=64)
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    write_session(store, session)
+    cfg = ExperimentConfig(
+        data=DataConfig(store=str(tmp_path / "s.zarr"), val_fraction=0.0),
+        model=ModelConfig(name="image", image=ImageModelConfig(width=8, deconv=32)),
+        train=TrainConfig(epochs=3, batch_size=32, lr=2e-3, progress=False, threads=1))
+    data = T.build_data(cfg)
+    np.testing.assert_array_equal(data.train.crops, session.crops.reshape(-1, 4, 64, 64, 3))
+    h = T.fit(cfg, tmp_path / "run", data).history
+    assert h[-1]["train_loss"] < 0.6 * h[0]["train_loss"]
 
 
 class TestBadInput:
