@@ -7,8 +7,11 @@
     ``CameraGroup.triangulate`` (undistorts with OpenCV, then a JAX-vectorised DLT per point). Its
     first call in a process compiles with JAX ("cold"); later calls reuse it ("warm"). Ours:
     ``triangulate(robust=False)`` (plain) and ``triangulate()`` (robust), full results (points,
-    weights, reprojection errors, views). Time: best of ``--repeats`` runs; the ratio of
-    points per second and the median 3D error of each are printed.
+    weights, reprojection errors, views), with torch's default threads and with one. Time: best
+    of ``--repeats`` runs; the ratio of points per second and the median 3D error are printed.
+    ``OMP_WAIT_POLICY`` defaults to PASSIVE here (set it to override): on a shared machine with
+    more runnable processes than cores, OpenMP's spinning threads made every torch operation
+    5-10x slower (measured: plain 2.6 s with 2 threads vs 0.33 s with 1, at load 9 on 2 CPUs).
 (b) Synthetic CMU captures (H1's ``cmu_capture``: the packaged clips 02_01, 02_03, 02_04 × seeds
     0-2, 4 cameras, 3 px noise, 5 % outliers, 2 % left/right swaps): MPJPE of the pseudo-labels
     (``triangulate_sequence`` with the true cameras: as is, and Butterworth-smoothed), of
@@ -29,7 +32,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP (docstring)
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EPIFLOW_DATA", REPO.parent / "shared" / "data"))
@@ -79,7 +84,8 @@ def speed(n_points: int, repeats: int) -> None:
     def med_mm(points):
         return 1000 * float(np.nanmedian(np.linalg.norm(points - X, axis=1)))
     print(f"\n(a) speed: {n_points:,} points, 4 cameras (distortion 0.05, 2 px noise), best of "
-          f"{repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"{repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"{'method':36s} {'time ms':>9s} {'points/s':>12s} {'x aniposelib warm':>18s} "
           f"{'x cold':>8s} {'median err mm':>14s}")
     for name, t, pts in rows:
