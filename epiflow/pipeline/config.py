@@ -136,7 +136,7 @@ class DetectConfig:
     pool_size: int = 0
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    chunk_frames: int = 50
+    chunk_frames: int = 100
     inflight: int = 2
     model_complexity: int = 1
     min_confidence: float = 0.5

@@ -18,12 +18,16 @@ __all__ = ["SessionWorker", "warm_up"]
 
 
 def warm_up(*modules: str) -> threading.Thread:
-    """Import ``modules`` in a daemon thread (their first use then finds them loaded)."""
+    """Import ``modules`` in a daemon thread (their first use then finds them loaded); one that
+    cannot be imported is left to fail where it is used."""
     import importlib
 
     def load():
         for name in modules:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
     thread = threading.Thread(target=load, name="epiflow-warm-up", daemon=True)
     thread.start()
     return thread
@@ -34,7 +38,8 @@ class SessionWorker:
     :mod:`epiflow.pipeline.stages`)."""
 
     def __init__(self):
-        self._warm = warm_up("epiflow.pipeline.stages")
+        self._warm = warm_up("epiflow.pipeline.stages", "epiflow.calibration.triangulation",
+                             "epiflow.calibration.from_people")
 
     def ingest(self, store_url: str, session: SessionConfig, cfg: RunConfig):
         """:func:`~epiflow.pipeline.ingest.ingest_session`, timed: (IngestResult, StageRecord)."""
