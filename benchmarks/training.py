@@ -1,7 +1,7 @@
 """Monocular 3D pose without 3D ground truth: self-supervised vs supervised vs EpipolarPose labels.
 
     python benchmarks/training.py [--data ../shared/data] [--out benchmarks/out/training]
-                                  [--epochs N] [--cameras from_people|true]
+                                  [--seeds 1] [--epochs N] [--cameras from_people|true]
 
 Training data: the recipes ``configs/cmu_selfsup_mlp.toml`` and ``configs/cmu_supervised_mlp.toml``
 as they are (CMU subject 02, ten clips, synthetic 4-camera captures, 2D corrupted like a
@@ -17,8 +17,9 @@ detector's). Each clip's cameras are recovered from the person once (H3's
 Evaluation: CMU subject 03 (both clips, never seen in training) captured by a *different* rig
 (other seed, radius 4 m, focal 1000 px, 3 px noise), every camera, its true intrinsics;
 root-relative poses in each camera's frame. Printed: MPJPE, N-MPJPE, P-MPJPE, PSS@50 (mm, per
-model) with P-MPJPE's ratio to the supervised model's, the labels' own MPJPE on the training
-data, and the times (building the store: cameras + labels; training). Targets: self-supervised
+model, the mean over ``--seeds`` training seeds with P-MPJPE's range) with P-MPJPE's ratio to
+the supervised model's, the labels' own MPJPE on the training data, and the times (building the
+store: cameras + labels; training). Runs already in ``--out`` are reused (delete it to retrain). Targets: self-supervised
 P-MPJPE within 1.2x of supervised and below the two-view model's; the CPU recipe (store + self-
 supervised training) within 10 minutes.
 """
@@ -75,6 +76,7 @@ def test_sessions(data_dir: Path) -> list:
 
 
 def train_and_evaluate(name: str, cfg, out: Path, sessions: list) -> dict:
+    """Train ``cfg`` into ``out/name`` (resuming a finished run is instant) and evaluate it."""
     from epiflow.models.evaluate import evaluate_checkpoint
     from epiflow.models.train import train
     t0 = time.perf_counter()
@@ -86,6 +88,17 @@ def train_and_evaluate(name: str, cfg, out: Path, sessions: list) -> dict:
             **metrics}
 
 
+def over_seeds(name: str, cfg, out: Path, sessions: list, seeds: int) -> dict:
+    """:func:`train_and_evaluate` with ``train.seed`` = 0 .. seeds-1; the overall metrics as
+    the mean over seeds, with each seed's P-MPJPE kept."""
+    runs = [train_and_evaluate(f"{name}_seed{k}", replace(cfg, train=replace(cfg.train, seed=k)),
+                               out, sessions) for k in range(seeds)]
+    keys = runs[0]["overall"].keys()
+    overall = {k: float(np.mean([r["overall"][k] for r in runs])) for k in keys}
+    return {"overall": overall, "p_mpjpe_per_seed": [r["overall"]["p_mpjpe_mm"] for r in runs],
+            "train_s": float(np.mean([r["train_s"] for r in runs])), "runs": runs}
+
+
 def main() -> None:
     from epiflow.models.config import load_experiment
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -93,6 +106,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "training")
     parser.add_argument("--epochs", type=int, default=0, help="override train.epochs (0: recipe)")
     parser.add_argument("--cameras", default="", help="override data.source.cameras")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per model")
     args = parser.parse_args()
     if not (args.data / "cmu_mocap" / "02").is_dir():
         raise SystemExit(f"CMU mocap not found under {args.data}; pass --data or set EPIFLOW_DATA")
@@ -114,7 +128,7 @@ def main() -> None:
         return replace(cfg, data=replace(cfg.data, store=built["stores"][store]))
     runs = {"self-supervised": on(selfsup, "robust"), "supervised": on(supervised, "robust"),
             "two-view (EpipolarPose)": on(selfsup, "two_view")}
-    results = {name: train_and_evaluate(name.split()[0], cfg, out, sessions)
+    results = {name: over_seeds(name.split()[0], cfg, out, sessions, args.seeds)
                for name, cfg in runs.items()}
     report(results, built)
     (out / "results.json").write_text(json.dumps({"build": built, "models": results}, indent=2,
@@ -125,15 +139,19 @@ def report(results: dict, built: dict) -> None:
     sup = results["supervised"]["overall"]["p_mpjpe_mm"]
     label_mm = {"self-supervised": built["label_mpjpe_mm"]["robust"], "supervised": 0.0,
                 "two-view (EpipolarPose)": built["label_mpjpe_mm"]["two_view"]}
-    print("\nCMU subject 03 (2 clips, a different rig), every camera, root-relative, mm")
-    print(f"{'model':<26}{'labels':>8}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'PSS@50':>8}"
-          f"{'P / sup':>9}{'train s':>9}")
+    seeds = len(results["supervised"]["p_mpjpe_per_seed"])
+    print(f"\nCMU subject 03 (2 clips, a different rig), every camera, root-relative, mm; "
+          f"mean over {seeds} training seed(s)")
+    print(f"{'model':<26}{'labels':>8}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'(range)':>14}"
+          f"{'PSS@50':>8}{'P / sup':>9}{'train s':>9}")
     for name, r in results.items():
-        m = r["overall"]
+        m, per = r["overall"], r["p_mpjpe_per_seed"]
+        spread = f"{min(per):.1f}-{max(per):.1f}" if len(per) > 1 else "-"
         print(f"{name:<26}{label_mm[name]:>8.1f}{m['mpjpe_mm']:>8.1f}{m['n_mpjpe_mm']:>9.1f}"
-              f"{m['p_mpjpe_mm']:>9.1f}{m['pss50']:>8.3f}{m['p_mpjpe_mm'] / sup:>9.2f}"
+              f"{m['p_mpjpe_mm']:>9.1f}{spread:>14}{m['pss50']:>8.3f}{m['p_mpjpe_mm'] / sup:>9.2f}"
               f"{r['train_s']:>9.0f}")
-    print("(labels: the training labels' own MPJPE against the truth, per camera, mm)")
+    print("(labels: the training labels' own MPJPE against the truth, per camera, mm; "
+          "train s: per run)")
     ss = results["self-supervised"]["overall"]["p_mpjpe_mm"]
     tv = results["two-view (EpipolarPose)"]["overall"]["p_mpjpe_mm"]
     recipe = built["cameras_s"] + built["robust_s"] + results["self-supervised"]["train_s"]

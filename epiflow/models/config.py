@@ -68,7 +68,8 @@ class DataConfig:
     ``labels``: ``pseudo`` (the pseudo-labels, the self-supervised setting) or ``gt`` (ground
     truth, the supervised upper bound); ``val_sessions`` or else the last ``val_fraction`` of the
     sessions validate; ``views``: give the model every camera of an instant (needed by
-    ``loss.multiview``).
+    ``loss.multiview``); ``mirror``: mirror half of the training samples left/right
+    (:func:`epiflow.models.data.mirror_batch`).
     """
 
     store: str = ""
@@ -79,6 +80,7 @@ class DataConfig:
     labels: Literal["pseudo", "gt"] = "pseudo"
     joint_set: str = "h36m17"
     views: bool = False
+    mirror: bool = False
 
 
 @dataclass(frozen=True)

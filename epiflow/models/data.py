@@ -19,6 +19,7 @@ so data loading costs a few array gathers per batch. Split by session: :func:`sp
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -30,7 +31,7 @@ from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["SessionArrays", "PreparedSession", "DataError", "session_from_store", "load_sessions",
            "normalize_keypoints", "labels_in_cameras", "prepare_session", "PoseDataset",
-           "split_sessions", "collate_batch"]
+           "split_sessions", "collate_batch", "mirror_batch"]
 
 Labels = Literal["pseudo", "gt"]
 
@@ -106,23 +107,30 @@ def session_from_store(session, need_crops: bool = False) -> SessionArrays:
 
 def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = False
                   ) -> list[SessionArrays]:
-    """Read sessions of a store (a path, URL or open :class:`PoseStore`), all by default.
+    """Read sessions of a store (a path, URL or open :class:`PoseStore`) whole into memory.
 
-    Only sessions whose cameras are known are read; a store without any is an error.
+    Args:
+        ids: the sessions to read; each must have its cameras. None: every session that has
+            them; those without (calibration pending or failed) are left out with a warning
+            naming them, as the pipeline's report does.
     """
     from epiflow.store import PoseStore
     store = store if hasattr(store, "session_ids") else PoseStore.open(store, "r")
-    ids = list(store.session_ids() if ids is None else ids)
-    if not ids:
-        raise DataError(f"pose store {store.url!r} has no sessions; fill it with `epiflow run`")
-    out = []
-    for sid in ids:
-        session = store.session(sid)
-        if session.status.get("calibrate") != "done":
-            raise DataError(f"session {sid!r} of {store.url!r} has no cameras yet (calibrate: "
-                            f"{session.status.get('calibrate')}); finish it with `epiflow run`")
-        out.append(session_from_store(session, need_crops))
-    return out
+    sessions = [store.session(sid) for sid in (store.session_ids() if ids is None else ids)]
+    has_cameras = [s.status.get("calibrate") == "done" for s in sessions]
+    ready = [s for s, ok in zip(sessions, has_cameras) if ok]
+    skipped = [f"{s.id} (calibrate: {s.status.get('calibrate')})"
+               for s, ok in zip(sessions, has_cameras) if not ok]
+    if skipped and ids is not None:
+        raise DataError(f"sessions of {store.url!r} without cameras: {', '.join(skipped)}; "
+                        f"finish them with `epiflow run` or leave them out of data.sessions")
+    if skipped:
+        warnings.warn(f"{store.url}: left out {len(skipped)} session(s) without cameras: "
+                      f"{', '.join(skipped)}", stacklevel=2)
+    if not ready:
+        raise DataError(f"pose store {store.url!r} has no session with cameras to train on; "
+                        f"fill it with `epiflow run`")
+    return [session_from_store(s, need_crops) for s in ready]
 
 
 def _tree_root(joint_set: str) -> int:
@@ -379,3 +387,35 @@ def collate_batch(batch):
     if isinstance(batch, dict):
         return batch
     return torch.utils.data.default_collate(batch)
+
+
+def mirror_batch(batch: dict, flip_permutation, mask: torch.Tensor) -> dict:
+    """Mirror the samples where ``mask`` is True: the scene reflected through each camera's
+    y-z plane (x -> -x), so left becomes right (joints swapped by ``flip_permutation``).
+
+    The normalised input, the image coordinates, the labels and the crops are reflected alike,
+    and every world->camera rotation R becomes F R F with F = diag(-1, 1, 1), so relative poses
+    between views stay consistent. Data augmentation: a mirrored capture is a valid capture.
+
+    Args:
+        batch: a :class:`PoseDataset` batch (any device). flip_permutation: (J,) joint indices.
+        mask: (B,) bool, the samples to mirror.
+    """
+    perm = torch.as_tensor(np.asarray(flip_permutation), device=mask.device)
+    out = dict(batch)
+
+    def pick(key: str, mirrored: torch.Tensor) -> None:
+        m = mask.view(-1, *[1] * (batch[key].ndim - 1))
+        out[key] = torch.where(m, mirrored, batch[key])
+    sign = torch.tensor([-1.0, 1.0, 1.0], device=mask.device)
+    for key in ("x", "uv", "y", "gt"):
+        if key in batch:
+            v = batch[key]
+            pick(key, v[..., perm, :] * sign[:v.shape[-1]].to(v.dtype))
+    for key in ("conf", "w"):
+        pick(key, batch[key][..., perm])
+    F = torch.diag(sign).to(batch["R"].dtype)
+    pick("R", F @ batch["R"] @ F)
+    if "image" in batch:
+        pick("image", batch["image"].flip(-1))
+    return out

@@ -29,8 +29,8 @@ from epiflow.models import losses as L
 from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_checkpoint,
                                        set_rng_state)
 from epiflow.models.config import ExperimentConfig, build_model
-from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, prepare_session,
-                                 split_sessions)
+from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
+                                 prepare_session, split_sessions)
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data",
@@ -297,8 +297,11 @@ def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device,
     batches = itertools.islice(iter(loader), run.batch_in_epoch, None)
     bar = tqdm(batches, total=len(loader), initial=run.batch_in_epoch, disable=not show,
                desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True)
+    flip = torch.as_tensor(get_joint_set(cfg.data.joint_set).flip_permutation, device=device)
     for batch in bar:
         batch = _to_device(batch, device)
+        if cfg.data.mirror:
+            batch = mirror_batch(batch, flip, torch.rand(len(batch["y"])).to(device) < 0.5)
         with _autocast(device, cfg.train.amp):
             pred = _forward(run.model, batch)
         loss, parts = compute_loss(pred.float(), batch, cfg)

@@ -100,3 +100,38 @@ def test_store_round_trip_and_bad_stores(tmp_path, session):
         prepare_session(a, "pseudo", joint_set="coco17")
     with pytest.raises(DataError, match="image model trains on crops"):
         load_sessions(tmp_path / "s.zarr", need_crops=True)
+
+
+def test_mirrored_batches_stay_consistent(session):
+    import torch
+
+    from epiflow.models.losses import multiview_consistency_loss, reprojection_loss
+    from epiflow.models.data import mirror_batch
+    from epiflow.skeleton import H36M17
+    b = PoseDataset([prepare_session(session, "gt")], views=True).__getitems__(range(24))
+    flip = H36M17.flip_permutation
+    m = mirror_batch(b, flip, torch.ones(24, dtype=torch.bool))
+    for key in ("x", "uv", "y", "w", "R"):  # mirroring twice gives the batch back
+        np.testing.assert_allclose(mirror_batch(m, flip, torch.ones(24, dtype=torch.bool))[key],
+                                   b[key], atol=1e-6)
+    # the left wrist of the mirror is where the right wrist was, reflected in x
+    np.testing.assert_allclose(m["y"][:, :, 13], b["y"][:, :, 16] * torch.tensor([-1, 1, 1.0]))
+    R01 = m["R"][:, 1] @ m["R"][:, 0].transpose(-1, -2)
+    assert float(multiview_consistency_loss(m["y"][:, 0], m["y"][:, 1], R01)) < 1e-5
+    rep = [float(reprojection_loss(v["y"][:, 0], v["uv"][:, 0], v["conf"][:, 0])) for v in (b, m)]
+    assert rep[1] == pytest.approx(rep[0], rel=1e-4)
+    half = mirror_batch(b, flip, torch.arange(24) % 2 == 0)
+    np.testing.assert_array_equal(half["y"][1::2], b["y"][1::2])
+
+
+def test_sessions_without_cameras_are_left_out_with_a_warning(tmp_path, session):
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    write_session(store, session)
+    pending = store.create_session("pending", n_frames=10, camera_names=session.rig.names,
+                                   joint_set="h36m17", image_size=session.rig.sizes, fps=30.0,
+                                   chunk_frames=10)
+    pending.mark_failed("calibrate", "too few shared views")
+    with pytest.warns(UserWarning, match=r"left out 1 session\(s\).*pending \(calibrate: failed\)"):
+        assert [s.name for s in load_sessions(tmp_path / "s.zarr")] == ["02_01"]
+    with pytest.raises(DataError, match="without cameras: pending"):
+        load_sessions(tmp_path / "s.zarr", ["02_01", "pending"])

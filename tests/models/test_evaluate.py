@@ -90,3 +90,24 @@ def test_predict_needs_a_camera(trained, tmp_path, capsys):
                  "--out", str(tmp_path / "p.npz")]) == 2
     err = capsys.readouterr().err
     assert "--camera NAME" in err and "no camera 'cam_9'" in err
+
+
+def test_predict_from_a_video(trained, tmp_path, shared_data):
+    import cv2
+
+    from epiflow.pipeline.detectors import read_frames
+    frames = read_frames(shared_data / "pose2sim_demo/single_person/videos/cam01.mp4", 0, 12)
+    small = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2))[..., ::-1] for f in frames]
+    video = tmp_path / "cam01.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0,
+                             small[0].shape[1::-1])
+    for f in small:
+        writer.write(np.ascontiguousarray(f))
+    writer.release()
+    assert main(["predict", str(trained / "out" / "checkpoint.pt"), "--video", str(video),
+                 "--out", str(tmp_path / "v.npz")]) == 0
+    with np.load(tmp_path / "v.npz") as z:
+        points = z["points3d"]
+    assert points.shape == (12, 17, 3) and np.isfinite(points).all()
+    # a standing person: the head above the pelvis (camera y points down), ankles below
+    assert (points[:, 10, 1] < -0.3).all() and (points[:, [3, 6], 1] > 0.3).all()

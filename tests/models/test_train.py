@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from epiflow.cli import main
 from epiflow.config import ConfigError
 from epiflow.models import train as T
 from epiflow.models.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -34,7 +35,7 @@ def _config(**train) -> ExperimentConfig:
 
 
 def test_loss_falls(tmp_path, sessions):
-    cfg = _config(epochs=5)
+    cfg = replace(_config(epochs=5), data=DataConfig(val_sessions=("02_03",), mirror=True))
     result = T.fit(cfg, tmp_path, T.build_data(cfg, sessions))
     h = result.history
     assert [r["epoch"] for r in h] == [1, 2, 3, 4, 5]
@@ -185,3 +186,19 @@ def test_ray_train_with_two_cpu_workers(tmp_path, sessions):
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert ckpt.step == per_worker_steps and ckpt.config.train.ray_workers == 2
     assert np.isfinite(result.history[0]["val_gt_mm"])
+
+
+def test_train_command(tmp_path, sessions, capsys):
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    for s in sessions[1:]:
+        write_session(store, s)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[data]\nstore = "s.zarr"\nval_sessions = ["02_03"]\n'
+                      '[model.mlp]\nhidden = 32\nblocks = 1\n'
+                      '[train]\nepochs = 1\nbatch_size = 64\nthreads = 1\nprogress = false\n')
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out), "train.epochs=2"]) == 0
+    assert "trained mlp for 2 epochs" in capsys.readouterr().out
+    assert load_checkpoint(out / "checkpoint.pt").config.train.epochs == 2
+    assert main(["train", str(recipe), "--out", str(out), "model.name='transformer'"]) == 2
+    assert "holds a 'mlp' model" in capsys.readouterr().err
