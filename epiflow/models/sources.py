@@ -11,6 +11,7 @@ cameras beside it (``gt_cameras_toml``), so it can be put into any camera's fram
 """
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -212,16 +213,31 @@ def synthetic_sessions(source: SourceConfig, progress: bool = True
 
 
 def build_store(path, source: SourceConfig, progress: bool = True):
-    """Build the pose store at ``path`` from ``source`` (one session per clip); returns it open."""
+    """Build the pose store at ``path`` from ``source`` (one session per clip); returns it open.
+
+    A local store is written beside its path first and renamed into place when every session is
+    in, so an interrupted build leaves no half store behind to train on (an fsspec URL is
+    written in place).
+    """
     from epiflow.config import to_dict
     from epiflow.store import PoseStore
     if source.kind != "cmu_synthetic":
         raise ValueError(f"cannot build a store from data.source.kind = {source.kind!r}; "
                          f"only 'cmu_synthetic' builds one")
-    if "://" not in str(path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    store = PoseStore.open(path, "a")
+    local = "://" not in str(path)
+    target = Path(path)
+    work = target.with_name(target.name + ".building") if local else path
+    if local:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+    store = PoseStore.open(work, "a")
     for session, report in synthetic_sessions(source, progress):
         write_session(store, session, report,
                       attrs={"source": {"kind": source.kind, **to_dict(source)}})
-    return store
+    if not local:
+        return store
+    try:
+        Path(work).rename(target)
+    except OSError:  # another run finished the same store first: use that one
+        shutil.rmtree(work, ignore_errors=True)
+    return PoseStore.open(target, "r")

@@ -202,3 +202,20 @@ def test_train_command(tmp_path, sessions, capsys):
     assert load_checkpoint(out / "checkpoint.pt").config.train.epochs == 2
     assert main(["train", str(recipe), "--out", str(out), "model.name='transformer'"]) == 2
     assert "holds a 'mlp' model" in capsys.readouterr().err
+
+
+def test_the_store_is_built_when_missing(tmp_path):
+    from epiflow.models.config import SourceConfig
+    source = SourceConfig(kind="cmu_synthetic", clips=("02_01", "02_03"), cameras="true",
+                          crop_size=32)
+    cfg = replace(_config(), data=DataConfig(store=str(tmp_path / "s.zarr"), source=source,
+                                             val_sessions=("02_03",)))
+    data = T.build_data(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no half-built store left
+    assert len(data.train) > 0.9 * 4 * 86 and len(data.val) > 0.9 * 4 * 44
+    store = PoseStore.open(tmp_path / "s.zarr")
+    session = store.session("02_01")
+    assert session.is_complete and session.crops.shape == (86, 4, 32, 32, 3)
+    # the robust pseudo-labels of the true cameras are within a few cm of the truth
+    err = np.linalg.norm(data.train.y - data.train.gt, axis=-1)[data.train.w > 0]
+    assert np.median(err) < 0.02
