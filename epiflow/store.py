@@ -13,6 +13,11 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 | keypoints2d            | (T, C, J, 3)   | float32 | x, y pixels (distorted image), conf in | (F, 1, J, 3)     |
 |                        |                |         | [0, 1]; missing = NaN with conf 0      |                  |
 +------------------------+----------------+---------+----------------------------------------+------------------+
+| keypoints2d_source     | (T, C, Js, 3)  | float32 | the same in the 2D source's own joint  | (F, 1, Js, 3)    |
+| (optional)             |                |         | set (attr ``source_joint_set``, e.g.   |                  |
+|                        |                |         | BlazePose 33) when it differs; the     |                  |
+|                        |                |         | cameras are calibrated from these      |                  |
++------------------------+----------------+---------+----------------------------------------+------------------+
 | pseudo3d               | (T, J, 3)      | float32 | triangulated joints, metres, the       | (F, J, 3)        |
 |                        |                |         | session's world frame (that of the     |                  |
 |                        |                |         | cameras below; Z up when calibrated    |                  |
@@ -45,9 +50,10 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 |                        |                |         | written; set only after its data       |                  |
 +------------------------+----------------+---------+----------------------------------------+------------------+
 
-Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``fps``, ``n_frames``,
-``camera_names`` (the order of axis C), ``image_size`` (C x [w, h]), ``chunk_frames``,
-``source`` (kind and path), ``config`` (the resolved run config), ``code_version``,
+Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``source_joint_set``,
+``fps``, ``n_frames``, ``camera_names`` (the order of axis C), ``image_size`` (C x [w, h]),
+``chunk_frames``, ``source`` (kind and path), ``config`` (the resolved run config: the
+session's source and every stage's settings), ``fingerprint`` (its hash), ``code_version``,
 ``status`` (per stage in :data:`STAGES`: ``pending`` / ``done`` / ``failed``), ``failure``
 (stage and reason, or None), ``calibration`` (method and report), ``cameras_toml`` (the camera
 TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
@@ -178,6 +184,7 @@ class PoseStore:
     def create_session(self, session_id: str, *, n_frames: int, camera_names: list[str],
                        joint_set: str, image_size, fps: float | None, chunk_frames: int,
                        crop_size: int = 0, with_gt3d: bool = False,
+                       source_joint_set: str | None = None,
                        attrs: dict | None = None) -> "Session":
         """Create (or replace) a session's group and its empty arrays; status all ``pending``.
 
@@ -187,6 +194,8 @@ class PoseStore:
             image_size: (C, 2) (width, height) pixels. fps: frames per second or None.
             chunk_frames: F, frames per detection unit and per chunk along T.
             crop_size: side of person crops, pixels; 0 = no crops.
+            source_joint_set: the 2D source's own joint set when it differs from
+                ``joint_set``: its keypoints are kept too, as ``keypoints2d_source``.
             attrs: more session attributes (source, config...).
         """
         self._check_writable()
@@ -197,13 +206,15 @@ class PoseStore:
             raise StoreError(f"session {session_id!r}: need n_frames > 0, cameras and "
                              f"chunk_frames > 0; got {n_frames}, {camera_names}, {chunk_frames}")
         js = get_joint_set(joint_set)
+        src = None if source_joint_set in (None, js.name) else get_joint_set(source_joint_set)
         group = self.root.require_group("sessions").create_group(session_id, overwrite=True)
         _create_arrays(group, n_frames, len(camera_names), len(js), chunk_frames,
-                       crop_size, with_gt3d)
+                       crop_size, with_gt3d, len(src) if src else 0)
         size = np.asarray(image_size, dtype=np.int64).reshape(len(camera_names), 2)
         group.attrs.update({
             "schema_version": SCHEMA_VERSION, "code_version": __version__,
             "joint_set": js.name, "joint_names": list(js.joints),
+            "source_joint_set": src.name if src else None,
             "fps": None if fps is None else float(fps), "n_frames": int(n_frames),
             "camera_names": [str(c) for c in camera_names], "image_size": size.tolist(),
             "chunk_frames": int(chunk_frames), "crop_size": int(crop_size),
@@ -236,7 +247,7 @@ class PoseStore:
 
 
 def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
-                   with_gt3d: bool) -> None:
+                   with_gt3d: bool, J_source: int) -> None:
     nan = float("nan")
 
     def array(name, shape, chunks, dtype="float32", fill=nan):
@@ -244,6 +255,8 @@ def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
 
     F = min(F, T)
     array("keypoints2d", (T, C, J, 3), (F, 1, J, 3))
+    if J_source:
+        array("keypoints2d_source", (T, C, J_source, 3), (F, 1, J_source, 3))
     array("pseudo3d", (T, J, 3), (F, J, 3))
     array("pseudo3d_weight", (T, J), (F, J), fill=0.0)
     array("reproj_error", (T, J), (F, J))
@@ -281,6 +294,12 @@ class Session:
     def keypoints2d(self) -> zarr.Array:
         """(T, C, J, 3) float32: x, y pixels, confidence; NaN / 0 where missing."""
         return self._array("keypoints2d")
+
+    @property
+    def keypoints2d_source(self) -> zarr.Array | None:
+        """(T, C, J_source, 3) float32 in the 2D source's own joint set (attr
+        ``source_joint_set``), or None when it is the store's joint set."""
+        return self._array("keypoints2d_source", optional=True)
 
     @property
     def pseudo3d(self) -> zarr.Array:
@@ -360,12 +379,15 @@ class Session:
                            f"(calibrate stage: {self.status.get('calibrate')})")
         return rig_from_toml(text, f"{self.url}/sessions/{self.id}.cameras_toml")
 
-    def keypoints(self):
-        """The 2D keypoints as :class:`epiflow.datasets.keypoints.Keypoints` (T, C, J, 3)."""
+    def keypoints(self, source: bool = False):
+        """The 2D keypoints as :class:`epiflow.datasets.keypoints.Keypoints` (T, C, J, 3); with
+        ``source``, in the 2D source's own joint set when the session keeps it."""
         from epiflow.datasets.keypoints import Keypoints
         a = self.attrs
-        return Keypoints(self.keypoints2d[:], a["joint_set"], tuple(a["camera_names"]),
-                         np.asarray(a["image_size"]), a.get("fps"))
+        use_source = source and self.keypoints2d_source is not None
+        data = (self.keypoints2d_source if use_source else self.keypoints2d)[:]
+        return Keypoints(data, a["source_joint_set"] if use_source else a["joint_set"],
+                         tuple(a["camera_names"]), np.asarray(a["image_size"]), a.get("fps"))
 
     # -- units ---------------------------------------------------------------------------------
     @property
@@ -382,7 +404,8 @@ class Session:
         return np.asarray(self._array("done/detect")[:], dtype=bool)
 
     def write_unit(self, unit: int, camera: int, keypoints: np.ndarray,
-                   crops: np.ndarray | None = None, crop_boxes: np.ndarray | None = None) -> None:
+                   crops: np.ndarray | None = None, crop_boxes: np.ndarray | None = None,
+                   source_keypoints: np.ndarray | None = None) -> None:
         """Write one detection unit's data into its own chunks, then mark the unit done.
 
         Args:
@@ -390,14 +413,21 @@ class Session:
             keypoints: (stop - start, J, 3) pixels / confidence for those frames.
             crops: (stop - start, H, W, 3) uint8, and crop_boxes (stop - start, 4), when the
                 session has crops.
+            source_keypoints: (stop - start, J_source, 3), when the session keeps them.
         """
         start, stop = self.unit_frames(unit)
-        kp = np.asarray(keypoints, dtype=np.float32)
-        expected = (stop - start, *self.keypoints2d.shape[2:])
-        if kp.shape != expected:
-            raise ValueError(f"session {self.id!r} unit ({unit}, {camera}): keypoints must have "
-                             f"shape {expected}; got {kp.shape}")
-        self.keypoints2d[start:stop, camera] = kp
+        arrays = [("keypoints2d", keypoints)]
+        if self.keypoints2d_source is not None:
+            arrays.append(("keypoints2d_source", source_keypoints))
+        for name, value in arrays:
+            if value is None:
+                raise ValueError(f"session {self.id!r} keeps {name}; give it")
+            value = np.asarray(value, dtype=np.float32)
+            expected = (stop - start, *self.group[name].shape[2:])
+            if value.shape != expected:
+                raise ValueError(f"session {self.id!r} unit ({unit}, {camera}): {name} must "
+                                 f"have shape {expected}; got {value.shape}")
+            self.group[name][start:stop, camera] = value
         if self.crops is not None:
             if crops is None or crop_boxes is None:
                 raise ValueError(f"session {self.id!r} stores crops; give crops and crop_boxes")
@@ -405,14 +435,21 @@ class Session:
             self.crop_boxes[start:stop, camera] = np.asarray(crop_boxes, np.float32)
         self._array("done/detect")[unit, camera] = True
 
-    def write_all_units(self, keypoints: np.ndarray) -> None:
+    def write_all_units(self, keypoints: np.ndarray,
+                        source_keypoints: np.ndarray | None = None) -> None:
         """Write the whole (T, C, J, 3) keypoints at once (a source that needs no detection),
-        then mark every unit done."""
-        kp = np.asarray(keypoints, dtype=np.float32)
-        if kp.shape != self.keypoints2d.shape:
-            raise ValueError(f"session {self.id!r}: keypoints must have shape "
-                             f"{self.keypoints2d.shape}; got {kp.shape}")
-        self.keypoints2d[...] = kp
+        and (T, C, J_source, 3) ``source_keypoints`` when the session keeps them; then mark
+        every unit done."""
+        arrays = [("keypoints2d", keypoints)]
+        if self.keypoints2d_source is not None:
+            arrays.append(("keypoints2d_source", source_keypoints))
+        for name, value in arrays:
+            value = None if value is None else np.asarray(value, dtype=np.float32)
+            if value is None or value.shape != self.group[name].shape:
+                raise ValueError(f"session {self.id!r}: {name} must have shape "
+                                 f"{self.group[name].shape}; got "
+                                 f"{None if value is None else value.shape}")
+            self.group[name][...] = value
         self._array("done/detect")[...] = True
 
     # -- stage data ----------------------------------------------------------------------------

@@ -104,6 +104,26 @@ class TestUnits:
         assert np.argwhere(s.units_done()).tolist() == [[1, 2]]
         assert np.isnan(s.keypoints2d[0]).all()   # other units untouched (NaN fill)
 
+    def test_source_keypoints_kept_beside(self, tmp_path):
+        store = PoseStore.open(tmp_path / "a.zarr", "a")
+        s = store.create_session("s", n_frames=T, camera_names=["a"], joint_set="h36m17",
+                                 image_size=[[64, 48]], fps=None, chunk_frames=F,
+                                 source_joint_set="blazepose33")
+        assert s.keypoints2d_source.shape == (T, 1, 33, 3)
+        assert s.keypoints2d_source.chunks == (F, 1, 33, 3)
+        with pytest.raises(ValueError, match="keeps keypoints2d_source"):
+            s.write_unit(0, 0, np.zeros((F, J, 3)))
+        src = np.arange(F * 33 * 3, dtype=np.float32).reshape(F, 33, 3)
+        s.write_unit(0, 0, np.zeros((F, J, 3)), source_keypoints=src)
+        r = PoseStore.open(tmp_path / "a.zarr").session("s")
+        assert r.keypoints(source=True).joint_set == "blazepose33"
+        assert np.array_equal(r.keypoints2d_source[:F, 0], src)
+        assert r.keypoints().joint_set == "h36m17" and r.attrs["source_joint_set"] == "blazepose33"
+        same = store.create_session("t", n_frames=T, camera_names=["a"], joint_set="h36m17",
+                                    image_size=[[64, 48]], fps=None, chunk_frames=F,
+                                    source_joint_set="h36m17")
+        assert same.keypoints2d_source is None and same.keypoints(source=True).joint_set == "h36m17"
+
     def test_last_unit_is_short(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr")
         assert s.units_done().shape == (3, C) and s.unit_frames(2) == (8, 10)

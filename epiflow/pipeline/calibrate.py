@@ -74,7 +74,9 @@ def _board_intrinsics(session_cfg: SessionConfig, names: list[str]) -> CameraRig
 
 def calibrate_session(session: Session, session_cfg: SessionConfig,
                       cfg: CalibrateConfig) -> tuple[CameraRig, str, dict]:
-    """The cameras of ``session`` (read from its stored 2D keypoints when from people).
+    """The cameras of ``session``; from people, out of its 2D keypoints in the source's own
+    joint set when the session keeps them (BlazePose's 33 joints calibrate better than the 17
+    they map to: more points, and the mapped ones are partly synthesized).
 
     Returns:
         (rig in the session's camera order, method used, report dict). The caller writes them.
@@ -88,7 +90,7 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
     from epiflow.config import from_dict
     intrinsics = _intrinsics(cfg.intrinsics, session.camera_names) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names)
-    result = calibrate_from_people(session.keypoints(), intrinsics=intrinsics,
+    result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
                                    config=from_dict(CalibrationConfig, cfg.people,
                                                     "calibrate.people"))

@@ -19,7 +19,7 @@ from epiflow.config import ConfigError, load_config, to_dict
 __all__ = ["RunConfig", "SessionConfig", "SyntheticConfig", "RayConfig", "IngestConfig",
            "WorkersConfig",
            "DetectConfig", "CalibrateConfig", "TriangulateConfig", "StoreConfig",
-           "load_run_config", "resolve_paths", "session_fingerprint"]
+           "load_run_config", "resolve_paths", "run_settings", "session_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -245,13 +245,18 @@ def load_run_config(path) -> RunConfig:
 _RESOURCE_KEYS = {"num_cpus", "num_gpus", "pool_size", "inflight"}
 
 
+def run_settings(cfg: RunConfig, session: SessionConfig) -> dict:
+    """The resolved settings a session was written with: its source and every stage's table."""
+    return {"session": to_dict(session),
+            **{k: to_dict(getattr(cfg, k)) for k in
+               ("ingest", "detect", "calibrate", "triangulate", "store", "workers", "ray")}}
+
+
 def session_fingerprint(cfg: RunConfig, session: SessionConfig) -> str:
     """A hash of everything that decides a session's stored result (source and stage settings,
-    not resources): a store resumes a session only when this matches."""
+    not resources nor where Ray runs): a store resumes a session only when this matches."""
     def strip(d):
         return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items()
                 if k not in _RESOURCE_KEYS}
-    data = {"session": to_dict(session),
-            **{k: strip(to_dict(getattr(cfg, k))) for k in
-               ("detect", "calibrate", "triangulate", "store", "ingest")}}
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    data = {k: v for k, v in run_settings(cfg, session).items() if k not in ("workers", "ray")}
+    return hashlib.sha1(json.dumps(strip(data), sort_keys=True).encode()).hexdigest()[:16]

@@ -233,7 +233,8 @@ class DetectWorker:
             crops, boxes = person_crops(frames, kp, session.crops.shape[2])
         out = kp if self.joint_set == self.detector.joint_set else \
             map_to_h36m(kp, self.detector.joint_set, confidence=True)
-        session.write_unit(unit.unit, unit.camera, out, crops, boxes)
+        session.write_unit(unit.unit, unit.camera, out, crops, boxes,
+                           kp if session.keypoints2d_source is not None else None)
         return UnitResult(unit.session_id, unit.unit, unit.camera, len(frames), started,
                           time.time(), decoded - started, detected - decoded,
                           time.process_time() - cpu, float(np.mean(kp[:, :, 2].max(-1) > 0)))

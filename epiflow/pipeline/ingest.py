@@ -15,7 +15,7 @@ import numpy as np
 
 from epiflow.config import ConfigError
 from epiflow.datasets.keypoints import Keypoints
-from epiflow.pipeline.config import RunConfig, SessionConfig, session_fingerprint
+from epiflow.pipeline.config import RunConfig, SessionConfig, run_settings, session_fingerprint
 from epiflow.store import PoseStore, Session, StoreError, natural_key
 
 if TYPE_CHECKING:
@@ -261,25 +261,28 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
     if found is not None:
         return _result(found, session.kind)
     src = read_source(session, cfg.ingest.trim, cfg.ingest.max_frames)
-    kp = None if src.keypoints is None else to_store_joints(src.keypoints, cfg.store.joint_set)
-    joint_set = kp.joint_set if kp is not None else (
-        MediaPipeDetector.joint_set if cfg.store.joint_set == "source" else cfg.store.joint_set)
+    source_set = src.keypoints.joint_set if src.keypoints is not None else \
+        MediaPipeDetector.joint_set
+    joint_set = source_set if cfg.store.joint_set == "source" else cfg.store.joint_set
     s = store.create_session(
         session.name, n_frames=src.n_frames, camera_names=src.camera_names, joint_set=joint_set,
         image_size=src.image_size, fps=src.fps, chunk_frames=cfg.detect.chunk_frames,
         crop_size=cfg.store.crop_size if session.kind in ("videos", "frames") else 0,
-        with_gt3d=src.gt3d is not None,
+        with_gt3d=src.gt3d is not None, source_joint_set=source_set,
         attrs={"source": {"kind": session.kind, "path": session.path},
-               "fingerprint": fingerprint, "streams": src.streams, "warnings": src.warnings})
-    _write_passthrough(s, kp, src)
+               "config": run_settings(cfg, session), "fingerprint": fingerprint,
+               "streams": src.streams, "warnings": src.warnings})
+    _write_passthrough(s, src, joint_set)
     s.set_status("ingest", "done")
     return _result(s, session.kind)
 
 
-def _write_passthrough(s: Session, kp: Keypoints | None, src: Source) -> None:
+def _write_passthrough(s: Session, src: Source, joint_set: str) -> None:
     if src.gt3d is not None:
         s.write_gt3d(src.gt3d[: s.n_frames], "gt_cameras" if src.rig is not None else "source",
                      src.rig)
-    if kp is not None:
-        s.write_all_units(kp.data[: s.n_frames])
+    if src.keypoints is not None:
+        kp = src.keypoints.data[: s.n_frames]
+        s.write_all_units(to_store_joints(src.keypoints, joint_set).data[: s.n_frames],
+                          kp if s.keypoints2d_source is not None else None)
         s.set_status("detect", "done")

@@ -78,7 +78,7 @@ def test_worker_detects_and_writes_one_unit(shared_data, tmp_path):
     store = PoseStore.open(tmp_path / "s.zarr", "a")
     s = store.create_session("demo", n_frames=12, camera_names=["cam03", "x"],
                              joint_set="h36m17", image_size=[[1088, 1920]] * 2, fps=60.0,
-                             chunk_frames=6, crop_size=32)
+                             chunk_frames=6, crop_size=32, source_joint_set="blazepose33")
     worker = DetectWorker(DetectConfig(max_side=640), "h36m17")
     res = worker.run(DetectUnit(str(tmp_path / "s.zarr"), "demo", 1, 0, str(video), 6, 12))
     assert res.frames == 6 and res.found == 1.0
@@ -87,6 +87,9 @@ def test_worker_detects_and_writes_one_unit(shared_data, tmp_path):
     assert (kp[..., 2] > 0.5).mean() > 0.8 and np.isnan(s.keypoints2d[0:6]).all()
     xy = kp[..., :2][kp[..., 2] > 0]
     assert (xy[:, 0] > 0).all() and (xy[:, 0] < 1088).all() and (xy[:, 1] < 1920).all()
+    src = s.keypoints2d_source[6:12, 0]                  # BlazePose's own 33 joints
+    assert np.allclose(kp[:, 11, :2], src[:, 11, :2], equal_nan=True)    # left shoulder
+    assert np.allclose(kp[:, 0, :2], (src[:, 23, :2] + src[:, 24, :2]) / 2, atol=1e-3)  # pelvis
     box = s.crop_boxes[6, 0]
     assert box[2] - box[0] > 300          # the person is most of the portrait frame's height
     assert s.crops[6:12, 0].mean() > 10 and not s.crops[0:6].any()
