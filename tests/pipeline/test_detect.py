@@ -26,6 +26,14 @@ class TestFrameReader:
         assert jumbled == {15: list(range(15, 20)), 5: list(range(5, 10))}
         assert again == list(range(10, 15))
 
+    def test_image_folder(self, tmp_path):
+        import cv2
+        for i in range(6):
+            cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((8, 8, 3), 12 * i, np.uint8))
+        assert [_level(f) for f in FrameReader().read(str(tmp_path), 2, 5)] == [2, 3, 4]
+        with pytest.raises(ValueError, match="has 6 images, frames 4:8"):
+            FrameReader().read(str(tmp_path), 4, 8)
+
     def test_short_video_names_the_file(self, tmp_path, make_video):
         path = str(make_video(tmp_path / "short.mp4", 6))
         with pytest.raises(ValueError, match=r"short.mp4.*decoded 2 of frames 4:10"):
