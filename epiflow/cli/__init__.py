@@ -11,6 +11,7 @@ from epiflow import __version__
 #: Subcommand modules, in the order ``epiflow --help`` lists them.
 COMMANDS = [
     "run",
+    "calibrate",
     "triangulate",
     "inspect",
     "export",

@@ -1,0 +1,429 @@
+"""Bundle adjustment: all cameras and all 3D points refined together on reprojection error.
+
+Solved with ``scipy.optimize.least_squares`` (trust-region reflective, ``x_scale="jac"``, LSMR
+on the sparse normal equations). Each residual depends on one camera and one point only, so the
+Jacobian is sparse; it is computed analytically (``jacobian="analytic"``, the default) or by
+finite differences over the sparsity pattern (``jac_sparsity``, ``jacobian="numeric"``, a
+dozen function evaluations per Jacobian: slower, kept as the check of the analytic one).
+
+The robust loss is minimised by iteratively reweighted least squares: each round solves a
+weighted plain least-squares problem whose per-observation weights come from the loss at the
+previous round's errors. (Passing a robust loss to ``least_squares`` itself was measured to
+crawl here: 1,000 evaluations without converging on the Pose2Sim demo.)
+
+Per camera the parameters are the world→camera rotation (Rodrigues vector) and translation and,
+when asked, intrinsics: a focal length shared by x and y, keeping their ratio (``"focal"``), the
+principal point (``"principal_point"``) and the first radial distortion coefficient (``"k1"``).
+Camera 0's pose is held fixed (the gauge: the world frame is camera 0's until
+:mod:`epiflow.calibration.world_frame` moves it); the overall scale stays free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.spatial.transform import Rotation
+
+from epiflow.calibration.camera import CameraRig
+
+__all__ = ["BundleResult", "bundle_adjust", "robust_weights", "INTRINSIC_PARAMETERS"]
+
+#: Intrinsic parameters bundle adjustment can refine, with how many numbers each takes.
+INTRINSIC_PARAMETERS = {"focal": 1, "principal_point": 2, "k1": 1}
+
+
+@dataclass(frozen=True, eq=False)
+class BundleResult:
+    """What bundle adjustment returns.
+
+    Attributes:
+        rig: the refined cameras (same names, sizes and order as the input rig).
+        points: (N, 3) refined points, world frame (camera 0's frame unless moved); NaN for
+            points left out (fewer than two usable observations).
+        errors_px: (C, N) reprojection error of each used observation, pixels; NaN elsewhere.
+        n_evaluations: function evaluations used. success: whether the reweighting converged.
+    """
+
+    rig: CameraRig
+    points: np.ndarray
+    errors_px: np.ndarray
+    n_evaluations: int
+    success: bool
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) cross-product matrices of (..., 3) vectors."""
+    S = np.zeros(v.shape[:-1] + (3, 3))
+    S[..., 0, 1], S[..., 0, 2], S[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
+    return S - np.swapaxes(S, -1, -2)
+
+
+def _rotation_and_jacobian(rvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, 3, 3) rotations of (C, 3) Rodrigues vectors and their left Jacobians J_l, so that
+    ``R(ω + δ) X ≈ R(ω) X - [R(ω) X]× J_l(ω) δ``."""
+    theta = np.linalg.norm(rvec, axis=-1)[:, None, None]
+    W = _skew(rvec)
+    W2 = W @ W
+    small = theta < 1e-8
+    th = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0, np.sin(th) / th)
+    b = np.where(small, 0.5, (1 - np.cos(th)) / th ** 2)
+    c = np.where(small, 1.0 / 6, (th - np.sin(th)) / th ** 3)
+    eye = np.eye(3)
+    return eye + a * W + b * W2, eye + b * W + c * W2
+
+
+class _Layout:
+    """How the flat parameter vector maps onto cameras and points."""
+
+    def __init__(self, rig: CameraRig, n_points: int, refine: tuple[str, ...], fix_first: bool):
+        unknown = [r for r in refine if r not in INTRINSIC_PARAMETERS]
+        if unknown:
+            raise ValueError(f"refine: unknown intrinsic parameter(s) {unknown}; expected some "
+                             f"of {list(INTRINSIC_PARAMETERS)}")
+        self.rig, self.refine = rig, tuple(refine)
+        self.fixed = np.zeros(len(rig), bool)
+        self.fixed[0] = fix_first
+        self.per_cam = 6 + sum(INTRINSIC_PARAMETERS[r] for r in self.refine)
+        self.cam_size = len(rig) * self.per_cam
+        self.size = self.cam_size + 3 * n_points
+        self.aspect = np.sqrt(rig.K[:, 1, 1] / rig.K[:, 0, 0])  # fy = f·a, fx = f / a
+
+    def pack(self, points: np.ndarray) -> np.ndarray:
+        cams = []
+        for cam in self.rig:
+            intr = {"focal": [np.sqrt(cam.K[0, 0] * cam.K[1, 1])],
+                    "principal_point": [cam.K[0, 2], cam.K[1, 2]], "k1": [cam.dist[0]]}
+            cams.append(np.concatenate([cam.rvec, cam.t, *[intr[r] for r in self.refine]]))
+        return np.concatenate([np.concatenate(cams), points.ravel()])
+
+    def unpack(self, x: np.ndarray):
+        """(rvec (C, 3), t (C, 3), K (C, 3, 3), dist (C, 5), points (N, 3))."""
+        cam = x[:self.cam_size].reshape(len(self.rig), self.per_cam)
+        base = self.rig
+        rvec = np.where(self.fixed[:, None], np.stack([c.rvec for c in base]), cam[:, :3])
+        t = np.where(self.fixed[:, None], base.t, cam[:, 3:6])
+        K, dist = base.K.copy(), base.dist.copy()
+        col = 6
+        for r in self.refine:
+            if r == "focal":
+                K[:, 0, 0], K[:, 1, 1] = cam[:, col] / self.aspect, cam[:, col] * self.aspect
+            elif r == "principal_point":
+                K[:, 0, 2], K[:, 1, 2] = cam[:, col], cam[:, col + 1]
+            else:
+                dist[:, 0] = cam[:, col]
+            col += INTRINSIC_PARAMETERS[r]
+        return rvec, t, K, dist, x[self.cam_size:].reshape(-1, 3)
+
+    def columns(self, cam_idx: np.ndarray, pt_idx: np.ndarray) -> np.ndarray:
+        """(M, per_cam + 3) parameter columns each observation's residuals depend on."""
+        cam_cols = cam_idx[:, None] * self.per_cam + np.arange(self.per_cam)
+        pt_cols = self.cam_size + 3 * pt_idx[:, None] + np.arange(3)
+        return np.concatenate([cam_cols, pt_cols], 1)
+
+    def sparsity(self, cam_idx: np.ndarray, pt_idx: np.ndarray) -> csr_matrix:
+        """(2M, size) 0/1 pattern of the Jacobian (for finite differences)."""
+        cols = self.columns(cam_idx, pt_idx)
+        rows = np.repeat(np.arange(2 * len(cam_idx)).reshape(-1, 2, 1), cols.shape[1], 2)
+        cols = np.broadcast_to(cols[:, None], rows.shape)
+        return coo_matrix((np.ones(rows.size), (rows.ravel(), cols.ravel())),
+                          shape=(rows.shape[0] * 2, self.size)).tocsr()
+
+
+def _distortion_terms(x: np.ndarray, y: np.ndarray, dist: np.ndarray):
+    """Distorted (xd, yd), r², and the (M, 2, 2) Jacobian d(xd, yd)/d(x, y)."""
+    k1, k2, p1, p2, k3 = dist.T
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    dradial = k1 + r2 * (2 * k2 + 3 * k3 * r2)
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    j00 = radial + 2 * x * x * dradial + 2 * p1 * y + 6 * p2 * x
+    j01 = 2 * x * y * dradial + 2 * p1 * x + 2 * p2 * y
+    j11 = radial + 2 * y * y * dradial + 6 * p1 * y + 2 * p2 * x
+    J = np.stack([np.stack([j00, j01], -1), np.stack([j01, j11], -1)], -2)
+    return xd, yd, r2, J
+
+
+class _Problem:
+    """Residuals and their analytic Jacobian for one set of observations."""
+
+    def __init__(self, layout: _Layout, cam_idx, pt_idx, obs):
+        self.layout, self.cam_idx, self.pt_idx, self.obs = layout, cam_idx, pt_idx, obs
+        self.cols = layout.columns(cam_idx, pt_idx)
+        self.by_camera = _grouping(cam_idx, len(layout.rig))
+        self.by_point = _grouping(pt_idx, (layout.size - layout.cam_size) // 3)
+
+    def _geometry(self, x):
+        rvec, t, K, dist, X = self.layout.unpack(x)
+        R, Jl = _rotation_and_jacobian(rvec)
+        c, p = self.cam_idx, self.pt_idx
+        RX = np.einsum("mij,mj->mi", R[c], X[p])
+        Pc = RX + t[c]
+        z = np.maximum(Pc[:, 2], 1e-6)
+        xn, yn = Pc[:, 0] / z, Pc[:, 1] / z
+        xd, yd, r2, Jd = _distortion_terms(xn, yn, dist[c])
+        Kc = K[c]
+        uv = np.stack([Kc[:, 0, 0] * xd + Kc[:, 0, 1] * yd + Kc[:, 0, 2],
+                       Kc[:, 1, 1] * yd + Kc[:, 1, 2]], -1)
+        return locals()
+
+    def errors(self, x) -> np.ndarray:
+        """(M, 2) projection minus observation, pixels."""
+        return self._geometry(x)["uv"] - self.obs
+
+    def blocks(self, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Errors (M, 2) and their Jacobian blocks: camera (M, 2, per_cam), point (M, 2, 3)."""
+        g = self._geometry(x)
+        c, Kc, z, xn, yn = self.cam_idx, g["Kc"], g["z"], g["xn"], g["yn"]
+        A = np.zeros((len(c), 2, 2))
+        A[:, 0, 0], A[:, 0, 1], A[:, 1, 1] = Kc[:, 0, 0], Kc[:, 0, 1], Kc[:, 1, 1]
+        A = A @ g["Jd"]
+        B = np.zeros((len(c), 2, 3))
+        B[:, 0, 0] = B[:, 1, 1] = 1 / z
+        B[:, 0, 2], B[:, 1, 2] = -xn / z, -yn / z
+        D = A @ B  # d(u, v) / d(camera-frame point)
+        d_rot = -D @ _skew(g["RX"]) @ g["Jl"][c]
+        d_t = D.copy()
+        fixed = self.layout.fixed[c]
+        d_rot[fixed], d_t[fixed] = 0, 0
+        Jc = np.concatenate([d_rot, d_t] + self._intrinsic_blocks(g), 2)
+        return g["uv"] - self.obs, Jc, D @ g["R"][c]
+
+    def jacobian(self, x, sw: np.ndarray) -> csr_matrix:
+        """(2M, size) sparse Jacobian of ``sw · errors`` (sw: (M,) weights)."""
+        _, Jc, Jp = self.blocks(x)
+        J = np.concatenate([Jc, Jp], 2) * sw[:, None, None]  # (M, 2, per_cam + 3)
+        rows = np.repeat(np.arange(2 * len(J)).reshape(-1, 2, 1), J.shape[2], 2)
+        cols = np.broadcast_to(self.cols[:, None], J.shape)
+        return coo_matrix((J.ravel(), (rows.ravel(), cols.ravel())),
+                          shape=(2 * len(J), self.layout.size)).tocsr()
+
+    def _intrinsic_blocks(self, g) -> list[np.ndarray]:
+        aspect = self.layout.aspect[self.cam_idx]
+        M = len(self.cam_idx)
+        out = []
+        for r in self.layout.refine:
+            if r == "focal":
+                out.append(np.stack([g["xd"] / aspect, g["yd"] * aspect], -1)[:, :, None])
+            elif r == "principal_point":
+                out.append(np.broadcast_to(np.eye(2), (M, 2, 2)).copy())
+            else:
+                dk = np.stack([g["xn"] * g["r2"], g["yn"] * g["r2"]], -1)
+                out.append(np.einsum("mij,mj->mi", g["Kc"][:, :2, :2], dk)[:, :, None])
+        return out
+
+
+def robust_weights(errors: np.ndarray, loss: str, scale: float) -> np.ndarray:
+    """Iteratively-reweighted-least-squares weights of a robust loss.
+
+    Args:
+        errors: (...) reprojection errors, pixels (norms of 2D residuals).
+        loss: ``"huber"``, ``"cauchy"``, ``"soft_l1"`` or ``"linear"`` (weight 1).
+        scale: where the loss turns from quadratic to robust, pixels.
+
+    Returns:
+        (...) weights in (0, 1]: ``weight · e²`` has the loss's gradient at e.
+    """
+    r = np.abs(errors) / scale
+    if loss == "huber":
+        return np.where(r <= 1, 1.0, 1.0 / np.maximum(r, 1e-12))
+    if loss == "cauchy":
+        return 1.0 / (1.0 + r * r)
+    if loss == "soft_l1":
+        return 1.0 / np.sqrt(1.0 + r * r)
+    if loss == "linear":
+        return np.ones_like(r)
+    raise ValueError(f"loss must be one of huber, cauchy, soft_l1, linear; got {loss!r}")
+
+
+def robust_cost(errors: np.ndarray, loss: str, scale: float) -> np.ndarray:
+    """The robust loss ρ(e) whose IRLS weights :func:`robust_weights` gives (ρ'(e) = w · e).
+
+    Args:
+        errors: (...) reprojection errors, pixels. loss, scale: as in :func:`robust_weights`.
+
+    Returns:
+        (...) ρ(e), pixels² (``e² / 2`` for the linear loss).
+    """
+    r2 = (np.asarray(errors) / scale) ** 2
+    if loss == "huber":
+        r = np.sqrt(r2)
+        return scale ** 2 * np.where(r <= 1, r2 / 2, r - 0.5)
+    if loss == "cauchy":
+        return scale ** 2 / 2 * np.log1p(r2)
+    if loss == "soft_l1":
+        return scale ** 2 * (np.sqrt(1 + r2) - 1)
+    if loss == "linear":
+        return scale ** 2 * r2 / 2
+    raise ValueError(f"loss must be one of huber, cauchy, soft_l1, linear; got {loss!r}")
+
+
+def _grouping(index: np.ndarray, n: int) -> csr_matrix:
+    """(n, M) 0/1 matrix that sums rows of an (M, ...) array by ``index`` (M,) when applied."""
+    return csr_matrix((np.ones(len(index)), (index, np.arange(len(index)))), shape=(n, len(index)))
+
+
+def _sum_by(group: csr_matrix, values: np.ndarray) -> np.ndarray:
+    """(n, ...) sums of ``values`` (M, ...) grouped by a :func:`_grouping` matrix."""
+    return (group @ values.reshape(len(values), -1)).reshape((group.shape[0],) + values.shape[1:])
+
+
+class _Schur:
+    """Normal equations of one weighted Gauss-Newton step, reduced to the cameras."""
+
+    def __init__(self, problem: _Problem, n_points: int, e, Jc, Jp, w):
+        c, p = problem.cam_idx, problem.pt_idx
+        C, P = len(problem.layout.rig), problem.layout.per_cam
+        wJc, wJp = Jc * w[:, None, None], Jp * w[:, None, None]
+        T = np.swapaxes
+        self.U = _sum_by(problem.by_camera, T(Jc, 1, 2) @ wJc)  # (C, P, P)
+        self.V = _sum_by(problem.by_point, T(Jp, 1, 2) @ wJp)  # (N, 3, 3)
+        self.gc = _sum_by(problem.by_camera, np.einsum("mki,mk->mi", wJc, e))  # (C, P)
+        self.gp = _sum_by(problem.by_point, np.einsum("mki,mk->mi", wJp, e))  # (N, 3)
+        self.W = np.zeros((n_points, C, P, 3))
+        self.W[p, c] = T(wJc, 1, 2) @ Jp
+        self.fixed = np.zeros((C, P), bool)
+        self.fixed[:, :6] = problem.layout.fixed[:, None]
+        self.C, self.P = C, P
+
+    def step(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """(camera step (C, P), point step (N, 3)) of the Marquardt-damped system."""
+        eye3, eyeP = np.eye(3), np.eye(self.P)
+        Vinv = _inverse3(self.V + lam * (self.V * eye3) + 1e-9 * eye3)
+        N, n = len(Vinv), self.C * self.P
+        Wf = self.W.reshape(N, n, 3)
+        Y = Wf @ Vinv  # (N, n, 3)
+        S = np.zeros((self.C, self.P, self.C, self.P))
+        S[np.arange(self.C), :, np.arange(self.C)] = self.U + lam * (self.U * eyeP) + 1e-9 * eyeP
+        S = S.reshape(n, n) - Y.transpose(1, 0, 2).reshape(n, -1) @ Wf.transpose(1, 0, 2).reshape(
+            n, -1).T
+        b = -self.gc.ravel() + np.einsum("nik,nk->i", Y, self.gp)
+        f = self.fixed.ravel()
+        S[f], S[:, f], b[f] = 0, 0, 0
+        S[f, f] = 1
+        dc = np.linalg.solve(S + 1e-12 * np.trace(S) / n * np.eye(n), b)
+        dp = np.einsum("nij,nj->ni", Vinv, -self.gp - np.einsum("nik,i->nk", Wf, dc))
+        return dc.reshape(self.C, self.P), dp
+
+
+def _inverse3(A: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) inverses of (N, 3, 3) matrices (adjugate over determinant; fast for many)."""
+    c0 = np.cross(A[:, 1], A[:, 2])
+    c1 = np.cross(A[:, 2], A[:, 0])
+    c2 = np.cross(A[:, 0], A[:, 1])
+    det = np.einsum("ni,ni->n", A[:, 0], c0)
+    return np.stack([c0, c1, c2], 2) / det[:, None, None]
+
+
+def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, loss: str,
+                         scale: float, max_iterations: int, tolerance: float):
+    """Robust Levenberg–Marquardt with the Schur complement on the points (weights from the
+    loss recomputed at every accepted step). Returns (x, evaluations, converged)."""
+    n_points = (len(x) - problem.layout.cam_size) // 3
+    lam, evaluations = 1e-3, 0
+    e, Jc, Jp = problem.blocks(x)
+    cost = float(np.sum(conf * robust_cost(np.linalg.norm(e, axis=1), loss, scale)))
+    for _ in range(max_iterations):
+        w = conf * robust_weights(np.linalg.norm(e, axis=1), loss, scale)
+        system = _Schur(problem, n_points, e, Jc, Jp, w)
+        for _ in range(10):
+            dc, dp = system.step(lam)
+            x_new = x + np.concatenate([dc.ravel(), dp.ravel()])
+            e_new = problem.errors(x_new)
+            evaluations += 1
+            new = float(np.sum(conf * robust_cost(np.linalg.norm(e_new, axis=1), loss, scale)))
+            if new < cost:
+                break
+            lam *= 4
+        else:
+            return x, evaluations, True
+        x, decrease, cost = x_new, cost - new, new
+        lam = max(lam / 3, 1e-9)
+        if decrease < tolerance * cost:
+            return x, evaluations, True
+        e, Jc, Jp = problem.blocks(x)
+    return x, evaluations, False
+
+
+def _irls_scipy(problem: _Problem, x: np.ndarray, conf: np.ndarray, loss: str, scale: float,
+                max_rounds: int, tolerance: float, jacobian: str):
+    """Robust loss by reweighting rounds of ``least_squares`` (plain loss, sparse Jacobian,
+    ``x_scale="jac"``). Returns (x, evaluations, converged)."""
+    layout = problem.layout
+    pattern = layout.sparsity(problem.cam_idx, problem.pt_idx) if jacobian == "numeric" else None
+    evaluations, previous = 0, np.inf
+    for _ in range(max_rounds):
+        e = np.linalg.norm(problem.errors(x), axis=-1)
+        cost = float(np.sum(conf * robust_cost(e, loss, scale)))
+        if previous - cost < tolerance * previous:
+            return x, evaluations, True
+        previous = cost
+        sw = np.sqrt(conf * robust_weights(e, loss, scale))
+        fun = lambda x_, sw=sw: (problem.errors(x_) * sw[:, None]).ravel()  # noqa: E731
+        jac = "2-point" if pattern is not None else (lambda x_, sw=sw: problem.jacobian(x_, sw))
+        sol = least_squares(fun, x, jac=jac, jac_sparsity=pattern, x_scale="jac", method="trf",
+                            tr_solver="lsmr", max_nfev=20, ftol=1e-8, xtol=1e-10)
+        x, evaluations = sol.x, evaluations + sol.nfev
+    return x, evaluations, False
+
+
+def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, points3d: np.ndarray,
+                  refine: tuple[str, ...] = (), loss: str = "cauchy", loss_scale_px: float = 5.0,
+                  max_iterations: int = 100, tolerance: float = 1e-6, fix_first: bool = True,
+                  solver: str = "lm", jacobian: str = "analytic") -> BundleResult:
+    """Refine cameras and 3D points together on the robust reprojection error.
+
+    Args:
+        rig: initial cameras (C of them); its K, distortion, R, t are the starting point.
+        points2d: (C, N, 2) observations, pixels (distorted, as detected); NaN where missing.
+        weight: (C, N) non-negative weights (confidence); 0 leaves an observation out. The cost
+            is ``Σ weight · ρ(error)``.
+        points3d: (N, 3) initial points in the rig's world frame (any unit, the rig's).
+            Points that are NaN or seen by fewer than two cameras are left out (stay NaN).
+        refine: intrinsics to refine per camera, some of :data:`INTRINSIC_PARAMETERS`.
+        loss: ``"huber"``, ``"cauchy"``, ``"soft_l1"`` or ``"linear"`` (see :func:`robust_cost`).
+        loss_scale_px: where the robust loss turns from quadratic to robust, pixels.
+        max_iterations: LM iterations (``solver="lm"``) or reweighting rounds (``"scipy"``).
+        tolerance: stop when the robust cost falls by less than this (relative).
+        fix_first: hold camera 0's pose fixed (the gauge).
+        solver: ``"lm"`` (the default: Levenberg–Marquardt on the Schur complement) or
+            ``"scipy"`` (reweighted ``least_squares`` rounds; slower, see the module docstring).
+        jacobian: for ``"scipy"``, ``"analytic"`` or ``"numeric"`` (finite differences over
+            ``jac_sparsity``).
+
+    Returns:
+        :class:`BundleResult`.
+
+    Example:
+        >>> result = bundle_adjust(rig, xy, conf, X, refine=("focal",))  # doctest: +SKIP
+    """
+    C, N = len(rig), points3d.shape[0]
+    if points2d.shape != (C, N, 2) or weight.shape != (C, N) or points3d.shape != (N, 3):
+        raise ValueError(f"expected points2d (C={C}, N, 2), weight (C, N), points3d (N, 3) with "
+                         f"one N; got {points2d.shape}, {weight.shape}, {points3d.shape}")
+    use = np.isfinite(points2d).all(-1) & (weight > 0) & np.isfinite(points3d).all(-1)
+    use &= use.sum(0) >= 2
+    kept = np.nonzero(use.any(0))[0]  # the points in the problem, renumbered 0..
+    cam_idx, pt_idx = np.nonzero(use[:, kept])
+    layout = _Layout(rig, len(kept), refine, fix_first)
+    problem = _Problem(layout, cam_idx, pt_idx, points2d[:, kept][cam_idx, pt_idx])
+    conf = weight[:, kept][cam_idx, pt_idx]
+    x = layout.pack(points3d[kept])
+    if solver == "lm":
+        x, evaluations, success = _levenberg_marquardt(problem, x, conf, loss, loss_scale_px,
+                                                       max_iterations, tolerance)
+    elif solver == "scipy":
+        x, evaluations, success = _irls_scipy(problem, x, conf, loss, loss_scale_px,
+                                              max_iterations, tolerance, jacobian)
+    else:
+        raise ValueError(f"solver must be 'lm' or 'scipy'; got {solver!r}")
+    rvec, t, K, dist, X = layout.unpack(x)
+    out = CameraRig(c.replace(R=Rotation.from_rotvec(rvec[k]).as_matrix(), t=t[k], K=K[k],
+                              dist=dist[k]) for k, c in enumerate(rig))
+    errors, points = np.full((C, N), np.nan), np.full((N, 3), np.nan)
+    errors[cam_idx, kept[pt_idx]] = np.linalg.norm(problem.errors(x), axis=-1)
+    points[kept] = X
+    return BundleResult(out, points, errors, evaluations, success)

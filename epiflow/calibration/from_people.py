@@ -1,0 +1,385 @@
+"""Cameras from the people in view: the ``calibrate_from_people`` entry point.
+
+Steps (``method = "pooled"``, the default):
+
+1. Check the input (:mod:`epiflow.calibration.input_checks`): pixel units, every camera sees the
+   person, enough frames, a person who moves.
+2. Map the keypoints to h36m17 and keep the reliable body joints (confidence, temporal
+   consistency; no face points): :func:`~epiflow.calibration.relative_pose.reliable_mask`.
+3. Undistort with the given intrinsics, or with a guess from the image size.
+4. Per camera pair, a robust essential matrix from all frames pooled, with left/right flips
+   decided per frame (:func:`~epiflow.calibration.relative_pose.pair_pose`).
+5. The view graph; a split graph is an error naming the groups. Poses chained along a maximum
+   spanning tree, scales made consistent by triangulation (:mod:`~.view_graph`).
+6. Bundle adjustment of all cameras and points (focal lengths too when the intrinsics are
+   unknown), in rounds: after each, gross outliers are dropped and each camera-frame's left/right
+   labels are re-decided against the other cameras (:mod:`~.mirroring`).
+7. Metric scale, up axis, floor and origin from the body (:mod:`~.world_frame`).
+
+``method = "per_frame"`` replaces 4–6 by the EpipolarPose baseline (:mod:`~.per_frame`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from epiflow.calibration.bundle_adjustment import INTRINSIC_PARAMETERS, bundle_adjust
+from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.calibration.input_checks import check_keypoints, image_sizes
+from epiflow.calibration.mirroring import apply_flips, relabel_flips
+from epiflow.calibration.per_frame import per_frame_poses
+from epiflow.calibration.relative_pose import correspondence_joints, pair_pose, reliable_mask
+from epiflow.calibration.triangulation import triangulate_linear
+from epiflow.calibration.view_graph import chain_poses, check_connected, spanning_tree
+from epiflow.calibration.world_frame import world_alignment
+from epiflow.datasets.keypoints import Keypoints
+from epiflow.skeleton import get_joint_set, map_to_h36m
+
+__all__ = ["CalibrationConfig", "CalibrationResult", "calibrate_from_people", "guess_intrinsics",
+           "match_intrinsics"]
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Options of :func:`calibrate_from_people`.
+
+    Attributes:
+        method: ``"pooled"`` (all frames pooled per pair, view graph, bundle adjustment) or
+            ``"per_frame"`` (the EpipolarPose baseline: one fundamental matrix per frame).
+        min_confidence: observations below it are not used.
+        max_jump: temporal consistency: a joint further than this × the person's 2D size from the
+            median of its track over ±2 frames is dropped.
+        threshold_px: inlier threshold of the essential-matrix fits, pixels.
+        min_shared: a pair needs this many observations both cameras see to be fitted.
+        min_inliers: a fitted pair needs this many inliers to join the view graph.
+        focal_guess: focal length guess when intrinsics are unknown, × the image's longer side.
+        refine_unknown: intrinsics refined by bundle adjustment when none are given (some of
+            ``focal``, ``principal_point``, ``k1``).
+        refine_known: intrinsics refined even when given (default none).
+        loss: robust loss of bundle adjustment (``huber``, ``cauchy``, ``soft_l1``, ``linear``).
+        loss_scale_px: where the loss turns robust, pixels.
+        rounds: bundle-adjustment rounds (outliers dropped and left/right relabelled between).
+        confidence_weights: weight each observation by its confidence in bundle adjustment
+            (off by default: MediaPipe's visibility scores say little about how well a visible
+            joint is placed; with them the Pose2Sim demo's rotations came out worse).
+        outlier_px: after a round, observations with a larger error are dropped (pixels, or
+            4 × the camera's median error when that is larger).
+        max_frames: frames used at most (evenly spaced) to bound the time taken.
+        default_height: the subject's height (metres) assumed when none is given.
+        min_motion: the person must move: the median joint's track must spread over at least
+            this fraction of the person's 2D size in every camera.
+        seed: seed of the robust fits.
+    """
+
+    method: Literal["pooled", "per_frame"] = "pooled"
+    min_confidence: float = 0.5
+    max_jump: float = 0.15
+    threshold_px: float = 3.0
+    min_shared: int = 60
+    min_inliers: int = 40
+    focal_guess: float = 1.0
+    refine_unknown: tuple[str, ...] = ("focal",)
+    refine_known: tuple[str, ...] = ()
+    loss: str = "cauchy"
+    loss_scale_px: float = 5.0
+    rounds: int = 3
+    confidence_weights: bool = False
+    outlier_px: float = 25.0
+    max_frames: int = 1500
+    default_height: float = 1.70
+    min_motion: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self):
+        bad = [r for r in self.refine_unknown + self.refine_known if r not in INTRINSIC_PARAMETERS]
+        if bad:
+            raise ValueError(f"CalibrationConfig: unknown intrinsics to refine {bad}; expected "
+                             f"some of {list(INTRINSIC_PARAMETERS)}")
+        if self.method not in ("pooled", "per_frame"):
+            raise ValueError(f"CalibrationConfig.method must be 'pooled' or 'per_frame'; "
+                             f"got {self.method!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationResult:
+    """Cameras recovered from people.
+
+    Attributes:
+        rig: metric cameras, world Z up, floor at z = 0, origin on the floor under the person at
+            the start (see :mod:`epiflow.calibration.world_frame`).
+        report: JSON-able dict: method, per camera (reprojection error, observations used,
+            focal, whether refined, left/right flips), pairs, scale source and height, up
+            source, warnings.
+        points: (T, 17, 3) the person's h36m17 joints triangulated with ``rig``, metres (for
+            inspection; the pseudo-labels come from :mod:`epiflow.calibration.triangulation`).
+        flips: (T, C, J) bool, the observations whose left/right labels were exchanged (joint j
+            of camera c at frame t taken from its twin), in the keypoints' joint set.
+    """
+
+    rig: CameraRig
+    report: dict
+    points: np.ndarray = field(repr=False, default=None)
+    flips: np.ndarray = field(repr=False, default=None)
+
+
+def guess_intrinsics(names: list[str], sizes: np.ndarray, focal_guess: float = 1.0) -> CameraRig:
+    """Cameras with a focal length of ``focal_guess`` × the longer image side, the principal
+    point at the image centre and no distortion (identity pose)."""
+    cams = []
+    for name, (w, h) in zip(names, np.asarray(sizes)):
+        f = focal_guess * max(w, h)
+        cams.append(Camera(name, [[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]],
+                           size=(int(w), int(h))))
+    return CameraRig(cams)
+
+
+def _normal_name(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def match_intrinsics(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[str]]:
+    """The rig's cameras renamed and ordered as ``names``, and warnings.
+
+    Matched by name (exactly, or ignoring case and punctuation: ``cam_01`` = ``cam01``); else
+    in order when the counts agree (with a warning); else an error naming both lists.
+    """
+    exact = {c.name: c for c in rig}
+    loose = {_normal_name(c.name): c for c in rig}
+    found = [exact.get(n) or loose.get(_normal_name(n)) for n in names]
+    if all(c is not None for c in found):
+        return CameraRig(c.replace(name=n) for c, n in zip(found, names)), []
+    if len(rig) == len(names) and not any(found):
+        return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
+            f"intrinsics cameras {rig.names} do not match the keypoints' cameras {list(names)} "
+            f"by name; matched in order"]
+    missing = [n for n, c in zip(names, found) if c is None]
+    raise CalibrationError(f"intrinsics: no camera for {missing} among {rig.names} (matched by "
+                           f"name, ignoring case and punctuation; in order only when no name "
+                           f"matches and the counts agree, here {len(rig)} vs {len(names)})")
+
+
+def _fit_sizes(rig: CameraRig, sizes: np.ndarray) -> tuple[CameraRig, list[str]]:
+    """Intrinsics made to fit the keypoints' image sizes; see :func:`_fit_size`."""
+    out, warnings = [], []
+    for cam, size in zip(rig, sizes):
+        cam, warning = _fit_size(cam, size)
+        out.append(cam)
+        warnings += [warning] if warning else []
+    return CameraRig(out), warnings
+
+
+def _fit_size(cam: Camera, size) -> tuple[Camera, str | None]:
+    """One camera's intrinsics for images of ``size`` (w, h).
+
+    A size that differs by at most 16 pixels per side is a codec's crop of padding (H.264 codes
+    1088 rows and shows 1080; the crop is at the right and bottom), so K is kept and only the
+    size changes. Both sides scaled by one factor (±1 %) is a resized video: K is scaled. Other
+    differences are an error.
+    """
+    w, h = int(size[0]), int(size[1])
+    cw, ch = cam.size
+    if (w, h) == (cw, ch) or w == 0:
+        return cam, None
+    if abs(w - cw) <= 16 and abs(h - ch) <= 16:
+        return cam.replace(size=(w, h)), (
+            f"{cam.name}: intrinsics are for {cw}x{ch} images, the keypoints' are {w}x{h}: taken "
+            f"as a codec's crop of padding at the right/bottom edge; K kept as given")
+    sx, sy = w / cw, h / ch
+    if abs(sx / sy - 1) < 0.01:
+        K = cam.K.copy()
+        K[0] *= sx
+        K[1] *= sy
+        return cam.replace(K=K, size=(w, h)), (
+            f"{cam.name}: intrinsics are for {cw}x{ch} images, the keypoints' are {w}x{h}: "
+            f"K scaled by {sx:.4f}")
+    raise CalibrationError(f"{cam.name}: intrinsics are for {cw}x{ch} images but the keypoints "
+                           f"are from {w}x{h} images (neither a crop of padding nor a resize); "
+                           f"give intrinsics measured at the videos' resolution")
+
+
+def _subsample(T: int, max_frames: int) -> np.ndarray:
+    if T <= max_frames:
+        return np.arange(T)
+    return np.linspace(0, T - 1, max_frames).round().astype(int)
+
+
+def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = None,
+                          subject_height: float | None = None,
+                          config: CalibrationConfig = CalibrationConfig()) -> CalibrationResult:
+    """Calibrate synchronized cameras from the person they all see.
+
+    Args:
+        keypoints: (T, C, J, 3) 2D keypoints of one person, pixels, any joint set that maps to
+            h36m17; ``image_size`` needed unless ``intrinsics`` are given.
+        intrinsics: known K and distortion per camera (matched by name, else in order; their
+            extrinsics are ignored), or None to estimate focal lengths from a guess.
+        subject_height: the person's height, metres, for the scale; None = body proportions
+            with ``config.default_height``.
+        config: :class:`CalibrationConfig`.
+
+    Returns:
+        :class:`CalibrationResult`: metric cameras, world Z up, floor z = 0.
+
+    Raises:
+        CalibrationError: input that cannot give a calibration (normalised coordinates, a camera
+            that never sees the person, a person who never moves, too few shared frames, a view
+            graph in pieces), with the cameras, the reason and what to record instead.
+    """
+    names = list(keypoints.camera_names)
+    warnings: list[str] = []
+    if intrinsics is not None:
+        intrinsics, w = match_intrinsics(intrinsics, names)
+        warnings += w
+    sizes = image_sizes(keypoints, intrinsics)
+    warnings += check_keypoints(keypoints, sizes, config)
+    frames = _subsample(keypoints.n_frames, config.max_frames)
+    valid = reliable_mask(keypoints.xy, keypoints.confidence,
+                          correspondence_joints(keypoints.joint_set), config.min_confidence,
+                          config.max_jump)[frames].transpose(1, 0, 2)
+    xy = keypoints.xy[frames].transpose(1, 0, 2, 3)
+    conf = keypoints.confidence[frames].transpose(1, 0, 2)
+    if intrinsics is None:
+        rig0, refine = guess_intrinsics(names, sizes, config.focal_guess), config.refine_unknown
+    else:
+        rig0, w = _fit_sizes(intrinsics, sizes)
+        warnings += w
+        refine = config.refine_known
+    perm = get_joint_set(keypoints.joint_set).flip_permutation
+    if config.method == "per_frame":
+        rig, flips, stats = _per_frame(rig0, xy, valid, names)
+        refine = ()
+    else:
+        rig, flips, stats = _pooled(rig0, xy, valid, conf, perm, refine, config, names)
+    if flips.ndim == 2:
+        flips = np.repeat(flips[..., None], xy.shape[2], axis=2)
+    flips = _expand(flips, frames, keypoints.n_frames)
+    points = _all_joints(rig, keypoints, flips, perm, config.min_confidence)
+    align = world_alignment(points[frames], subject_height or config.default_height)
+    rig = rig.transformed(align.scale, align.R, align.t)
+    points = points * align.scale @ align.R.T + align.t
+    report = _report(config, rig, refine, stats, flips, align, subject_height, warnings)
+    return CalibrationResult(rig, report, points, flips)
+
+
+def _expand(flips: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:
+    """(T, C, ...) flips for all frames from those of the used frames (nearest used frame)."""
+    idx = np.clip(np.searchsorted(frames, np.arange(T)), 0, len(frames) - 1)
+    return flips[idx]
+
+
+def _triangulate(rig: CameraRig, xy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(N, 3) DLT points from (C, N, 2) pixels and (C, N) validity, undistorted first."""
+    xn = rig.undistort(xy)
+    P = torch.as_tensor(np.concatenate([rig.R, rig.t[:, :, None]], 2))
+    return triangulate_linear(P, torch.as_tensor(xn), torch.as_tensor(valid.astype(float))).numpy()
+
+
+def _pairs(rig0, xy, valid, perm, config, names):
+    """Pooled relative poses of the pairs that share enough observations, the reasons for the
+    rejected ones, and the normalised coordinates."""
+    C = len(rig0)
+    xn = rig0.undistort(xy)
+    focal = float(np.mean(rig0.K[:, [0, 1], [0, 1]]))
+    pairs, reasons = [], {}
+    for i in range(C):
+        for j in range(i + 1, C):
+            shared = int((valid[i] & valid[j]).sum())
+            if shared < config.min_shared:
+                reasons[(i, j)] = f"{shared} shared observations (< {config.min_shared})"
+                continue
+            p = pair_pose(xn[i], xn[j], valid[i], valid[j], perm, focal, config.threshold_px,
+                          i, j, config.seed)
+            if p is None or p.n_inliers < config.min_inliers:
+                n = 0 if p is None else p.n_inliers
+                reasons[(i, j)] = f"{n} essential-matrix inliers (< {config.min_inliers})"
+                continue
+            pairs.append(p)
+    check_connected(names, [(p.i, p.j) for p in pairs], reasons)
+    return pairs, reasons, xn
+
+
+def _pooled(rig0, xy, valid, conf, perm, refine, config, names):
+    """Steps 4–6 of the module docstring: (rig in camera 0's frame, flips (T, C, J), stats)."""
+    C, T, J = valid.shape
+    pairs, reasons, xn = _pairs(rig0, xy, valid, perm, config, names)
+    init = chain_poses(spanning_tree(C, pairs), xn, valid, perm)
+    rig = CameraRig(c.replace(R=init.R[k], t=init.t[k]) for k, c in enumerate(rig0))
+    flips, use = init.flips, valid.copy()
+    for r in range(config.rounds):
+        x, v = apply_flips(xy, flips, perm), apply_flips(use, flips, perm)
+        w = (apply_flips(conf, flips, perm) if config.confidence_weights else 1.0) * v
+        X = _triangulate(rig, x.reshape(C, -1, 2), v.reshape(C, -1))
+        ba = bundle_adjust(rig, x.reshape(C, -1, 2), w.reshape(C, -1), X, refine, config.loss,
+                           config.loss_scale_px)
+        rig = ba.rig
+        if r + 1 < config.rounds:
+            use = valid & ~apply_flips(_outliers(ba.errors_px.reshape(C, T, J), config), flips,
+                                       perm)
+            flips = relabel_flips(rig, xy, use, flips, perm)
+    stats = {"pairs": [_pair_stats(p, names) for p in pairs],
+             "rejected_pairs": {f"{names[i]}-{names[j]}": r for (i, j), r in reasons.items()},
+             "errors_px": ba.errors_px, "converged": ba.success}
+    return rig, flips, stats
+
+
+def _outliers(errors: np.ndarray, config: CalibrationConfig) -> np.ndarray:
+    """(C, T, J) bool: observations whose error is gross (see ``CalibrationConfig.outlier_px``)."""
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(errors.reshape(len(errors), -1), axis=1)
+    limit = np.maximum(config.outlier_px, 4 * np.nan_to_num(med))[:, None, None]
+    return np.nan_to_num(errors, nan=0.0) > limit
+
+
+def _pair_stats(p, names) -> dict:
+    return {"cameras": [names[p.i], names[p.j]], "shared": p.n_shared, "inliers": p.n_inliers,
+            "sampson_px": round(p.error_px, 3), "flipped_frames": int(p.flipped.sum())}
+
+
+def _per_frame(rig0, xy, valid, names):
+    """The EpipolarPose baseline: (rig in camera 0's frame, flips (all False), stats)."""
+    C, T, J = valid.shape
+    xn = rig0.undistort(xy)
+    xu = rig0.undistort(xy, normalized=False)
+    init, counts = per_frame_poses(xu, valid, rig0.K, xn, names)
+    rig = CameraRig(c.replace(R=init.R[k], t=init.t[k]) for k, c in enumerate(rig0))
+    X = _triangulate(rig, xy.reshape(C, -1, 2), valid.reshape(C, -1))
+    errors = np.where(valid.reshape(C, -1), rig.reprojection_error(X, xy.reshape(C, -1, 2)),
+                      np.nan)
+    stats = {"frames_with_pose": dict(zip(names, counts)), "errors_px": errors,
+             "converged": True}
+    return rig, np.zeros((T, C), bool), stats
+
+
+def _all_joints(rig: CameraRig, keypoints: Keypoints, flips: np.ndarray, perm: np.ndarray,
+                min_confidence: float) -> np.ndarray:
+    """(T, 17, 3) h36m17 joints: every joint triangulated (DLT) with the rig, flips applied,
+    then mapped to h36m17."""
+    xy = keypoints.xy.transpose(1, 0, 2, 3)
+    valid = (keypoints.confidence >= min_confidence).transpose(1, 0, 2)
+    x, v = apply_flips(xy, flips, perm), apply_flips(valid, flips, perm)
+    C, T, J = v.shape
+    X = _triangulate(rig, x.reshape(C, -1, 2), v.reshape(C, -1)).reshape(T, J, 3)
+    return map_to_h36m(X, keypoints.joint_set, confidence=False)
+
+
+def _report(config, rig, refine, stats, flips, align, subject_height, warnings) -> dict:
+    errors = stats.pop("errors_px")
+    cams = {}
+    for c, cam in enumerate(rig):
+        e = errors[c][np.isfinite(errors[c])]
+        cams[cam.name] = {
+            "reprojection_error_px_median": float(np.median(e)) if len(e) else None,
+            "reprojection_error_px_mean": float(np.mean(e)) if len(e) else None,
+            "observations_used": int(len(e)), "focal_px": float(cam.K[0, 0]),
+            "principal_point_px": [float(cam.K[0, 2]), float(cam.K[1, 2])],
+            "left_right_flipped_frames": int(flips[:, c].any(-1).sum())}
+        if len(e) and np.median(e) > 15:
+            warnings.append(f"{cam.name}: median reprojection error {np.median(e):.1f} px is high; "
+                            f"check the camera's keypoints (another person? unsynchronized video?)")
+    return {"method": config.method, "intrinsics_refined": list(refine), "cameras": cams,
+            "scale_source": "subject_height" if subject_height else "body_proportions",
+            "subject_height_m": align.height, "up_source": align.up_source,
+            **{k: v for k, v in stats.items()}, "warnings": warnings}

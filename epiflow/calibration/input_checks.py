@@ -1,0 +1,125 @@
+"""Checks on 2D keypoints before calibrating cameras from them.
+
+Bad input must give an error (or a warning in the report) that names the cameras, the reason
+and what to record instead, never a silent garbage calibration. Checked here:
+
+- keypoints in normalised units ([0, 1] of the image) instead of pixels;
+- an unknown image size (OpenPose JSON does not store it) with no intrinsics to take it from;
+- a camera that never sees the person;
+- too few frames in which at least two cameras see the person;
+- a person who never moves (all frames show the same pose at the same place: the pooled
+  correspondences are then a dozen points, too few for the geometry);
+- a camera whose detections stop long before the others' (videos of different lengths).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from epiflow.calibration.camera import CalibrationError, CameraRig
+from epiflow.calibration.relative_pose import quiet_nan_warnings
+from epiflow.datasets.keypoints import Keypoints
+
+__all__ = ["image_sizes", "check_keypoints", "motion_spread"]
+
+MIN_FRAMES = 10  #: frames where two cameras see the person, at least
+MIN_JOINTS_SEEN = 6  #: confident joints that make a frame count as "sees the person"
+
+
+def image_sizes(keypoints: Keypoints, intrinsics: CameraRig | None) -> np.ndarray:
+    """(C, 2) image sizes (width, height): the keypoints', else the intrinsics' where unknown."""
+    sizes = np.array(keypoints.image_size, dtype=np.int64)
+    unknown = (sizes <= 0).any(1)
+    if intrinsics is not None:
+        sizes[unknown] = intrinsics.sizes[unknown]
+        unknown = (sizes <= 0).any(1)
+    if unknown.any():
+        cams = [keypoints.camera_names[c] for c in np.nonzero(unknown)[0]]
+        raise CalibrationError(f"the image size of cameras {cams} is unknown (OpenPose JSON does "
+                               f"not store it); give intrinsics (--intrinsics) or the keypoints' "
+                               f"image_size")
+    return sizes
+
+
+def _check_pixels(keypoints: Keypoints, sizes: np.ndarray) -> None:
+    xy = keypoints.xy
+    finite = xy[np.isfinite(xy).all(-1)]
+    if len(finite) and np.abs(finite).max() <= 1.5 and sizes.max() > 16:
+        raise CalibrationError(
+            f"the keypoints look normalised (every x, y within [{finite.min():.2f}, "
+            f"{finite.max():.2f}]) but the images are {sizes[0][0]}x{sizes[0][1]} pixels; "
+            f"calibration needs pixel coordinates: multiply x by the image width and y by its "
+            f"height (cameras {list(keypoints.camera_names)})")
+
+
+def motion_spread(xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """How much the person moves, per camera: the median over joints of each joint's track
+    spread (std of its 2D position over frames), as a fraction of the person's 2D size.
+
+    Args:
+        xy: (T, C, J, 2) pixels. seen: (T, C, J) bool, confident observations.
+
+    Returns:
+        (C,) fractions; NaN for a camera with no track.
+    """
+    pts = np.where(seen[..., None], xy, np.nan)
+    with np.errstate(all="ignore"), quiet_nan_warnings():
+        spread = np.linalg.norm(np.nanstd(pts, axis=0), axis=-1)  # (C, J)
+        extent = np.nanmax(pts, axis=2) - np.nanmin(pts, axis=2)  # (T, C, 2)
+        size = np.nanmedian(np.linalg.norm(extent, axis=-1), axis=0)  # (C,)
+        return np.nanmedian(spread, axis=1) / size
+
+
+def check_keypoints(keypoints: Keypoints, sizes: np.ndarray, config) -> list[str]:
+    """Raise :class:`CalibrationError` on input that cannot be calibrated; return warnings.
+
+    Args:
+        keypoints: the input keypoints. sizes: (C, 2) image sizes. config: a
+            :class:`~epiflow.calibration.from_people.CalibrationConfig` (``min_confidence``,
+            ``min_motion``).
+    """
+    names = list(keypoints.camera_names)
+    if keypoints.n_cameras < 2:
+        raise CalibrationError(f"calibration from people needs at least two cameras; got "
+                               f"{names}")
+    _check_pixels(keypoints, sizes)
+    seen = (keypoints.confidence >= config.min_confidence) & np.isfinite(keypoints.xy).all(-1)
+    frame_seen = seen.sum(-1) >= MIN_JOINTS_SEEN  # (T, C)
+    blind = [names[c] for c in range(len(names)) if not frame_seen[:, c].any()]
+    if blind:
+        raise CalibrationError(
+            f"cameras {blind} never see the person (no frame with {MIN_JOINTS_SEEN} joints of "
+            f"confidence >= {config.min_confidence}): check that their videos or keypoint "
+            f"folders are the right ones, or leave these cameras out")
+    shared = int((frame_seen.sum(1) >= 2).sum())
+    if shared < MIN_FRAMES:
+        raise CalibrationError(
+            f"only {shared} frames show the person in two or more cameras ({names}); at least "
+            f"{MIN_FRAMES} are needed, a few hundred give a good calibration: record the person "
+            f"walking through the space all cameras see")
+    spread = motion_spread(keypoints.xy, seen)
+    still = [f"{names[c]} ({spread[c]:.3f})" for c in range(len(names))
+             if not spread[c] >= config.min_motion]
+    if still:
+        raise CalibrationError(
+            f"the person hardly moves in cameras {still} (joint tracks spread less than "
+            f"{config.min_motion} of the person's size): one pose repeated gives too few distinct "
+            f"points for the geometry; record the person walking around the capture area and "
+            f"moving their arms")
+    return _length_warnings(frame_seen, names)
+
+
+def _length_warnings(frame_seen: np.ndarray, names: list[str]) -> list[str]:
+    """Warnings for cameras whose detections end (or start) far from the others'."""
+    T = frame_seen.shape[0]
+    last = np.array([np.nonzero(frame_seen[:, c])[0].max() for c in range(len(names))])
+    first = np.array([np.nonzero(frame_seen[:, c])[0].min() for c in range(len(names))])
+    out = []
+    for c, name in enumerate(names):
+        if last[c] < 0.8 * last.max() - 5:
+            out.append(f"{name}: no detections after frame {last[c]} while other cameras go on to "
+                       f"{last.max()} (of {T}): videos of different lengths or not synchronized? "
+                       f"Trim all videos to the same synchronized span")
+        if first[c] > 0.2 * T + first.min() + 5:
+            out.append(f"{name}: no detections before frame {first[c]} while others start at "
+                       f"{first.min()}: check the videos are synchronized")
+    return out

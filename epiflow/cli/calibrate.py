@@ -1,0 +1,120 @@
+"""``epiflow calibrate``: cameras from the people in view, without a calibration board.
+
+    epiflow calibrate --videos videos/ --out calib/cameras.toml
+    epiflow calibrate --keypoints openpose_dir/ --joint-set body25b \\
+        --intrinsics Calib.toml --subject-height 1.78 --out calib/cameras.toml
+    epiflow calibrate --keypoints kp.npz --method per_frame --out baseline.toml
+
+Input: a folder of synchronized videos (one file per camera, same frame count; the person is
+detected with MediaPipe, which takes a minute or two per 400 frames on a CPU; ``--save-keypoints``
+keeps the detections for a rerun), or 2D keypoints (a keypoints npz, or a folder of OpenPose JSON
+folders, one per camera). ``--intrinsics`` gives known K and distortion (any calibration file
+:func:`epiflow.calibration.formats.load_rig` reads; cameras matched to the inputs by name: a
+video's file stem, a keypoint folder's name, the npz's camera names, ignoring case and
+punctuation; in order when no name matches and the counts agree; extrinsics ignored). Without
+it, focal lengths are estimated from a guess from the image size.
+
+Output: ``--out`` cameras TOML (Pose2Sim / Anipose layout, ``CameraRig.load`` reads it; metres,
+world Z up, floor z = 0) and, beside it, ``<stem>.report.json``: per camera the reprojection error
+and observations used, the method, which intrinsics were refined, the scale source, warnings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register", "run", "report_path"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="calibrate cameras from the people they see (no board needed)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--videos", metavar="DIR",
+                        help="folder of synchronized videos, one per camera (MediaPipe detection)")
+    source.add_argument("--keypoints", metavar="NPZ_OR_DIR",
+                        help="keypoints npz, or a folder of OpenPose JSON folders (one per camera)")
+    p.add_argument("--out", required=True, metavar="TOML", help="cameras file to write")
+    p.add_argument("--intrinsics", metavar="FILE",
+                   help="known intrinsics (camera TOML or another calibration file); default: "
+                        "estimate focal lengths")
+    p.add_argument("--subject-height", type=float, default=None, metavar="METRES",
+                   help="the person's height, for the metric scale (default: body proportions "
+                        "of a 1.70 m adult)")
+    p.add_argument("--method", choices=("pooled", "per_frame"), default="pooled",
+                   help="pooled (default) or per_frame, the EpipolarPose baseline")
+    p.add_argument("--joint-set", default=None,
+                   help="joint set of the keypoints when the files cannot tell (body25/body25b)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                   help="image size of OpenPose keypoints when no --intrinsics give it")
+    p.add_argument("--config", metavar="TOML", default=None,
+                   help="a TOML file of CalibrationConfig options")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one CalibrationConfig option (repeatable), e.g. --set rounds=2")
+    p.add_argument("--save-keypoints", metavar="NPZ", default=None,
+                   help="with --videos: also write the detections as a keypoints npz")
+    p.set_defaults(func=run)
+
+
+def report_path(out: Path) -> Path:
+    """``cameras.toml`` → ``cameras.report.json`` beside it."""
+    return out.with_name(out.stem + ".report.json")
+
+
+def _config(args):
+    from epiflow.calibration.from_people import CalibrationConfig
+    from epiflow.config import apply_overrides, load_config
+    cfg = load_config(CalibrationConfig, args.config) if args.config else CalibrationConfig()
+    return apply_overrides(cfg, [*args.set, f'method="{args.method}"'])
+
+
+def _keypoints(args):
+    if args.videos:
+        from epiflow.datasets.keypoints import save_npz
+        from epiflow.pipeline.detectors import detect_videos
+        kp = detect_videos(args.videos)
+        if args.save_keypoints:
+            save_npz(kp, args.save_keypoints)
+        return kp
+    from epiflow.datasets.io import load_keypoints
+    return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size)
+
+
+def _plain(value):
+    """JSON-able copy of a report (numpy scalars and arrays to Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def run(args) -> int:
+    from epiflow.calibration.formats import load_rig
+    from epiflow.calibration.from_people import calibrate_from_people
+
+    config = _config(args)
+    intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
+    kp = _keypoints(args)
+    result = calibrate_from_people(kp, intrinsics, args.subject_height, config)
+    out = Path(args.out)
+    report = _plain({**result.report, "source": args.videos or args.keypoints,
+                     "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
+    result.rig.save(out, {"method": f"from people ({config.method})"})
+    report_path(out).write_text(json.dumps(report, indent=2) + "\n")
+    for name, cam in report["cameras"].items():
+        print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
+              f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
+    print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
+          f"-> {out}, report {report_path(out)}")
+    return 0
