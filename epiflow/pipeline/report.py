@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 __all__ = ["StageRecord", "SessionOutcome", "timed", "RunReport", "report_url"]
@@ -113,10 +114,15 @@ class RunReport:
         return json.dumps(asdict(self), indent=2, default=str)
 
     def write(self, url: str) -> None:
-        """Write the JSON to a path or fsspec URL (written whole)."""
-        import fsspec
-        with fsspec.open(url, "w") as f:
-            f.write(self.to_json())
+        """Write the JSON to a path (written whole, then renamed) or an fsspec URL."""
+        if "://" in url:
+            import fsspec
+            with fsspec.open(url, "w") as f:
+                f.write(self.to_json())
+            return
+        tmp = Path(url + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(url)
 
 
 def report_url(store_url: str, report: str = "") -> str:
