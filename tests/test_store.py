@@ -85,6 +85,7 @@ class TestRoundTrip:
             s.rig
 
     def test_fsspec_url(self):
+        pytest.importorskip("fsspec", reason="URL stores need fsspec")
         rng = np.random.default_rng(2)
         _, s = _new("memory://epiflow-test/a.zarr")
         kp, _, _ = _fill(s, rng)
