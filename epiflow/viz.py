@@ -132,7 +132,7 @@ def _set_equal_3d(ax, points: np.ndarray, min_fraction: float = 0.3) -> None:
     ax.set_xlim(mid[0] - span[0] / 2, mid[0] + span[0] / 2)
     ax.set_ylim(mid[1] - span[1] / 2, mid[1] + span[1] / 2)
     ax.set_zlim(mid[2] - span[2] / 2, mid[2] + span[2] / 2)
-    ax.set_box_aspect(tuple(span))
+    ax.set_box_aspect(tuple(span), zoom=0.9)  # room for the z label
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_zlabel("z (m)")
