@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     src.add_argument("--synthetic", type=int, metavar="N",
                      help="N synthetic sessions of CMU motion (keypoints, true cameras, gt3d)")
     src.add_argument("--cameras", metavar="FILE", help="calibration file for the session")
+    src.add_argument("--board", metavar="DIR",
+                     help="per-camera folders of checkerboard images (intrinsics; with "
+                          "--set calibrate.method=\"board\")")
     src.add_argument("--session", metavar="NAME", help="session id (default: the folder's name)")
     p.add_argument("--out", metavar="STORE", help="the store: a folder or an fsspec URL")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
@@ -56,11 +59,12 @@ def config_from_args(args):
     given = {k: _abs(getattr(args, k)) for k in ("videos", "frames", "keypoints")
              if getattr(args, k)}
     if given:
-        session = SessionConfig(name=args.session or "", cameras=_abs(args.cameras), **given)
+        session = SessionConfig(name=args.session or "", cameras=_abs(args.cameras),
+                                board=_abs(args.board), **given)
         cfg = replace(cfg, sessions=cfg.sessions + (session,))
-    elif args.cameras or args.session:
-        raise ValueError("--cameras and --session describe a session given with --videos, "
-                         "--frames or --keypoints")
+    elif args.cameras or args.session or args.board:
+        raise ValueError("--cameras, --board and --session describe a session given with "
+                         "--videos, --frames or --keypoints")
     if args.synthetic:
         cfg = replace(cfg, synthetic_sessions=args.synthetic)
     ray = replace(cfg.ray, address=args.address or cfg.ray.address,

@@ -61,15 +61,12 @@ def _intrinsics(path: str, names: list[str]) -> CameraRig | None:
     return match_rig(load_rig(path), names)[0]
 
 
-def _board_intrinsics(session_cfg: SessionConfig, names: list[str]) -> CameraRig:
+def _board_intrinsics(session_cfg: SessionConfig, names: list[str],
+                      cfg: CalibrateConfig) -> CameraRig:
     """Intrinsics from the session's checkerboard images (one folder per camera)."""
-    try:
-        from epiflow.calibration.board import calibrate_board_folder
-    except ImportError:
-        raise ValueError("calibrate.method = 'board' needs epiflow.calibration.board, which this "
-                         "epiflow does not have; calibrate the intrinsics elsewhere and give "
-                         "them with calibrate.intrinsics = 'cameras.toml'") from None
-    return calibrate_board_folder(Path(session_cfg.board), names)
+    from epiflow.calibration.board import calibrate_board_folder
+    return calibrate_board_folder(Path(session_cfg.board), names,
+                                  tuple(cfg.board_pattern), cfg.board_square_size)
 
 
 def calibrate_session(session: Session, session_cfg: SessionConfig,
@@ -89,7 +86,7 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
     from epiflow.calibration.from_people import CalibrationConfig, calibrate_from_people
     from epiflow.config import from_dict
     intrinsics = _intrinsics(cfg.intrinsics, session.camera_names) if method == "people" \
-        else _board_intrinsics(session_cfg, session.camera_names)
+        else _board_intrinsics(session_cfg, session.camera_names, cfg)
     result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
                                    config=from_dict(CalibrationConfig, cfg.people,

@@ -157,12 +157,16 @@ class CalibrateConfig:
             people (cameras matched by name, else in order); "" = estimate them.
         subject_height: the person's height, metres, for the metric scale (0 = from body
             proportions).
+        board_pattern, board_square_size: inner corners (columns, rows) and square side,
+            metres, of the checkerboard of ``board`` sessions.
         people: options of :class:`epiflow.calibration.from_people.CalibrationConfig`.
     """
 
     method: Literal["auto", "people", "given", "board"] = "auto"
     intrinsics: str = ""
     subject_height: float = 0.0
+    board_pattern: tuple[int, ...] = (4, 7)
+    board_square_size: float = 0.06
     people: dict = field(default_factory=dict)
 
 

@@ -49,5 +49,5 @@ def test_short_form_builds_one_session(tmp_path):
     assert [(s.name, s.kind) for s in cfg.sessions] == [("t1", "videos")]
     assert cfg.ray.address == "10.0.0.1:6379" and cfg.detect.pool_size == 3
     assert cfg.out.endswith("/s.zarr") and cfg.out.startswith("/")
-    with pytest.raises(ValueError, match="--cameras and --session describe a session"):
+    with pytest.raises(ValueError, match="--cameras, --board and --session describe a session"):
         config_from_args(build_parser().parse_args(["run", "--session", "x"]))
