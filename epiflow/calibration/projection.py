@@ -79,12 +79,58 @@ def _distort_jacobian(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([j00, j01], -1), torch.stack([j01, j11], -1)], -2)
 
 
+def _undistort_radial(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, ...],
+                      iterations: int, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undistort a lens without tangential terms: a one-dimensional Newton on the radius.
+
+    The undistorted point is ``s (u, v)`` with ``s`` solving ``s · radial(s² r_d²) = 1``;
+    Newton starts from the radial inverse at the distorted radius, ``1 / radial(r_d²)``.
+    """
+    k1, k2, _, _, k3 = k
+    rd2 = u * u + v * v
+    s = 1 / (1 + rd2 * (k1 + rd2 * (k2 + rd2 * k3)))
+    for _ in range(iterations):
+        q = rd2 * s * s
+        g = s * (1 + q * (k1 + q * (k2 + q * k3))) - 1  # relative radius error
+        step = g / (1 + q * (3 * k1 + q * (5 * k2 + q * (7 * k3))))
+        s = s - step
+        # Newton squares the error: a step this small leaves it far below tol
+        if step.numel() == 0 or float(step.abs().max()) <= tol ** 0.5 * 1e-1:
+            break
+    return u * s, v * s
+
+
+def _undistort_xy(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, ...],
+                  iterations: int = 12, tol: float = 1e-14) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`undistort` on separate, finite coordinates u, v (any matching shapes) and the
+    coefficients of :func:`_coefficients`; returns (x, y)."""
+    nonzero = torch.stack([c.reshape(-1) for c in k]).ne(0).any(1).tolist()  # one sync
+    if not any(nonzero):
+        return u, v
+    if not (nonzero[2] or nonzero[3]):
+        return _undistort_radial(u, v, k, iterations, tol)
+    rd2 = u * u + v * v  # start from the radial inverse at the distorted radius: one step less
+    shrink = 1 + rd2 * (k[0] + rd2 * (k[1] + rd2 * k[4]))
+    x, y = u / shrink, v / shrink
+    for _ in range(iterations):
+        xd, yd, r2, radial = _distort_xy(x, y, k)
+        ex, ey = xd - u, yd - v
+        if ex.numel() == 0 or float((ex.abs() + ey.abs()).max()) <= tol:
+            break
+        j00, j01, j11 = _jacobian_xy(x, y, r2, radial, k)
+        det = j00 * j11 - j01 * j01
+        x = x - (j11 * ex - j01 * ey) / det
+        y = y - (j00 * ey - j01 * ex) / det
+    return x, y
+
+
 def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iterations: int = 12,
               tol: float = 1e-14) -> torch.Tensor:
     """Invert :func:`distort` by Newton's method (converges for the lenses of real webcams).
 
     Stops early once every finite point reproduces its input to ``tol`` (normalised units), so
-    zero or mild distortion costs one to three steps.
+    zero or mild distortion costs one to three steps. A lens without tangential terms
+    (``p1 = p2 = 0``) is solved along the radius, a one-dimensional Newton (a third of the work).
 
     Args:
         xy_distorted: (..., N, 2) distorted normalised coordinates.
@@ -93,22 +139,12 @@ def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iterations: int = 
     Returns:
         (..., N, 2) undistorted normalised coordinates; NaN in, NaN out.
     """
-    k = _coefficients(dist)
-    u, v = xy_distorted[..., 0].contiguous(), xy_distorted[..., 1].contiguous()
-    rd2 = u * u + v * v  # start from the radial inverse at the distorted radius: one step less
-    shrink = 1 + rd2 * (k[0] + rd2 * (k[1] + rd2 * k[4]))
-    x, y = u / shrink, v / shrink
-    for _ in range(iterations):
-        xd, yd, r2, radial = _distort_xy(x, y, k)
-        ex, ey = xd - u, yd - v
-        worst = torch.nan_to_num(ex.abs() + ey.abs(), nan=0.0, posinf=0.0)
-        if worst.numel() == 0 or float(worst.max()) <= tol:
-            break
-        j00, j01, j11 = _jacobian_xy(x, y, r2, radial, k)
-        det = j00 * j11 - j01 * j01
-        x = x - (j11 * ex - j01 * ey) / det
-        y = y - (j00 * ey - j01 * ex) / det
-    return torch.stack([x, y], dim=-1)
+    u, v = xy_distorted[..., 0], xy_distorted[..., 1]
+    finite = torch.isfinite(u) & torch.isfinite(v)
+    x, y = _undistort_xy(torch.where(finite, u, 0.0), torch.where(finite, v, 0.0),
+                         _coefficients(dist), iterations, tol)
+    nan = torch.full_like(x, float("nan"))
+    return torch.stack([torch.where(finite, x, nan), torch.where(finite, y, nan)], dim=-1)
 
 
 def apply_intrinsics(xy: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

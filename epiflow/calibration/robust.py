@@ -19,80 +19,132 @@ from itertools import combinations
 
 import torch
 
-from epiflow.calibration.multiview import (Observations, features, normal_equation_matrix,
-                                           solve_normal_equations, solve_reweighted, view_residuals)
+from epiflow.calibration.multiview import (Observations, Solution, features, in_cameras,
+                                           normal_equation_matrix, solve_normal_equations,
+                                           solve_reweighted)
 
-__all__ = ["consensus_views", "detect_swaps", "temporal_reference", "mirrored_frames"]
+__all__ = ["consensus", "consensus_views", "detect_swaps", "temporal_reference", "mirrored_frames"]
 
 #: score bonus of the prior proposal: above any tie-break among equal counts (< 0.99), below one
 PRIOR_BONUS = 0.995
 
 
-def _tie_break(isotropy: torch.Tensor, inliers: torch.Tensor, r_rel: torch.Tensor,
-               conf: torch.Tensor) -> torch.Tensor:
-    """(N,) in [0, 1]: between proposals with as many inliers, prefer the better-conditioned
-    proposal (rays far from parallel), then more confident and closer inliers."""
-    n = inliers.sum(0).clamp(min=1)
-    mean_conf = torch.where(inliers, conf.clamp(0, 1), 0).sum(0) / n
-    mean_r2 = torch.where(inliers, r_rel * r_rel, 0).sum(0) / n
-    return 0.4 * isotropy + 0.4 * mean_conf + 0.2 * (1 - mean_r2)
+def _gate(obs: Observations, points: torch.Tensor, g2: torch.Tensor, relative: bool = False
+          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The observed views within the gate of points (3, N): ``‖(X/Z, Y/Z) - (x, y)‖² < g2`` and
+    in front (Z > 0), tested as ``‖(X, Y) - Z (x, y)‖² < g2 Z²`` (no division).
+
+    Args:
+        g2: (C, 1) the squared gate in normalised units, ``(gate_px / f)²``.
+        relative: also return each view's squared error relative to the gate, clamped at 1.
+
+    Returns:
+        (inliers (C, N) bool, relative squared error (C, N) or None).
+    """
+    cam = in_cameras(obs, points)
+    z = cam[:, 2]
+    ex = torch.addcmul(cam[:, 0], obs.x, z, value=-1)
+    ey = torch.addcmul(cam[:, 1], obs.y, z, value=-1)
+    e2 = ex.mul_(ex).addcmul_(ey, ey)
+    limit = (z * z).mul_(g2)
+    inliers = (e2 < limit) & (z > 0) & obs.observed
+    if not relative:
+        return inliers, None
+    return inliers, e2.div_(limit).nan_to_num_(1.0, 1.0, 1.0).clamp_(max=1.0)
 
 
-def _pair_proposals(obs: Observations, gate_px: float, prior: torch.Tensor | None = None
-                    ) -> torch.Tensor:
+def _score(sol: Solution, inliers: torch.Tensor, r_rel2: torch.Tensor, conf: torch.Tensor
+           ) -> torch.Tensor:
+    """(N,) a proposal's score: its number of inliers plus a tie-break in [0, 0.99): between
+    proposals with as many inliers, prefer the better-conditioned one (rays far from parallel),
+    then more confident and closer inliers."""
+    n = inliers.sum(0)
+    mask = inliers.to(conf.dtype)
+    scale = 0.99 / n.clamp(min=1).to(conf.dtype)
+    tie = (0.4 * 0.99) * sol.isotropy + scale * (0.4 * (conf * mask).sum(0)
+                                                  + 0.2 * (mask - r_rel2 * mask).sum(0))
+    return tie.add_(n)
+
+
+def _pair_proposals(obs: Observations, g2: torch.Tensor, G: torch.Tensor,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
     """(C, N) bool: the inliers of each point's best proposal (all False if none): the two-view
     proposals, and ``prior`` (3, N) (NaN where none) when given."""
     C, N = obs.x.shape
-    G = normal_equation_matrix(obs.R, obs.t).reshape(9, C, 4).permute(1, 0, 2)  # (C, 9, 4)
     F = features(obs, obs.conf * obs.focal ** 2).reshape(C, 4, N)
-    best = torch.full((N,), -float("inf"), dtype=obs.x.dtype, device=obs.x.device)
+    m = G.reshape(9, C, 4).permute(1, 0, 2) @ F  # (C, 9, N): each view's normal equations
+    conf = obs.conf.clamp(0, 1)
+    best = torch.zeros(N, dtype=obs.x.dtype, device=obs.x.device)  # a valid score is >= 2
     best_in = torch.zeros_like(obs.observed)
     for i, j in combinations(range(C), 2):
-        pair = obs.observed[i] & obs.observed[j]
-        sol = solve_normal_equations(G[i] @ F[i] + G[j] @ F[j])
-        r = view_residuals(obs, sol.points)
-        inl = obs.observed & (r < gate_px)
-        score = inl.sum(0) + 0.99 * _tie_break(sol.isotropy, inl, r / gate_px, obs.conf)
-        score = torch.where(pair & sol.ok & inl[i] & inl[j], score, -float("inf"))
+        sol = solve_normal_equations(m[i] + m[j])
+        inl, r_rel2 = _gate(obs, sol.points, g2, relative=True)
+        valid = sol.ok & inl[i] & inl[j]
+        score = _score(sol, inl, r_rel2, conf).mul_(valid.to(best.dtype)).nan_to_num_(0.0)
         better = score > best
-        best = torch.where(better, score, best)
-        best_in = torch.where(better, inl, best_in)
+        best = torch.maximum(best, score)
+        best_in = (best_in & ~better) | (inl & better)
     if prior is not None:  # one more proposal, winning ties: as many inliers and the prior
-        inl = obs.observed & (view_residuals(obs, prior) < gate_px)
-        score = torch.where(inl.sum(0) >= 2, inl.sum(0) + PRIOR_BONUS, -float("inf"))
-        better = score > best
-        best_in = torch.where(better, inl, best_in)
+        inl, _ = _gate(obs, prior, g2)
+        n = inl.sum(0)
+        better = (n >= 2) & (n + PRIOR_BONUS > best)
+        best_in = (best_in & ~better) | (inl & better)
     return best_in
 
 
-def consensus_views(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
-                    prior: torch.Tensor | None = None) -> torch.Tensor:
-    """The views that agree with each other, for every point.
+def _resolved(obs: Observations, use: torch.Tensor, sol: Solution, changed: torch.Tensor,
+              G: torch.Tensor) -> Solution:
+    """``sol`` with the points ``changed`` (N,) bool re-solved with their views ``use``."""
+    if int(changed.sum()) * 2 > changed.numel():
+        return solve_reweighted(obs, use, G)
+    idx = changed.nonzero()[:, 0]
+    sub = solve_reweighted(obs.columns(idx), use[:, idx], G)
+    for name in ("points", "trace_inverse", "isotropy", "ok"):
+        getattr(sol, name)[..., idx] = getattr(sub, name)
+    return sol
+
+
+def consensus(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
+              prior: torch.Tensor | None = None, G: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, Solution]:
+    """The views that agree with each other, for every point, and the points they give.
 
     Args:
         obs: observations of N points by C cameras.
         gate_px: a view is an inlier when its reprojection error (undistorted pixels) is below this.
-        max_rounds: re-triangulate / re-gate rounds after the best proposal.
+        max_rounds: re-triangulate / re-gate rounds after the best proposal (each re-solves only
+            the points whose views changed).
         prior: (3, N) expected positions (observations' frame; NaN where none), e.g. from the
             neighbouring frames (:func:`temporal_reference`). The views within the gate of the
             prior are one more proposal, which wins against two-view proposals with as many
             inliers, and loses against proposals with more.
+        G: the cameras' :func:`~epiflow.calibration.multiview.normal_equation_matrix`, or None.
 
     Returns:
-        (C, N) bool; a point with fewer than two True views has no consensus.
+        (use (C, N) bool: a point with fewer than two True views has no consensus; the
+        :func:`~epiflow.calibration.multiview.solve_reweighted` solution with those views).
     """
     if gate_px <= 0:
         raise ValueError(f"gate_px must be positive (pixels); got {gate_px}")
-    use = _pair_proposals(obs, gate_px, prior)
-    G = normal_equation_matrix(obs.R, obs.t)
+    G = normal_equation_matrix(obs.R, obs.t) if G is None else G
+    g2 = (gate_px / obs.focal) ** 2
+    use = _pair_proposals(obs, g2, G, prior)
+    sol = solve_reweighted(obs, use, G)
     for _ in range(max_rounds):
-        sol = solve_reweighted(obs, use, G)
-        new = obs.observed & (view_residuals(obs, sol.points) < gate_px) \
-            & (use.sum(0) >= 2)
-        if torch.equal(new, use):
+        inl, _ = _gate(obs, sol.points, g2)
+        new = inl & (use.sum(0) >= 2)
+        changed = (new ^ use).sum(0) > 0
+        if not bool(changed.any()):
             break
         use = new
-    return use
+        sol = _resolved(obs, use, sol, changed, G)
+    return use, sol
+
+
+def consensus_views(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, N) bool: the views of :func:`consensus` (its docstring has the arguments)."""
+    return consensus(obs, gate_px, max_rounds, prior)[0]
 
 
 def detect_swaps(obs: Observations, reference: torch.Tensor, n_frames: int, flip: torch.Tensor,

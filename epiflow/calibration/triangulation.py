@@ -34,10 +34,11 @@ import torch
 
 from epiflow.calibration import smoothing
 from epiflow.calibration.camera import CameraRig
-from epiflow.calibration.multiview import (Observations, Solution, depths, leave_one_out,
-                                           reprojection_errors, solve_reweighted)
+from epiflow.calibration.multiview import (Observations, Solution, finite, leave_one_out,
+                                           map_blocks, nan_unless, normal_equation_matrix,
+                                           pixel_errors, solve_reweighted)
 from epiflow.calibration.refine import refine_points
-from epiflow.calibration.robust import (consensus_views, detect_swaps, mirrored_frames,
+from epiflow.calibration.robust import (consensus, detect_swaps, mirrored_frames,
                                        temporal_reference)
 from epiflow.calibration.uncertainty import (noise_prior, point_sigma, residual_variance,
                                              weight_from_sigma)
@@ -136,19 +137,16 @@ def _observations(rig: CameraRig, points2d, confidence, min_confidence: float):
         raise ValueError(f"points2d must have shape (C={C}, ..., 2): one slice per camera of the "
                          f"rig ({', '.join(rig.names)}), pixels; got {tuple(uv.shape)}")
     shape = tuple(uv.shape[1:-1])
-    if confidence is None:
-        conf = torch.ones(uv.shape[:-1], dtype=torch.float64, device=uv.device)
-    else:
+    conf = None
+    if confidence is not None:
         conf, _ = _to_tensor(confidence, "confidence")
         conf = conf.to(uv.device)
         if tuple(conf.shape) != tuple(uv.shape[:-1]):
             raise ValueError(f"confidence must have shape {tuple(uv.shape[:-1])} (points2d's "
                              f"without the last axis); got {tuple(conf.shape)}")
-    uv, conf = uv.reshape(C, -1, 2), conf.reshape(C, -1)
-    observed = torch.isfinite(uv).all(-1) & torch.isfinite(conf) & (conf > min_confidence)
-    params = rig.tensors(device=uv.device)
-    normalized = rig.undistort(torch.where(observed[..., None], uv, float("nan")))
-    obs = Observations.build(uv, conf, observed, normalized, params)
+        conf = conf.reshape(C, -1)
+    obs = Observations.build(uv.reshape(C, -1, 2), conf, rig.tensors(device=uv.device),
+                             min_confidence)
     dtype = points2d.dtype if isinstance(points2d, torch.Tensor) and \
         points2d.is_floating_point() else torch.float64
 
@@ -195,6 +193,11 @@ class _Placed:
                          for f in fields(Solution)))
         return _Placed(put(self.points, sub.points), put(self.use, sub.use), sol)
 
+    def columns(self, index: torch.Tensor | slice) -> "_Placed":
+        """The points ``index`` (a slice gives views)."""
+        sol = Solution(*(getattr(self.solution, f.name)[..., index] for f in fields(Solution)))
+        return _Placed(self.points[:, index], self.use[:, index], sol)
+
     def permuted(self, index: torch.Tensor) -> "_Placed":
         """Point n becomes the old point ``index[n]``."""
         sol = Solution(*(getattr(self.solution, f.name)[..., index] for f in fields(Solution)))
@@ -203,42 +206,66 @@ class _Placed:
 
 def _place(obs: Observations, s: _Settings, prior: torch.Tensor | None = None) -> _Placed:
     """Choose the views (consensus, with an optional prior (3, N), or all observed), solve,
-    refine: every point at once."""
-    use = consensus_views(obs, s.gate_px, prior=prior) if s.robust else obs.observed
-    solution = solve_reweighted(obs, use)
-    points = solution.points
-    if s.refine:
-        points = refine_points(obs, points, use, iterations=s.refine_iterations)
-    return _Placed(points, use, solution)
+    refine: every point at once (block by block on the CPU: :func:`~.multiview.blocks`)."""
+    G = normal_equation_matrix(obs.R, obs.t)
+
+    def block(b: slice) -> _Placed:
+        sub = obs.columns(b)
+        if s.robust:
+            use, solution = consensus(sub, s.gate_px, prior=None if prior is None else
+                                      prior[:, b], G=G)
+        else:
+            use, solution = sub.observed, solve_reweighted(sub, sub.observed, G)
+        points = solution.points
+        if s.refine:
+            points = refine_points(sub, points, use, iterations=s.refine_iterations)
+        return _Placed(points, use, solution)
+    return map_blocks(block, obs.n_points, obs.x.device)
 
 
-def _reasons(obs: Observations, use: torch.Tensor, points: torch.Tensor, solved_ok: torch.Tensor
-             ) -> torch.Tensor:
-    """(N,) int8 :class:`Reason` per point."""
-    n_obs, n_use = obs.observed.sum(0), use.sum(0)
-    behind = (use & (depths(obs, torch.nan_to_num(points)) <= 0)).any(0)
-    degenerate = ~solved_ok | behind | ~torch.isfinite(points).all(0)
-    reason = torch.where(degenerate, int(Reason.DEGENERATE), int(Reason.OK))
-    reason = torch.where(n_use < 2, int(Reason.NO_CONSENSUS), reason)
-    reason = torch.where(n_obs < 2, int(Reason.TOO_FEW_VIEWS), reason)
-    return reason.to(torch.int8)
+def _reasons(observed: torch.Tensor, use: torch.Tensor, z: torch.Tensor, points: torch.Tensor,
+             solved_ok: torch.Tensor) -> torch.Tensor:
+    """(N,) int8 :class:`Reason` per point, from the views observed and used (C, N), the depths
+    z (C, N) of the points (3, N) and whether their solve was well conditioned (N,)."""
+    too_few = observed.sum(0) < 2
+    no_consensus = (use.sum(0) < 2) & ~too_few
+    behind = (use & (z <= 0)).sum(0) > 0
+    degenerate = (~solved_ok | behind | ~finite(points.sum(0))) & ~too_few & ~no_consensus
+    reason = too_few.to(torch.int8) * int(Reason.TOO_FEW_VIEWS)
+    reason += no_consensus.to(torch.int8) * int(Reason.NO_CONSENSUS)
+    return reason.add_(degenerate.to(torch.int8) * int(Reason.DEGENERATE))
+
+
+def _measured(obs: Observations, placed: _Placed) -> dict[str, torch.Tensor]:
+    """The per-point fields that need the views (one block of points): points (3, N) NaN unless
+    placed, views used, every observed view's pixel error, the mean error over the views used,
+    the residual variance s², the reason."""
+    errors, z = pixel_errors(obs, placed.points)
+    reason = _reasons(obs.observed, placed.use, z, placed.points, placed.solution.ok)
+    good = reason == int(Reason.OK)
+    use = placed.use & good
+    n = use.sum(0)
+    used = use.to(errors.dtype)
+    r_used = (errors * used).nan_to_num_(0.0, 0.0, 0.0)
+    not_good = nan_unless(good, errors.dtype)
+    front = (z > 0).to(z.dtype)  # behind a camera: inf (``1 / 0``)
+    view_error = errors.add_(front.reciprocal_().sub_(1)).add_(not_good)
+    return dict(points=placed.points + not_good, views=use,
+                view_error=view_error.add_(nan_unless(obs.observed, errors.dtype)), n_views=n,
+                reproj_error=r_used.sum(0).div_(n.clamp(min=1)).add_(not_good), reason=reason,
+                s2=residual_variance(r_used, obs.conf, use))
 
 
 def _assemble(obs: Observations, placed: _Placed, s: _Settings) -> dict[str, torch.Tensor]:
     """The per-point fields (flat: (N, ...) and (C, N)) of the placed points."""
-    reason = _reasons(obs, placed.use, placed.points, placed.solution.ok)
-    good = reason == int(Reason.OK)
-    points = torch.where(good, placed.points, float("nan"))
-    use = placed.use & good
-    errors = reprojection_errors(obs, points)
-    n = use.sum(0)
-    reproj = torch.where(use, errors, 0).sum(0) / n.clamp(min=1)
-    s2 = residual_variance(errors, obs.conf, use)
+    flat = map_blocks(lambda b: _measured(obs.columns(b), placed.columns(b)), obs.n_points,
+                      obs.x.device)
+    s2, n = flat.pop("s2"), flat["n_views"]
     sigma0 = noise_prior(s2, n, s.noise_px)
-    sigma = torch.where(good, point_sigma(placed.solution.trace_inverse, s2, sigma0), float("nan"))
-    return dict(points=obs.to_world(points), weight=weight_from_sigma(sigma, s.weight_scale),
-                sigma=sigma, reproj_error=torch.where(good, reproj, float("nan")), views=use,
-                view_error=errors, n_views=n, reason=reason)
+    sigma = point_sigma(placed.solution.trace_inverse, s2, sigma0) + \
+        nan_unless(flat["reason"] == int(Reason.OK), s2.dtype)
+    return dict(flat, points=obs.to_world(flat["points"]), weight=weight_from_sigma(
+        sigma, s.weight_scale), sigma=sigma)
 
 
 def _shaped(flat: dict[str, torch.Tensor], C: int, shape: tuple, out) -> Triangulation:
