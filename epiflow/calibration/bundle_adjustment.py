@@ -320,29 +320,39 @@ def _inverse3(A: np.ndarray) -> np.ndarray:
 
 def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, loss: str,
                          scale: float, max_iterations: int, tolerance: float):
-    """Robust Levenberg–Marquardt with the Schur complement on the points (weights from the
-    loss recomputed at every accepted step). Returns (x, evaluations, converged)."""
+    """Robust Levenberg–Marquardt with the Schur complement on the points. Returns
+    (x, evaluations, converged).
+
+    The loss's weights are recomputed at every accepted step, and its scale is graduated: each
+    step uses ``max(scale, 2 × the median error)``, so a start far from the answer (focal
+    lengths 20 % off: errors of a hundred pixels) is not taken for a sea of outliers; the scale
+    reaches ``scale`` as the fit closes in, and only then can the iterations stop.
+    """
     n_points = (len(x) - problem.layout.cam_size) // 3
-    lam, evaluations = 1e-3, 0
+    lam, evaluations = 1, 0
     e, Jc, Jp = problem.blocks(x)
-    cost = float(np.sum(conf * robust_cost(np.linalg.norm(e, axis=1), loss, scale)))
+
+    def cost_of(err, s):
+        return float(np.sum(conf * robust_cost(np.linalg.norm(err, axis=1), loss, s)))
     for _ in range(max_iterations):
-        w = conf * robust_weights(np.linalg.norm(e, axis=1), loss, scale)
-        system = _Schur(problem, n_points, e, Jc, Jp, w)
+        norms = np.linalg.norm(e, axis=1)
+        s = max(scale, 2.0 * float(np.median(norms)))
+        cost = cost_of(e, s)
+        system = _Schur(problem, n_points, e, Jc, Jp, conf * robust_weights(norms, loss, s))
         for _ in range(10):
             dc, dp = system.step(lam)
             x_new = x + np.concatenate([dc.ravel(), dp.ravel()])
             e_new = problem.errors(x_new)
             evaluations += 1
-            new = float(np.sum(conf * robust_cost(np.linalg.norm(e_new, axis=1), loss, scale)))
+            new = cost_of(e_new, s)
             if new < cost:
                 break
             lam *= 4
         else:
-            return x, evaluations, True
-        x, decrease, cost = x_new, cost - new, new
+            return x, evaluations, s == scale
+        x, decrease = x_new, cost - new
         lam = max(lam / 3, 1e-9)
-        if decrease < tolerance * cost:
+        if s == scale and decrease < tolerance * new:
             return x, evaluations, True
         e, Jc, Jp = problem.blocks(x)
     return x, evaluations, False
