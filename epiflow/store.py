@@ -63,6 +63,10 @@ Work units and resume: a detection unit (frames ``k·F : (k+1)·F`` of camera ``
 by one worker into its own chunks, then ``done/detect[k, c]`` is set. The other stages run once
 per session and set their ``status`` after their data. Stores may be local folders or any URL
 that zarr's fsspec support reads (``s3://bucket/data.zarr`` with ``s3fs`` installed).
+
+Every array carries Zarr v3 ``dimension_names`` (:data:`DIMENSIONS`: ``frame``, ``camera``,
+``joint``, ...), so ``xarray.open_zarr(store, group="sessions/<id>", consolidated=False)`` reads a
+session as a labelled dataset without epiflow.
 """
 from __future__ import annotations
 
@@ -246,12 +250,26 @@ class PoseStore:
             raise StoreError(f"store {self.url!r} is open read-only; open it with mode='a'")
 
 
+#: each array's dimension names (Zarr v3 ``dimension_names``: xarray reads them)
+DIMENSIONS = {
+    "keypoints2d": ("frame", "camera", "joint", "xyc"),
+    "keypoints2d_source": ("frame", "camera", "source_joint", "xyc"),
+    "pseudo3d": ("frame", "joint", "xyz"), "pseudo3d_weight": ("frame", "joint"),
+    "reproj_error": ("frame", "joint"), "pseudo3d_views": ("frame", "camera", "joint"),
+    "gt3d": ("frame", "joint", "xyz"), "crops": ("frame", "camera", "crop_y", "crop_x", "rgb"),
+    "crop_boxes": ("frame", "camera", "box"), "done/detect": ("unit", "camera"),
+    "K": ("camera", "row", "column"), "R": ("camera", "row", "column"),
+    "dist": ("camera", "coefficient"), "t": ("camera", "xyz"), "size": ("camera", "wh"),
+}
+
+
 def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
                    with_gt3d: bool, J_source: int) -> None:
     nan = float("nan")
 
     def array(name, shape, chunks, dtype="float32", fill=nan):
-        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
+        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                           dimension_names=DIMENSIONS[name])
 
     F = min(F, T)
     array("keypoints2d", (T, C, J, 3), (F, 1, J, 3))
@@ -463,7 +481,8 @@ class Session:
         values = {"K": rig.K, "dist": rig.dist, "R": rig.R, "t": rig.t,
                   "size": rig.sizes.astype(np.int32)}
         for name, value in values.items():
-            cams.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True)[...] = value
+            cams.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True,
+                              dimension_names=DIMENSIONS[name])[...] = value
         self.update_attrs(cameras_toml=rig_to_toml(rig),
                           calibration={"method": method, "report": _plain(report or {})})
 

@@ -93,6 +93,24 @@ class TestRoundTrip:
         assert np.array_equal(r.keypoints2d[:], kp)
 
 
+    def test_xarray_reads_a_session_with_named_dimensions(self, tmp_path):
+        xr = pytest.importorskip("xarray")
+        rng = np.random.default_rng(2)
+        _, s = _new(tmp_path / "x.zarr", crop_size=4, gt=True)
+        kp, _, _ = _fill(s, rng, 4)
+        s.write_rig(_rig(), "file")
+        X = rng.normal(size=(T, J, 3))
+        s.write_labels(X, rng.random((T, J)), rng.random((T, J)))
+        ds = xr.open_zarr(tmp_path / "x.zarr", group="sessions/s1", consolidated=False)
+        assert ds["keypoints2d"].dims == ("frame", "camera", "joint", "xyc")
+        assert ds["pseudo3d"].dims == ("frame", "joint", "xyz")
+        assert dict(ds.sizes)["frame"] == T and dict(ds.sizes)["camera"] == C
+        assert np.allclose(ds["pseudo3d"].values, X, atol=1e-6)
+        assert np.array_equal(ds["keypoints2d"].values, kp)
+        cams = xr.open_zarr(tmp_path / "x.zarr", group="sessions/s1/cameras", consolidated=False)
+        assert cams["K"].dims == ("camera", "row", "column") and cams.sizes["camera"] == C
+
+
 class TestUnits:
     def test_each_unit_writes_its_own_chunk(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr", crop_size=4)
