@@ -1,8 +1,11 @@
 """The EpipolarPose way (Kocabas et al., CVPR 2019), kept as a baseline to compare against.
 
 For each frame, camera 0 and camera j's joints of that frame alone give a fundamental matrix
-(8-point with LMedS, ``cv2.findFundamentalMat(..., cv2.FM_LMEDS)``, undistorted pixels), then
-``E = K_jᵀ F K_0``, its decomposition and the cheirality choice (``cv2.recoverPose``). The paper
+(8-point with LMedS, ``cv2.findFundamentalMat(..., cv2.FM_LMEDS)``, undistorted pixels; kornia
+has no LMedS). The rest runs batched over all frames of the pair in float64 with kornia:
+``E = K_jᵀ F K_0`` (``kornia.geometry.epipolar.essential_from_fundamental``), its decomposition
+and the cheirality choice (``motion_from_essential_choose_solution``, the frames' different
+numbers of joints padded and masked), which ``cv2.recoverPose`` did frame by frame. The paper
 uses each frame's pose independently (for the pseudo-labels of that frame); a calibration needs
 one pose per camera, so here the per-frame poses of a pair are reduced to their median (the
 chordal L1 median of the rotations, the normalised component-wise median of the baseline
@@ -16,6 +19,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+from kornia.geometry.epipolar import (essential_from_fundamental,
+                                      motion_from_essential_choose_solution)
 
 from epiflow.calibration.camera import CalibrationError
 from epiflow.calibration.relative_pose import PairPose
@@ -28,15 +34,19 @@ def frame_pair_poses(x0: np.ndarray, x1: np.ndarray, valid: np.ndarray, K0: np.n
                      K1: np.ndarray, min_joints: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """One relative pose per frame from that frame's joints (fundamental matrix, LMedS).
 
+    The fundamental matrices come from OpenCV frame by frame; the essential matrices and their
+    cheirality-checked decompositions from kornia, all frames at once (float64).
+
     Args:
         x0, x1: (T, J, 2) undistorted pixels of cameras 0 and 1. valid: (T, J) bool, seen by both.
         K0, K1: (3, 3) intrinsics.
         min_joints: frames with fewer shared joints are skipped (8 for the 8-point algorithm).
 
     Returns:
-        ``(R (M, 3, 3), t (M, 3))`` for the M frames that gave a pose, ``x_1 = R x_0 + t``.
+        ``(R (M, 3, 3), t (M, 3))`` for the M frames that gave a pose, ``x_1 = R x_0 + t``,
+        ``|t| = 1``.
     """
-    Rs, ts = [], []
+    Fs, frames = [], []
     for t in range(x0.shape[0]):
         v = valid[t]
         if v.sum() < min_joints:
@@ -45,13 +55,22 @@ def frame_pair_poses(x0: np.ndarray, x1: np.ndarray, valid: np.ndarray, K0: np.n
         F, _ = cv2.findFundamentalMat(p0, p1, cv2.FM_LMEDS)
         if F is None or F.shape != (3, 3):
             continue
-        E = K1.T @ F @ K0
-        n0 = cv2.undistortPoints(p0[:, None], K0, None)[:, 0]
-        n1 = cv2.undistortPoints(p1[:, None], K1, None)[:, 0]
-        _, R, tvec, _ = cv2.recoverPose(E, n0, n1, np.eye(3))
-        Rs.append(R)
-        ts.append(tvec.ravel() / np.linalg.norm(tvec))
-    return np.array(Rs).reshape(-1, 3, 3), np.array(ts).reshape(-1, 3)
+        Fs.append(F)
+        frames.append(t)
+    if not Fs:
+        return np.zeros((0, 3, 3)), np.zeros((0, 3))
+    M = len(Fs)
+    mask = valid[frames]  # (M, J): the frames' own joints; the others are padding
+    pad = [torch.from_numpy(np.where(mask[..., None], x[frames], 0.0).astype(np.float64))
+           for x in (x0, x1)]
+    k0, k1 = (torch.as_tensor(K, dtype=torch.float64).expand(M, 3, 3) for K in (K0, K1))
+    E = essential_from_fundamental(torch.from_numpy(np.stack(Fs).astype(np.float64)), k0, k1)
+    # kornia's first camera (our 0) is at the origin and the pose maps it into the second:
+    # x_1 = R x_0 + t, |t| = 1, as cv2.recoverPose; the mask keeps padding out of the count
+    motion = motion_from_essential_choose_solution(E, k0, k1, *pad,
+                                                   mask=torch.from_numpy(mask))
+    R, t = motion[0].numpy(), motion[1][..., 0].numpy()
+    return R, t / np.linalg.norm(t, axis=1, keepdims=True)
 
 
 def _project_so3(M: np.ndarray) -> np.ndarray:

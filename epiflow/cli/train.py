@@ -54,7 +54,7 @@ def run(args) -> int:
         shutil.rmtree(out / "ray", ignore_errors=True)
     result = train(cfg, out)
     last = result.history[-1] if result.history else {}
-    shown = ", ".join(f"{k} {last[k]:.1f}" for k in ("val_label_mm", "val_gt_mm") if k in last)
+    shown = ", ".join(f"{k} {last[k]:.1f}" for k in ("val_label_mm", "val_gt_mm", "val_gt_p_mm") if k in last)
     print(f"trained {cfg.model.name} for {int(last.get('epoch', 0))} epochs "
           f"({int(last.get('step', 0))} steps){': ' + shown if shown else ''}")
     print(f"checkpoint: {result.checkpoint}")

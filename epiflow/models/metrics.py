@@ -10,6 +10,10 @@ root-relative poses (pelvis at the origin).
   2018), scaling about the origin as VideoPose3D does.
 - :func:`p_mpjpe`: MPJPE after the similarity Procrustes alignment of each pose (Protocol #2,
   VideoPose3D's ``p_mpjpe``), reflections excluded.
+- :func:`p_mpjpe_torch`, :func:`procrustes_align_torch`: the same on torch tensors, batched over
+  poses on the tensors' device (CPU or CUDA), the similarity fitted by roma's
+  ``rigid_points_registration`` (Umeyama with scale; the joints a pose misses get weight 0);
+  these return tensors, not floats.
 - :func:`pck3d`, :func:`auc`: fraction of joints within 150 mm, and PCK averaged over thresholds
   0–150 mm in 5 mm steps (Mehta et al., MPI-INF-3DHP).
 - :func:`pss`: Pose Structure Score (Wandt et al., CanonPose, CVPR 2021).
@@ -19,12 +23,15 @@ root-relative poses (pelvis at the origin).
 from __future__ import annotations
 
 import numpy as np
+import roma
+import torch
 from scipy.cluster.vq import kmeans2
 
 from epiflow.calibration.camera import CameraRig
 
 __all__ = ["mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss", "procrustes_align",
-           "umeyama", "rotation_angle_deg", "rig_errors"]
+           "procrustes_align_torch", "p_mpjpe_torch", "umeyama", "rotation_angle_deg",
+           "rig_errors"]
 
 AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
 
@@ -115,6 +122,79 @@ def p_mpjpe(pred, gt) -> float:
     _, g, valid = _poses(pred, gt)
     valid &= np.isfinite(aligned).all(-1)
     return _mean(_joint_errors(np.nan_to_num(aligned), g, valid))
+
+
+def _torch_poses(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """pred, gt (..., J, 3) on one device in a float dtype (float32 for half precision), missing
+    joints zeroed, and the (..., J) mask of the joints finite in both (and in ``valid``)."""
+    if pred.shape != gt.shape or pred.ndim < 2 or pred.shape[-1] != 3:
+        raise ValueError(f"pred and gt must have the same shape (..., J, 3); got "
+                         f"{tuple(pred.shape)} and {tuple(gt.shape)}")
+    dtype = torch.promote_types(pred.dtype, gt.dtype)
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    p, g = pred.to(dtype), gt.to(device=pred.device, dtype=dtype)
+    ok = torch.isfinite(p).all(-1) & torch.isfinite(g).all(-1)
+    if valid is not None:
+        ok = ok & valid.to(device=pred.device, dtype=torch.bool)
+    zero = p.new_zeros(())
+    return torch.where(ok[..., None], p, zero), torch.where(ok[..., None], g, zero), ok
+
+
+def procrustes_align_torch(pred: torch.Tensor, gt: torch.Tensor,
+                           valid: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`procrustes_align` on tensors, on their device: each predicted pose moved by the
+    similarity (``roma.rigid_points_registration`` with scale, reflections excluded) that best fits
+    its ground truth over the joints finite in both.
+
+    Args:
+        pred, gt: (..., J, 3) metres (float64 for the numpy version's digits; half precision is
+            computed in float32). valid: optional (..., J) bool, joints to use besides the finite
+            ones.
+
+    Returns:
+        (..., J, 3) aligned predictions (the leading shape is kept); joints left out are 0 there,
+        poses with fewer than 3 joints are NaN.
+    """
+    p, g, ok = _torch_poses(pred, gt, valid)
+    w = ok.to(p.dtype)
+    enough = ok.sum(-1) >= 3
+    # a pose without 3 joints is NaN at the end; uniform weights keep roma off 0 / 0 meanwhile
+    R, t, s = roma.rigid_points_registration(p, g, weights=torch.where(enough[..., None], w, 1.0),
+                                             compute_scaling=True)
+    aligned = s[..., None, None] * p @ R.transpose(-1, -2) + t[..., None, :]
+    # a prediction collapsed to a point (an untrained model's zeros) has scale 0 in the numpy
+    # version: every joint goes to the ground truth's centroid; roma's scale is 0 / 0 there
+    count = w.sum(-1).clamp_min(1.0)
+    mu_p = (w[..., None] * p).sum(-2) / count[..., None]
+    spread = (w * ((p - mu_p[..., None, :]) ** 2).sum(-1)).sum(-1)
+    mu_g = (w[..., None] * g).sum(-2) / count[..., None]
+    aligned = torch.where((spread > 0)[..., None, None], aligned, mu_g[..., None, :])
+    aligned = torch.where(ok[..., None], aligned, p.new_zeros(()))
+    return torch.where(enough[..., None, None], aligned, p.new_tensor(float("nan")))
+
+
+def p_mpjpe_torch(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
+                  reduction: str = "mean") -> torch.Tensor:
+    """:func:`p_mpjpe` on tensors, on their device, metres.
+
+    Args:
+        pred, gt: (..., J, 3) metres. valid: optional (..., J) bool, joints to use besides the
+            finite ones.
+        reduction: ``"mean"``: a 0-d tensor, the mean over every joint used of the poses with at
+            least 3 (the number :func:`p_mpjpe` gives, NaN when there is none); ``"none"``: the
+            (...) mean error of each pose, NaN for a pose with fewer than 3 joints.
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none'; got {reduction!r}")
+    aligned = procrustes_align_torch(pred, gt, valid)
+    _, g, ok = _torch_poses(pred, gt, valid)
+    ok = ok & (ok.sum(-1, keepdim=True) >= 3)
+    err = torch.where(ok, (torch.nan_to_num(aligned) - g).norm(dim=-1), g.new_zeros(()))
+    if reduction == "none":
+        return err.sum(-1) / ok.sum(-1)  # 0 / 0 = NaN for a pose without 3 joints
+    return err.sum() / ok.sum()
 
 
 def pck3d(pred, gt, threshold: float = 0.15) -> float:

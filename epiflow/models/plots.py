@@ -9,7 +9,8 @@ import numpy as np
 __all__ = ["plot_curves", "plot_prediction", "camera_to_display"]
 
 
-_LEGEND = {"val_label_mm": "against the labels", "val_gt_mm": "against ground truth"}
+_LEGEND = {"val_label_mm": "against the labels", "val_gt_mm": "against ground truth",
+           "val_gt_p_mm": "against ground truth, Procrustes-aligned"}
 
 
 def plot_curves(history: Sequence[dict], path) -> Path:

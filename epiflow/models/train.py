@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from epiflow.models import losses as L
+from epiflow.models import metrics as M
 from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_checkpoint,
                                        set_rng_state)
 from epiflow.models.config import ExperimentConfig, build_model
@@ -173,9 +174,11 @@ def _multiview(pred: torch.Tensor, batch: dict) -> torch.Tensor:
 def validate(model: nn.Module, loader, device: torch.device, amp: bool = False
              ) -> dict[str, float]:
     """Mean per-joint error of the model on a loader, millimetres: against the labels
-    (``val_label_mm``, labelled joints only) and ground truth (``val_gt_mm``) when present."""
+    (``val_label_mm``, labelled joints only) and ground truth (``val_gt_mm``) when present, and
+    against ground truth after Procrustes alignment (``val_gt_p_mm``, P-MPJPE, on the device:
+    :func:`~epiflow.models.metrics.p_mpjpe_torch`)."""
     model.eval()
-    sums = {"val_label_mm": [0.0, 0.0], "val_gt_mm": [0.0, 0.0]}
+    sums = {"val_label_mm": [0.0, 0.0], "val_gt_mm": [0.0, 0.0], "val_gt_p_mm": [0.0, 0.0]}
     for batch in loader:
         batch = _to_device(batch, device)
         with _autocast(device, amp):
@@ -189,6 +192,12 @@ def validate(model: nn.Module, loader, device: torch.device, amp: bool = False
             err = (pred - t).norm(dim=-1)
             sums[key][0] += float((err * m).sum()) * 1000
             sums[key][1] += float(m.sum())
+        if "gt" in batch:
+            per_pose = M.p_mpjpe_torch(pred.double(), batch["gt"].flatten(0, 1).double(),
+                                       reduction="none")
+            done = torch.isfinite(per_pose)
+            sums["val_gt_p_mm"][0] += float(per_pose[done].sum()) * 1000
+            sums["val_gt_p_mm"][1] += float(done.sum())
     model.train()
     return {k: s / n for k, (s, n) in sums.items() if n > 0}
 

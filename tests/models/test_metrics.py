@@ -9,7 +9,9 @@ from scipy.spatial.transform import Rotation
 from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.datasets.synthetic import make_rig
-from epiflow.models.metrics import (auc, mpjpe, n_mpjpe, p_mpjpe, pck3d, pss, rig_errors,
+from epiflow.models.evaluate import pose_metrics
+from epiflow.models.metrics import (auc, mpjpe, n_mpjpe, p_mpjpe, p_mpjpe_torch, pck3d,
+                                    procrustes_align, procrustes_align_torch, pss, rig_errors,
                                     umeyama)
 
 
@@ -74,6 +76,78 @@ class TestPMpjpe:
         pred[:, 5] += 5.0  # far off before the alignment ...
         pred[:, 5] = np.nan  # ... but missing
         assert p_mpjpe(pred, poses) < 1e-9
+
+
+class TestPMpjpeTorch:
+    """The roma (torch) Procrustes gives the numpy one's numbers, on the tensors' device."""
+
+    @staticmethod
+    def holed(seed: int = 0, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        pred, gt = rng.normal(0, 0.3, (n, 17, 3)), rng.normal(0, 0.3, (n, 17, 3))
+        pred[5:][rng.random((n - 5, 17)) < 0.25] = np.nan
+        gt[5:][rng.random((n - 5, 17)) < 0.25] = np.nan
+        pred[0, 3:] = gt[1, :14] = np.nan  # exactly 3 joints
+        pred[2, 2:] = gt[3, 1:] = np.nan  # too few: NaN
+        pred[4] = 0.0  # collapsed to a point: scale 0, every joint at gt's centroid
+        return pred, gt
+
+    def test_random_poses_match_numpy(self):
+        rng = np.random.default_rng(1)
+        pred, gt = rng.normal(0, 0.3, (2, 500, 17, 3))
+        ours = p_mpjpe_torch(torch.tensor(pred), torch.tensor(gt))
+        assert ours.dtype == torch.float64 and ours.ndim == 0
+        assert float(ours) == pytest.approx(p_mpjpe(pred, gt), abs=1e-6)
+        assert np.allclose(procrustes_align_torch(torch.tensor(pred), torch.tensor(gt)).numpy(),
+                           procrustes_align(pred, gt), atol=1e-6)
+
+    def test_nan_holed_poses_match_numpy(self):
+        pred, gt = self.holed()
+        ours = procrustes_align_torch(torch.tensor(pred), torch.tensor(gt)).numpy()
+        ref = procrustes_align(pred, gt)
+        assert np.array_equal(np.isnan(ours), np.isnan(ref))
+        assert np.isnan(ours[[2, 3]]).all() and not np.isnan(ours[[0, 1, 4]]).any()
+        assert np.nanmax(np.abs(ours - ref)) < 1e-6
+        assert float(p_mpjpe_torch(torch.tensor(pred), torch.tensor(gt))) == pytest.approx(
+            p_mpjpe(pred, gt), abs=1e-6)
+
+    def test_per_pose_and_valid_mask(self):
+        pred, gt = self.holed(2)
+        per_pose = p_mpjpe_torch(torch.tensor(pred), torch.tensor(gt), reduction="none").numpy()
+        assert per_pose.shape == (len(pred),) and np.isnan(per_pose[[2, 3]]).all()
+        for i in (0, 1, 4, 5):
+            assert per_pose[i] == pytest.approx(p_mpjpe(pred[i], gt[i]), abs=1e-6)
+        # ``valid`` leaves joints out as NaN does; leading dimensions are kept
+        valid = np.random.default_rng(3).random(pred.shape[:2]) < 0.8
+        masked = np.where(valid[..., None], pred, np.nan)
+        ours = p_mpjpe_torch(torch.tensor(pred).reshape(3, 100, 17, 3),
+                             torch.tensor(gt).reshape(3, 100, 17, 3),
+                             torch.tensor(valid).reshape(3, 100, 17), reduction="none")
+        assert ours.shape == (3, 100)
+        assert np.allclose(ours.numpy().ravel(), p_mpjpe_torch(
+            torch.tensor(masked), torch.tensor(gt), reduction="none").numpy(), equal_nan=True)
+
+    def test_similarity_is_free(self, poses):
+        pred = 1.7 * rotate(poses) + [0.3, -1.0, 2.0]
+        assert float(p_mpjpe_torch(torch.tensor(pred), torch.tensor(poses))) < 1e-9
+        aligned = procrustes_align_torch(torch.tensor(pred), torch.tensor(poses)).numpy()
+        assert np.abs(aligned - poses).max() < 1e-9
+        # float32 in, float32 out, to float32 precision
+        ours = p_mpjpe_torch(torch.tensor(pred).float(), torch.tensor(poses).float())
+        assert ours.dtype == torch.float32 and float(ours) < 1e-5
+
+    def test_reflection_is_not(self, poses):
+        pose = torch.tensor(poses)
+        assert float(p_mpjpe_torch(pose * pose.new_tensor([1, 1, -1]), pose)) > 0.02
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    def test_cuda(self):
+        pred, gt = self.holed(4)
+        out = p_mpjpe_torch(torch.tensor(pred, device="cuda"), torch.tensor(gt, device="cuda"),
+                            reduction="none")
+        assert out.device.type == "cuda"
+        ref = p_mpjpe_torch(torch.tensor(pred), torch.tensor(gt), reduction="none")
+        assert np.allclose(out.cpu().numpy(), ref.numpy(), atol=1e-9, equal_nan=True)
 
 
 class TestPckAuc:
