@@ -5,11 +5,12 @@ and what to record instead, never a silent garbage calibration. Checked here:
 
 - keypoints in normalised units ([0, 1] of the image) instead of pixels;
 - an unknown image size (OpenPose JSON does not store it) with no intrinsics to take it from;
-- a camera that never sees the person;
+- a camera that never sees the person, or sees the person in fewer than :data:`MIN_FRAMES` frames;
 - too few frames in which at least two cameras see the person;
 - a person who never moves (all frames show the same pose at the same place: the pooled
   correspondences are then a dozen points, too few for the geometry);
-- a camera whose detections stop long before the others' (videos of different lengths).
+- a camera whose detections stop long before the others' (videos of different lengths);
+- a subject height that is not a height in metres (:func:`check_subject_height`).
 """
 from __future__ import annotations
 
@@ -19,10 +20,33 @@ from epiflow.calibration.camera import CalibrationError, CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.datasets.keypoints import Keypoints
 
-__all__ = ["image_sizes", "check_keypoints", "motion_spread"]
+__all__ = ["image_sizes", "check_keypoints", "check_subject_height", "motion_spread"]
 
 MIN_FRAMES = 10  #: frames where two cameras see the person, at least
 MIN_JOINTS_SEEN = 6  #: confident joints that make a frame count as "sees the person"
+HEIGHT_RANGE_M = (0.4, 3.0)  #: a subject height outside it is not a person's height in metres
+
+
+def check_subject_height(height: float | None) -> None:
+    """Raise :class:`CalibrationError` unless ``height`` is None or a person's height in metres.
+
+    A height in centimetres (178) or millimetres would silently scale the cameras 100 or 1000
+    times too far apart, a negative one would mirror the world, so both are refused.
+    """
+    if height is None:
+        return
+    lo, hi = HEIGHT_RANGE_M
+    try:
+        value = float(height)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"subject height must be a number of metres; got {height!r}") \
+            from None
+    if not lo <= value <= hi:
+        hint = f" (in centimetres? give {value / 100:.2f})" if 100 * lo <= value <= 100 * hi \
+            else ""
+        raise CalibrationError(
+            f"subject height {height!r} is not a person's standing height in metres (expected "
+            f"{lo}-{hi}){hint}; leave it out to take the scale from body proportions")
 
 
 def image_sizes(keypoints: Keypoints, intrinsics: CameraRig | None) -> np.ndarray:
@@ -96,6 +120,15 @@ def check_keypoints(keypoints: Keypoints, sizes: np.ndarray, config) -> list[str
             f"only {shared} frames show the person in two or more cameras ({names}); at least "
             f"{MIN_FRAMES} are needed, a few hundred give a good calibration: record the person "
             f"walking through the space all cameras see")
+    counts = frame_seen.sum(0)
+    few = [f"{names[c]} ({counts[c]})" for c in range(len(names)) if counts[c] < MIN_FRAMES]
+    if few:
+        raise CalibrationError(
+            f"cameras {few} see the person in fewer than {MIN_FRAMES} frames (frames with "
+            f"{MIN_JOINTS_SEEN} joints of confidence >= {config.min_confidence} in brackets), too "
+            f"few to place them ({names[int(counts.argmax())]} sees the person in "
+            f"{int(counts.max())}): check these cameras' videos or keypoints (the person out of "
+            f"view? a wrong folder?), or leave these cameras out")
     spread = motion_spread(keypoints.xy, seen)
     still = [f"{names[c]} ({spread[c]:.3f})" for c in range(len(names))
              if not spread[c] >= config.min_motion]

@@ -93,19 +93,48 @@ def scale_from_body(points: np.ndarray, height: float) -> float:
     return height / estimate_height(points)
 
 
+def _geometric_median(v: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Geometric median of (N, 3) vectors (Weiszfeld). Unlike the median of each coordinate it
+    turns with the vectors, so the world frame does not depend on the frame the points come in
+    (camera 0's, arbitrary); like it, a minority of wild vectors hardly moves it."""
+    m = v.mean(0)
+    for _ in range(iterations):
+        w = 1.0 / np.maximum(np.linalg.norm(v - m, axis=1), 1e-12)
+        new = (w[:, None] * v).sum(0) / w.sum()
+        if np.linalg.norm(new - m) < 1e-12:
+            return new
+        m = new
+    return m
+
+
 def up_direction(points: np.ndarray) -> np.ndarray:
-    """(3,) unit up vector: the median direction pelvis → thorax over frames (see module doc)."""
+    """(3,) unit up vector: the median direction pelvis → thorax over frames (see module doc;
+    the geometric median of the unit directions)."""
     axis = points[:, _J("thorax")] - points[:, _J("pelvis")]
     axis = axis[np.isfinite(axis).all(1)]
     if not len(axis):
         raise ValueError("up_direction: pelvis and thorax are never both seen")
     axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    up = np.median(axis, axis=0)
+    up = _geometric_median(axis)
     return up / np.linalg.norm(up)
 
 
+def _plane(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane of (N, 3) points: (unit normal, spread along its second axis)."""
+    centred = points - points.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    return vt[2], s[1] / np.sqrt(len(points))
+
+
 def _floor_normal(points: np.ndarray, up: np.ndarray, min_spread: float) -> np.ndarray | None:
-    """Normal of a plane fitted to the lower ankle of each frame, when they spread widely."""
+    """Normal of a plane fitted to the lower ankle of each frame, when they spread widely.
+
+    All frames' lower ankles are fitted (the stance foot in most frames; a swinging foot is
+    lifted the same way wherever the person walks, so it shifts the plane, not tilts it), then
+    again without the ankles far from that first plane (triangulation outliers). Ankles are not
+    picked by their height along ``up``: ``up`` is only the body axis, which leans (forward on a
+    walk, ~5°), and a cut by height along a tilted axis keeps the feet of one end of the walk.
+    """
     ankles = points[:, [_J("l_ankle"), _J("r_ankle")]]
     h = ankles @ up
     low = np.nanargmin(np.where(np.isfinite(h), h, np.inf), axis=1)
@@ -113,14 +142,15 @@ def _floor_normal(points: np.ndarray, up: np.ndarray, min_spread: float) -> np.n
     feet = feet[np.isfinite(feet).all(1)]
     if len(feet) < 20:
         return None
-    keep = feet @ up <= np.percentile(feet @ up, 50)  # standing feet, not swinging ones
-    feet = feet[keep]
-    centred = feet - feet.mean(0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    spread = s[1] / np.sqrt(len(feet))
+    normal, _ = _plane(feet)
+    residual = (feet - feet.mean(0)) @ normal
+    mad = np.median(np.abs(residual - np.median(residual)))
+    inliers = np.abs(residual - np.median(residual)) <= 3 * 1.4826 * mad + 1e-9
+    if inliers.sum() >= 20:
+        feet = feet[inliers]
+    normal, spread = _plane(feet)
     if spread < min_spread:
         return None
-    normal = vt[2]
     return normal if normal @ up > 0 else -normal
 
 
@@ -174,7 +204,7 @@ def _frame_from(points: np.ndarray, up: np.ndarray) -> np.ndarray:
     """(3, 3) rotation whose rows are the new x, y, z axes: z = up, y = facing at the start."""
     across = points[:, _J("r_hip")] - points[:, _J("l_hip")]
     across = across[np.isfinite(across).all(1)][:30]
-    facing = np.cross(up, np.median(across, axis=0)) if len(across) else np.zeros(3)
+    facing = np.cross(up, _geometric_median(across)) if len(across) else np.zeros(3)
     facing -= (facing @ up) * up
     if np.linalg.norm(facing) < 1e-9:  # hips unseen: any horizontal direction
         facing = np.cross(up, [1.0, 0, 0] if abs(up[0]) < 0.9 else [0, 1.0, 0])
