@@ -326,10 +326,12 @@ def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, los
     The loss's weights are recomputed at every accepted step, and its scale is graduated: each
     step uses ``max(scale, 2 × the median error)``, so a start far from the answer (focal
     lengths 20 % off: errors of a hundred pixels) is not taken for a sea of outliers; the scale
-    reaches ``scale`` as the fit closes in, and only then can the iterations stop.
+    falls towards ``scale`` as the fit closes in. The iterations stop once the cost falls by
+    less than ``tolerance`` (relative) with a settled scale: at ``scale``, or within 1 % of the
+    previous step's (real detections whose median error stays above ``scale / 2``).
     """
     n_points = (len(x) - problem.layout.cam_size) // 3
-    lam, evaluations = 1, 0
+    lam, evaluations, s_previous = 1, 0, np.inf
     e, Jc, Jp = problem.blocks(x)
 
     def cost_of(err, s):
@@ -337,6 +339,8 @@ def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, los
     for _ in range(max_iterations):
         norms = np.linalg.norm(e, axis=1)
         s = max(scale, 2.0 * float(np.median(norms)))
+        settled = s == scale or abs(s - s_previous) <= 0.01 * s
+        s_previous = s
         cost = cost_of(e, s)
         system = _Schur(problem, n_points, e, Jc, Jp, conf * robust_weights(norms, loss, s))
         for _ in range(10):
@@ -349,10 +353,10 @@ def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, los
                 break
             lam *= 4
         else:
-            return x, evaluations, s == scale
+            return x, evaluations, settled
         x, decrease = x_new, cost - new
         lam = max(lam / 3, 1e-9)
-        if s == scale and decrease < tolerance * new:
+        if settled and decrease < tolerance * new:
             return x, evaluations, True
         e, Jc, Jp = problem.blocks(x)
     return x, evaluations, False

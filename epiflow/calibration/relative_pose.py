@@ -127,7 +127,7 @@ def fit_essential(x1: np.ndarray, x2: np.ndarray, threshold: float,
     p1 = np.ascontiguousarray(x1, dtype=np.float64)
     p2 = np.ascontiguousarray(x2, dtype=np.float64)
     E, mask = cv2.findEssentialMat(p1, p2, np.eye(3), method=cv2.USAC_MAGSAC, prob=0.9999,
-                                   threshold=threshold, maxIters=5000)
+                                   threshold=threshold, maxIters=1000)
     if E is None or E.shape != (3, 3) or mask is None:
         return None
     inl = mask.ravel().astype(bool)
