@@ -63,6 +63,8 @@ def main() -> None:
     print(f"{f'first {k} sessions':<44}{first:>10.3f}")
     print(f"{f'last {k} sessions':<44}{last:>10.3f}")
     print(f"{'ratio last / first':<44}{last / first:>10.2f}")
+    quarters = [per_session(done, max(1, q * n // 4), (q + 1) * n // 4) for q in range(4)]
+    print(f"{'per quarter of the sessions':<44}" + "".join(f"{q:>7.3f}" for q in quarters))
     print(f"store: {size / 1e6:.1f} MB; open + list {len(ids)} sessions {1e3 * t_list:.0f} ms; "
           f"read one session's arrays: first {1e3 * reads[0]:.0f} ms, last {1e3 * reads[1]:.0f} ms")
     print(report.table())
