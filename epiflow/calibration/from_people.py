@@ -414,6 +414,13 @@ def _focal_warning(cam: Camera) -> list[str]:
             f"focal_guess"]
 
 
+#: said when the world's up comes from the body axis (the feet did not span the floor)
+BODY_AXIS_WARNING = ("up: from the body axis (pelvis -> thorax; the feet did not cover enough "
+                     "floor for a floor plane): Z is as vertical as the person stood, and a "
+                     "person leaning or balancing tilts it; record a few steps of walking, or "
+                     "give the cameras from a file, when the vertical matters")
+
+
 def _report(config, rig, refine, stats, flips, align, subject_height, warnings) -> dict:
     errors = stats.pop("errors_px")
     cams = {}
@@ -429,6 +436,8 @@ def _report(config, rig, refine, stats, flips, align, subject_height, warnings) 
             warnings.append(f"{cam.name}: median reprojection error {np.median(e):.1f} px is high; "
                             f"check the camera's keypoints (another person? unsynchronized video?)")
         warnings += _focal_warning(cam) if "focal" in refine else []
+    if align.up_source == "body axis":
+        warnings.append(BODY_AXIS_WARNING)
     return {"method": config.method, "intrinsics_refined": list(refine), "cameras": cams,
             "scale_source": "subject_height" if subject_height else "body_proportions",
             "subject_height_m": align.height, "up_source": align.up_source,

@@ -116,7 +116,7 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
         raise KeyError(f"{npz_path}: no camera {camera_name!r}; it has: "
                        f"{', '.join(kp.camera_names)}")
     c = kp.camera_names.index(camera_name)
-    camera = (CameraRig.load(calibration)[camera_name] if calibration
+    camera = (_calibrated_camera(calibration, camera_name) if calibration
               else default_camera(camera_name, tuple(kp.image_size[c])))
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
                                ckpt.config.data.joint_set)
@@ -130,6 +130,16 @@ def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.nda
 
 
 @torch.no_grad()
+def _calibrated_camera(calibration, name: str) -> Camera:
+    """The camera ``name`` of a calibration file, matched as the pipeline matches cameras
+    (exactly, else ignoring case, separators and leading zeros: ``cam01`` is ``cam_01``)."""
+    from epiflow.calibration.triangulation import match_cameras
+    try:
+        return match_cameras(CameraRig.load(calibration), [name])[0]
+    except ValueError as err:
+        raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
+
+
 def predict_video(checkpoint, video, calibration=None, camera_name: str | None = None,
                   detector=None) -> Prediction:
     """Detect the person in a video with MediaPipe and predict 3D poses (lifters from the 2D
@@ -141,7 +151,8 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     frames = read_frames(video)
     detector = detector or MediaPipeDetector()
     kp = detector(frames)
-    camera = CameraRig.load(calibration)[name] if calibration else default_camera(name, info.size)
+    camera = _calibrated_camera(calibration, name) if calibration else default_camera(name,
+                                                                                       info.size)
     js = ckpt.config.data.joint_set
     if model.input_kind == "keypoints":
         points = predict_keypoints(model, kp, detector.joint_set, camera, js)

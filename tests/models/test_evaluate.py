@@ -111,3 +111,16 @@ def test_predict_from_a_video(trained, tmp_path, shared_data):
     assert points.shape == (12, 17, 3) and np.isfinite(points).all()
     # a standing person: the head above the pelvis (camera y points down), ankles below
     assert (points[:, 10, 1] < -0.3).all() and (points[:, [3, 6], 1] > 0.3).all()
+
+
+def test_calibration_cameras_matched_like_the_pipeline(tmp_path):
+    """``predict --video cam01.mp4 --calibration lab.toml`` finds the lab's ``cam_01``."""
+    from epiflow.datasets.synthetic import make_rig
+    from epiflow.models.predict import _calibrated_camera
+    rig = make_rig(3, seed=0)
+    rig = type(rig)(c.replace(name=f"cam_{k + 1:02d}") for k, c in enumerate(rig))
+    rig.save(tmp_path / "lab.toml")
+    cam = _calibrated_camera(tmp_path / "lab.toml", "cam02")
+    assert cam.name == "cam_02" and np.allclose(cam.K, rig.K[1])
+    with pytest.raises(KeyError, match="pass --camera"):
+        _calibrated_camera(tmp_path / "lab.toml", "cam09")
