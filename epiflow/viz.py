@@ -146,7 +146,8 @@ def _draw_person(ax, points3d: np.ndarray, bones, color: str, label: str) -> lis
     if not len(pts):
         return []
     centre = np.array([p[np.isfinite(p).all(-1)].mean(0) for p in pts])
-    ax.plot(*centre.T, color=color, lw=1, alpha=0.6, label=f"{label} trajectory")
+    ax.plot(*centre.T, color=color, lw=1, alpha=0.6,
+            label=f"{label}: path, skeleton at the middle frame")
     middle = pts[len(pts) // 2]
     _draw_bones(ax, middle, bones, color)
     return [centre, middle]
@@ -198,7 +199,7 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
     if reference_points3d is not None:
         extent += _draw_person(ax, reference_points3d, bones, TRUTH_COLOR, "true person")
     if pts_world is not None:
-        extent += _draw_person(ax, pts_world, bones, "crimson", "person")
+        extent += _draw_person(ax, pts_world, bones, "black", "person")
     _set_equal_3d(ax, np.concatenate(extent))
     ax.view_init(elev=25, azim=-60)
     ax.legend(loc="upper left", fontsize=8)
