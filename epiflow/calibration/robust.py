@@ -128,6 +128,27 @@ def consensus(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
         raise ValueError(f"gate_px must be positive (pixels); got {gate_px}")
     G = normal_equation_matrix(obs.R, obs.t) if G is None else G
     g2 = (gate_px / obs.focal) ** 2
+    # first every observed view at once: where they all agree no proposal can have more inliers,
+    # and the search below (a solve and a gate per camera pair) is left to the other points
+    use = obs.observed
+    sol = solve_reweighted(obs, use, G)
+    inl, _ = _gate(obs, sol.points, g2)
+    rest = (~((inl == use).all(0) & sol.ok)).nonzero()[:, 0]
+    if not len(rest):
+        return use, sol
+    sub_use, sub = _search(obs.columns(rest), g2, G, max_rounds,
+                           None if prior is None else prior[:, rest])
+    use = use.clone()
+    use[:, rest] = sub_use
+    for name in ("points", "trace_inverse", "isotropy", "ok"):
+        getattr(sol, name)[..., rest] = getattr(sub, name)
+    return use, sol
+
+
+def _search(obs: Observations, g2: torch.Tensor, G: torch.Tensor, max_rounds: int,
+            prior: torch.Tensor | None) -> tuple[torch.Tensor, Solution]:
+    """:func:`consensus` for points whose views disagree: the best of the camera pairs' (and the
+    prior's) proposals, then re-solve / re-gate rounds."""
     use = _pair_proposals(obs, g2, G, prior)
     sol = solve_reweighted(obs, use, G)
     for _ in range(max_rounds):
