@@ -1,7 +1,9 @@
 """Which views to trust: consensus over camera pairs, reprojection gating, left/right swap test.
 
-Consensus (:func:`consensus_views`), for all points at once: every pair of cameras that both see
-a point proposes it (a two-view linear triangulation); the proposal is projected into every view
+Consensus (:func:`consensus_views`), for all points at once: first all the observed views of a
+point are solved together; where every one of them falls within ``gate_px`` of that solution no
+proposal can have more inliers, and the point is done (most points, at a fraction of the cost).
+For the others, every pair of cameras that both see a point proposes it (a two-view linear triangulation); the proposal is projected into every view
 and scored by how many observed views fall within ``gate_px`` of it (ties broken by the squared
 residuals of those inliers); each point keeps its best proposal's inliers, which are then
 re-triangulated, re-gated and re-triangulated until the inlier sets stop changing. A view far from
