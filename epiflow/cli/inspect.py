@@ -91,7 +91,8 @@ def run(args) -> int:
         return 0
     n_done = sum(r["status"] == "complete" for r in rows)
     frames = sum(r["frames"] or 0 for r in rows if r["status"] == "complete")
-    print(f"store {store.url}: {len(rows)} sessions, {n_done} complete ({frames} frames); "
+    plural = "" if len(rows) == 1 else "s"
+    print(f"store {store.url}: {len(rows)} session{plural}, {n_done} complete ({frames} frames); "
           f"stages {', '.join(STAGES)}")
     print(_table(rows))
     if args.session:
