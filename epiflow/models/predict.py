@@ -129,7 +129,6 @@ def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.nda
     return crops
 
 
-@torch.no_grad()
 def _calibrated_camera(calibration, name: str) -> Camera:
     """The camera ``name`` of a calibration file, matched as the pipeline matches cameras
     (exactly, else ignoring case, separators and leading zeros: ``cam01`` is ``cam_01``)."""
@@ -140,6 +139,7 @@ def _calibrated_camera(calibration, name: str) -> Camera:
         raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
 
 
+@torch.no_grad()
 def predict_video(checkpoint, video, calibration=None, camera_name: str | None = None,
                   detector=None) -> Prediction:
     """Detect the person in a video with MediaPipe and predict 3D poses (lifters from the 2D
