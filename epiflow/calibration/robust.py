@@ -3,7 +3,8 @@
 Consensus (:func:`consensus_views`), for all points at once: first all the observed views of a
 point are solved together; where every one of them falls within ``gate_px`` of that solution no
 proposal can have more inliers, and the point is done (most points, at a fraction of the cost).
-For the others, every pair of cameras that both see a point proposes it (a two-view linear triangulation); the proposal is projected into every view
+For the others, every pair of cameras that both see a point proposes it (a two-view linear
+triangulation); the proposal is projected into every view
 and scored by how many observed views fall within ``gate_px`` of it (ties broken by the squared
 residuals of those inliers); each point keeps its best proposal's inliers, which are then
 re-triangulated, re-gated and re-triangulated until the inlier sets stop changing. A view far from
@@ -17,6 +18,7 @@ labels fit clearly better was mirrored by the detector.
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from itertools import combinations
 
 import torch
@@ -100,9 +102,13 @@ def _resolved(obs: Observations, use: torch.Tensor, sol: Solution, changed: torc
     if int(changed.sum()) * 2 > changed.numel():
         return solve_reweighted(obs, use, G)
     idx = changed.nonzero()[:, 0]
-    sub = solve_reweighted(obs.columns(idx), use[:, idx], G)
-    for name in ("points", "trace_inverse", "isotropy", "ok"):
-        getattr(sol, name)[..., idx] = getattr(sub, name)
+    return _put(sol, idx, solve_reweighted(obs.columns(idx), use[:, idx], G))
+
+
+def _put(sol: Solution, idx: torch.Tensor, sub: Solution) -> Solution:
+    """``sol`` with its points ``idx`` (M,) replaced, in place, by those of ``sub`` (M points)."""
+    for f in fields(Solution):
+        getattr(sol, f.name)[..., idx] = getattr(sub, f.name)
     return sol
 
 
@@ -142,9 +148,7 @@ def consensus(obs: Observations, gate_px: float = 20.0, max_rounds: int = 4,
                            None if prior is None else prior[:, rest])
     use = use.clone()
     use[:, rest] = sub_use
-    for name in ("points", "trace_inverse", "isotropy", "ok"):
-        getattr(sol, name)[..., rest] = getattr(sub, name)
-    return use, sol
+    return use, _put(sol, rest, sub)
 
 
 def _search(obs: Observations, g2: torch.Tensor, G: torch.Tensor, max_rounds: int,
