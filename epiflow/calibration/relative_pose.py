@@ -149,7 +149,8 @@ def refine_pose(R: np.ndarray, t: np.ndarray, x1: np.ndarray, x2: np.ndarray,
     """Polish a relative pose on the robust (soft-L1) Sampson error of its inliers.
 
     A robust fit's model comes from a minimal sample and its local optimisation; this least-
-    squares pass over all inliers brought a synthetic pair's rotation error from 0.56° to 0.05°.
+    squares pass over all inliers brought a synthetic pair's rotation error from 0.56° to 0.14°
+    (the test pair of tests/calibration/test_relative_pose.py: 1 px noise, 20 % outliers).
 
     Args:
         R: (3, 3), t: (3,) the pose to start from (``x2 ~ R x1 + t``). x1, x2: (N, 2) normalised
