@@ -19,8 +19,9 @@ information of the point (pixels⁻²): :func:`solve_normal_equations` returns `
 
 Speed on the CPU. The work is memory-bound: dozens of elementwise passes over (C, N) arrays. The
 callers run it in blocks of :data:`BLOCK` points (:func:`blocks`, :func:`map_blocks`), so that a
-block's arrays stay in the core's cache between passes (measured: a multiply over 4 × 16,384
-float64 costs ~17 µs, over 4 × 65,536 ~500 µs, 8x more per element). Masks are applied by
+block's arrays stay in the core's cache between passes (measured on 100,000 points, 4 cameras,
+one thread: plain triangulation 32.9 ms in blocks vs 37.5 ms in one piece, robust 34.9 vs
+66.3 ms; ``EPIFLOW_BLOCK`` sets the block size). Masks are applied by
 multiplying with 0/1 floats rather than ``torch.where``/``masked_fill`` (on the CPU up to 20x slower
 than a multiply when the mask is irregular), and ``isfinite`` is ``x - x == 0``.
 """
