@@ -52,6 +52,24 @@ class TestJacobian:
         assert np.abs(analytic - numeric).max() < 1e-5 * np.abs(numeric).max()
         assert np.abs(analytic[:, :6]).max() == 0  # camera 0's pose is the gauge
 
+    def test_observations_in_any_order(self):
+        """The problem sorts its observations by camera (per-camera products); given shuffled,
+        it keeps each observation with its own camera and point."""
+        rig, X, uv = _scene(n=30, distortion=0.2)
+        layout = ba._Layout(rig, 30, ("focal",), fix_first=True)
+        cam_idx, pt_idx = np.nonzero(np.ones((4, 30), bool))
+        shuffle = np.random.default_rng(5).permutation(len(cam_idx))
+        ordered = ba._Problem(layout, cam_idx, pt_idx, uv[cam_idx, pt_idx])
+        shuffled = ba._Problem(layout, cam_idx[shuffle], pt_idx[shuffle],
+                               uv[cam_idx[shuffle], pt_idx[shuffle]])
+        x = layout.pack(X) + np.random.default_rng(6).normal(0, 1e-3, layout.size)
+        e1, Jc1, Jp1 = ordered.blocks(x)
+        e2, Jc2, Jp2 = shuffled.blocks(x)
+        back = np.argsort(shuffled.order)  # shuffled rows back in the shuffled input's order
+        assert np.abs(e1).max() > 0.1  # not a trivial comparison
+        for a, b in ((e1, e2), (Jc1, Jc2), (Jp1, Jp2)):
+            np.testing.assert_allclose(a[shuffle], b[back], rtol=1e-12, atol=1e-12)
+
 
 class TestRoundTrip:
     def test_poses_and_points_from_a_perturbed_start(self):
