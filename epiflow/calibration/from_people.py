@@ -20,6 +20,8 @@ Steps (``method = "pooled"``, the default):
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,7 +63,11 @@ class CalibrationConfig:
         refine_known: intrinsics refined even when given (default none).
         loss: robust loss of bundle adjustment (``huber``, ``cauchy``, ``soft_l1``, ``linear``).
         loss_scale_px: where the loss turns robust, pixels.
-        rounds: bundle-adjustment rounds (outliers dropped and left/right relabelled between).
+        rounds: bundle-adjustment rounds (outliers dropped and left/right relabelled between;
+            each round starts from the points the last one adjusted).
+        tolerance: the last round stops when the robust cost falls by less than this
+            (relative); the rounds before it, whose result is only a start, at 100x it (on the
+            Pose2Sim demo: 47 iterations instead of 115, the same cameras to 0.01 deg).
         confidence_weights: weight each observation by its confidence in bundle adjustment
             (off by default: MediaPipe's visibility scores say little about how well a visible
             joint is placed; with them the Pose2Sim demo's rotations came out worse).
@@ -94,6 +100,7 @@ class CalibrationConfig:
     loss: str = "cauchy"
     loss_scale_px: float = 5.0
     rounds: int = 3
+    tolerance: float = 1e-6
     confidence_weights: bool = False
     outlier_px: float = 50.0
     max_frames: int = 1500
@@ -293,23 +300,34 @@ def _triangulate(rig: CameraRig, xy: np.ndarray, valid: np.ndarray) -> np.ndarra
 
 def _pairs(rig0, xy, valid, perm, config, names):
     """Pooled relative poses of the pairs that share enough observations, the reasons for the
-    rejected ones, and the normalised coordinates."""
+    rejected ones, and the normalised coordinates.
+
+    The pairs are fitted in a thread per CPU: OpenCV's robust fits release the GIL, so on two
+    cores the six pairs of the Pose2Sim demo take 0.26 s instead of 0.42 s (same results)."""
     C = len(rig0)
     xn = rig0.undistort(xy)
     focal = float(np.mean(rig0.K[:, [0, 1], [0, 1]]))
-    pairs, reasons = [], {}
+    candidates, reasons = [], {}
     for i in range(C):
         for j in range(i + 1, C):
             shared = int((valid[i] & valid[j]).sum())
             if shared < config.min_shared:
                 reasons[(i, j)] = f"{shared} shared observations (< {config.min_shared})"
-                continue
-            p = pair_pose(xn[i], xn[j], valid[i], valid[j], perm, focal, config.threshold_px,
-                          i, j, config.seed)
-            if p is None or p.n_inliers < config.min_inliers:
-                n = 0 if p is None else p.n_inliers
-                reasons[(i, j)] = f"{n} essential-matrix inliers (< {config.min_inliers})"
-                continue
+            else:
+                candidates.append((i, j))
+
+    def fit(ij):
+        i, j = ij
+        return pair_pose(xn[i], xn[j], valid[i], valid[j], perm, focal, config.threshold_px,
+                         i, j, config.seed)
+    with ThreadPoolExecutor(max(1, min(len(candidates), os.cpu_count() or 1))) as pool:
+        fitted = list(pool.map(fit, candidates))
+    pairs = []
+    for (i, j), p in zip(candidates, fitted):
+        if p is None or p.n_inliers < config.min_inliers:
+            n = 0 if p is None else p.n_inliers
+            reasons[(i, j)] = f"{n} essential-matrix inliers (< {config.min_inliers})"
+        else:
             pairs.append(p)
     check_connected(names, [(p.i, p.j) for p in pairs], reasons)
     return pairs, reasons, xn
@@ -321,13 +339,16 @@ def _pooled(rig0, xy, valid, conf, perm, refine, config, names):
     pairs, reasons, xn = _pairs(rig0, xy, valid, perm, config, names)
     init = chain_poses(spanning_tree(C, pairs), xn, valid, perm)
     rig = CameraRig(c.replace(R=init.R[k], t=init.t[k]) for k, c in enumerate(rig0))
-    flips, use = init.flips, valid.copy()
+    flips, use, ba = init.flips, valid.copy(), None
     for r in range(config.rounds):
         x, v, c = _for_adjustment(xy, use, conf, flips, perm, config.mirrored)
         w = (c if config.confidence_weights else 1.0) * v
         X = _triangulate(rig, x.reshape(C, -1, 2), v.reshape(C, -1))
+        if ba is not None:  # start where the last round ended: its points are already adjusted
+            X = np.where(np.isfinite(ba.points), ba.points, X)
+        last = r + 1 == config.rounds
         ba = bundle_adjust(rig, x.reshape(C, -1, 2), w.reshape(C, -1), X, refine, config.loss,
-                           config.loss_scale_px)
+                           config.loss_scale_px, tolerance=config.tolerance * (1 if last else 100))
         rig = ba.rig
         if r + 1 < config.rounds:
             gross = _outliers(ba.errors_px.reshape(C, T, J), config)  # in the adjusted order
