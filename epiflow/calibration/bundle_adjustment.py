@@ -168,8 +168,8 @@ class _Problem:
         """(M, ..., 3) rows times each row's camera's matrix from the right: ``a[m] @ mats[c_m]``
         for mats (C, 3, k), one matrix product per camera."""
         out = np.empty(a.shape[:-1] + mats.shape[-1:])
-        for k, rows in enumerate(self.slices):
-            out[rows] = a[rows] @ mats[k]
+        for k, rows in enumerate(self.slices):  # (rows · ..., 3) @ (3, k): one BLAS product
+            out[rows] = (a[rows].reshape(-1, 3) @ mats[k]).reshape(out[rows].shape)
         return out
 
     def _geometry(self, x):
@@ -296,12 +296,14 @@ class _Schur:
         C, P = len(problem.layout.rig), problem.layout.per_cam
         wJc, wJp = Jc * w[:, None, None], Jp * w[:, None, None]
         T = np.swapaxes
-        self.U = _sum_by(problem.by_camera, T(Jc, 1, 2) @ wJc)  # (C, P, P)
+        self.U = np.stack([Jc[rows].reshape(-1, P).T @ wJc[rows].reshape(-1, P)
+                           for rows in problem.slices])  # (C, P, P), one product per camera
         self.V = _sum_by(problem.by_point, T(Jp, 1, 2) @ wJp)  # (N, 3, 3)
         self.gc = _sum_by(problem.by_camera, np.einsum("mki,mk->mi", wJc, e))  # (C, P)
         self.gp = _sum_by(problem.by_point, np.einsum("mki,mk->mi", wJp, e))  # (N, 3)
-        self.W = np.zeros((n_points, C, P, 3))
-        self.W[p, c] = T(wJc, 1, 2) @ Jp
+        # W_pᵀ (3, C·P) per point: the layout the step's products want (contiguous, BLAS)
+        self.Wt = np.zeros((n_points, 3, C, P))
+        self.Wt[p, :, c] = T(Jp, 1, 2) @ wJc
         self.fixed = np.zeros((C, P), bool)
         self.fixed[:, :6] = problem.layout.fixed[:, None]
         self.C, self.P = C, P
@@ -311,18 +313,17 @@ class _Schur:
         eye3, eyeP = np.eye(3), np.eye(self.P)
         Vinv = _inverse3(self.V + lam * (self.V * eye3) + 1e-9 * eye3)
         N, n = len(Vinv), self.C * self.P
-        Wf = self.W.reshape(N, n, 3)
-        Y = Wf @ Vinv  # (N, n, 3)
+        Wt = self.Wt.reshape(N, 3, n)
+        Yt = (Vinv @ Wt).reshape(3 * N, n)  # (V⁻¹ Wᵀ) per point, stacked
         S = np.zeros((self.C, self.P, self.C, self.P))
         S[np.arange(self.C), :, np.arange(self.C)] = self.U + lam * (self.U * eyeP) + 1e-9 * eyeP
-        S = S.reshape(n, n) - Y.transpose(1, 0, 2).reshape(n, -1) @ Wf.transpose(1, 0, 2).reshape(
-            n, -1).T
-        b = -self.gc.ravel() + np.einsum("nik,nk->i", Y, self.gp)
+        S = S.reshape(n, n) - Yt.T @ Wt.reshape(3 * N, n)  # U - Σ_p W_p V_p⁻¹ W_pᵀ
+        b = -self.gc.ravel() + Yt.T @ self.gp.ravel()
         f = self.fixed.ravel()
         S[f], S[:, f], b[f] = 0, 0, 0
         S[f, f] = 1
         dc = np.linalg.solve(S + 1e-12 * np.trace(S) / n * np.eye(n), b)
-        dp = np.einsum("nij,nj->ni", Vinv, -self.gp - np.einsum("nik,i->nk", Wf, dc))
+        dp = np.einsum("nij,nj->ni", Vinv, -self.gp - (Wt.reshape(3 * N, n) @ dc).reshape(N, 3))
         return dc.reshape(self.C, self.P), dp
 
 
