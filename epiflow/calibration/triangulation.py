@@ -335,14 +335,61 @@ def triangulate_linear(P: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor) 
     rows_y = x[..., 1, None] * P[:, None, 2, :] - P[:, None, 1, :]
     A = torch.cat([rows_x, rows_y], dim=0).transpose(0, 1)
     A = A / A.norm(dim=-1, keepdim=True).clamp_min(1e-12) * w.repeat(2, 1).T[..., None]
-    _, vecs = torch.linalg.eigh(A.transpose(-1, -2) @ A)
-    X = vecs[..., 0]
+    X = _smallest_eigenvector(A.transpose(-1, -2) @ A)
     points = X[..., :3] / X[..., 3:4]
     enough = valid.sum(0) >= 2
     return torch.where(enough[:, None], points, torch.full_like(points, float("nan")))
 
 
 # -- sequences --------------------------------------------------------------------------------
+def _adjugate4(m: torch.Tensor) -> torch.Tensor:
+    """(N, 4, 4) adjugates (``det(m) · m⁻¹``, defined for singular m too) of (N, 4, 4) matrices,
+    by Laplace expansion over the 2 × 2 minors of the top (s) and bottom (c) row pairs."""
+    (m00, m01, m02, m03), (m10, m11, m12, m13), (m20, m21, m22, m23), (m30, m31, m32, m33) = \
+        [[m[:, i, j] for j in range(4)] for i in range(4)]
+    s0, s1, s2, s3, s4, s5 = (m[:, 0, i] * m[:, 1, j] - m[:, 1, i] * m[:, 0, j] for i, j in _PAIRS)
+    c0, c1, c2, c3, c4, c5 = (m[:, 2, i] * m[:, 3, j] - m[:, 3, i] * m[:, 2, j] for i, j in _PAIRS)
+    return torch.stack([
+        torch.stack([m11 * c5 - m12 * c4 + m13 * c3, -m01 * c5 + m02 * c4 - m03 * c3,
+                     m31 * s5 - m32 * s4 + m33 * s3, -m21 * s5 + m22 * s4 - m23 * s3], -1),
+        torch.stack([-m10 * c5 + m12 * c2 - m13 * c1, m00 * c5 - m02 * c2 + m03 * c1,
+                     -m30 * s5 + m32 * s2 - m33 * s1, m20 * s5 - m22 * s2 + m23 * s1], -1),
+        torch.stack([m10 * c4 - m11 * c2 + m13 * c0, -m00 * c4 + m01 * c2 - m03 * c0,
+                     m30 * s4 - m31 * s2 + m33 * s0, -m20 * s4 + m21 * s2 - m23 * s0], -1),
+        torch.stack([-m10 * c3 + m11 * c1 - m12 * c0, m00 * c3 - m01 * c1 + m02 * c0,
+                     -m30 * s3 + m31 * s1 - m32 * s0, m20 * s3 - m21 * s1 + m22 * s0], -1)], -2)
+
+
+#: the column pairs (i, j) of the 2 × 2 minors of :func:`_adjugate4`
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+def _smallest_eigenvector(M: torch.Tensor, iterations: int = 2) -> torch.Tensor:
+    """(N, 4) unit eigenvectors of the smallest eigenvalue of symmetric positive semi-definite
+    (N, 4, 4) matrices, mostly without a per-matrix LAPACK call (2x faster than ``eigh`` on the
+    DLT's matrices).
+
+    The adjugate of M is ``Σ_i (Π_{j≠i} λ_j) v_i v_iᵀ``: its largest term is v₁ v₁ᵀ, ahead of the
+    next by λ₂ / λ₁ (a DLT's geometry against its noise: 10⁴ and more), so its column with the
+    largest diagonal entry is close to v₁, and ``iterations`` steps of inverse iteration
+    (``v ← adj(M) v``) close the rest. A matrix whose result is not an eigenvector to 1e-10 of
+    its trace (λ₁ ≈ λ₂: noise as large as the geometry; or a rank-deficient M) goes to ``eigh``.
+    """
+    adj = _adjugate4(M)
+    col = adj.diagonal(dim1=-2, dim2=-1).abs().argmax(-1)
+    v = torch.take_along_dim(adj, col[:, None, None], dim=-1)[..., 0]
+    for _ in range(iterations + 1):
+        v = v / v.norm(dim=-1, keepdim=True)
+        if _ < iterations:
+            v = (adj @ v[..., None])[..., 0]
+    Mv = (M @ v[..., None])[..., 0]
+    residual = (Mv - (v * Mv).sum(-1, keepdim=True) * v).norm(dim=-1)
+    bad = ~(residual <= 1e-10 * M.diagonal(dim1=-2, dim2=-1).sum(-1))  # NaN is bad too
+    if bool(bad.any()):
+        v[bad] = torch.linalg.eigh(M[bad])[1][..., 0]
+    return v
+
+
 def _name_key(name: str) -> str:
     """A camera name without case, separators or leading zeros: ``cam_01`` and ``Cam1`` match."""
     return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"[^0-9a-z]", "", name.lower()))

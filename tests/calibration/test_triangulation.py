@@ -208,6 +208,31 @@ class TestLinear:
         out = triangulate_linear(P, xy, torch.ones(3, 100, dtype=torch.float64))
         assert torch.isnan(out[:10]).all() and torch.isfinite(out[10:]).all()
 
+    @pytest.mark.parametrize("noise_px", [2.0, 100.0])
+    def test_the_dlt_minimiser_as_eigh_finds_it(self, noise_px):
+        """The smallest eigenvector comes from the adjugate (no per-point LAPACK call); it must
+        be eigh's, also where the noise is as large as the geometry (those go to eigh)."""
+        from epiflow.calibration.triangulation import _smallest_eigenvector
+        rig, X, uv = _scene(n=2000, n_cameras=4)
+        rng = np.random.default_rng(1)
+        xy = torch.as_tensor(uv + rng.normal(0, noise_px, uv.shape))
+        w = torch.as_tensor((rng.uniform(size=(4, 2000)) > 0.3).astype(float))
+        P = torch.as_tensor(rig.projection_matrices())
+        x = torch.nan_to_num(xy)
+        rows = torch.cat([x[..., 0, None] * P[:, None, 2] - P[:, None, 0],
+                          x[..., 1, None] * P[:, None, 2] - P[:, None, 1]]).transpose(0, 1)
+        A = rows / rows.norm(dim=-1, keepdim=True) * w.repeat(2, 1).T[..., None]
+        M = A.transpose(-1, -2) @ A
+        ours, ref = _smallest_eigenvector(M), torch.linalg.eigh(M)[1][..., 0]
+        sign = torch.sign((ours * ref).sum(-1, keepdim=True))
+        enough = (w > 0).sum(0) >= 2
+        assert (ours * sign - ref)[enough].abs().max() < 1e-6
+        # a rank-deficient matrix (one view) gives eigh's answer, not zeros
+        one = torch.zeros(1, 4, 4, dtype=torch.float64)
+        one[0, 0, 0] = one[0, 1, 1] = 1.0
+        assert torch.allclose(_smallest_eigenvector(one).abs(), torch.linalg.eigh(one)[1][..., 0]
+                              .abs())
+
 
 def test_camera_rig_delegates():
     rig, X, uv = _scene(n=30)
