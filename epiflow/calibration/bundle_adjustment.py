@@ -90,6 +90,7 @@ class _Layout:
         self.cam_size = len(rig) * self.per_cam
         self.size = self.cam_size + 3 * n_points
         self.aspect = np.sqrt(rig.K[:, 1, 1] / rig.K[:, 0, 0])  # fy = f·a, fx = f / a
+        self.rvec0 = np.stack([c.rvec for c in rig])  # (C, 3), the start (kept where fixed)
 
     def pack(self, points: np.ndarray) -> np.ndarray:
         cams = []
@@ -103,7 +104,7 @@ class _Layout:
         """(rvec (C, 3), t (C, 3), K (C, 3, 3), dist (C, 5), points (N, 3))."""
         cam = x[:self.cam_size].reshape(len(self.rig), self.per_cam)
         base = self.rig
-        rvec = np.where(self.fixed[:, None], np.stack([c.rvec for c in base]), cam[:, :3])
+        rvec = np.where(self.fixed[:, None], self.rvec0, cam[:, :3])
         t = np.where(self.fixed[:, None], base.t, cam[:, 3:6])
         K, dist = base.K.copy(), base.dist.copy()
         col = 6
