@@ -41,6 +41,9 @@ class SessionWorker:
         self._warm = warm_up("epiflow.pipeline.stages", "epiflow.calibration.triangulation",
                              "epiflow.calibration.from_people")
 
+    def ping(self) -> None:
+        """Nothing: the orchestrator's first call, which sets up the connection early."""
+
     def ingest(self, store_url: str, session: SessionConfig, cfg: RunConfig):
         """:func:`~epiflow.pipeline.ingest.ingest_session`, timed: (IngestResult, StageRecord)."""
         from epiflow.pipeline.ingest import ingest_session
