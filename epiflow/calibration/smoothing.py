@@ -16,7 +16,6 @@ numbers, for gaps it is told are short enough to interpolate.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
 
 __all__ = ["fill_gaps", "butterworth", "one_euro", "smooth"]
 
@@ -74,6 +73,7 @@ def butterworth(points: np.ndarray, fps: float, cutoff_hz: float = 6.0, order: i
     Returns:
         (T, ..., D), NaN exactly where the input is.
     """
+    from scipy.signal import butter, sosfiltfilt  # 0.35 s to import: only when filtering
     if not 0 < cutoff_hz < fps / 2:
         raise ValueError(f"cutoff_hz must be in (0, fps / 2 = {fps / 2:g}) Hz; got {cutoff_hz}")
     sos = butter(order, cutoff_hz, fs=fps, output="sos")
