@@ -20,8 +20,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from kornia.geometry.epipolar import (essential_from_fundamental,
-                                      motion_from_essential_choose_solution)
 
 from epiflow.calibration.camera import CalibrationError
 from epiflow.calibration.relative_pose import PairPose
@@ -46,6 +44,9 @@ def frame_pair_poses(x0: np.ndarray, x1: np.ndarray, valid: np.ndarray, K0: np.n
         ``(R (M, 3, 3), t (M, 3))`` for the M frames that gave a pose, ``x_1 = R x_0 + t``,
         ``|t| = 1``.
     """
+    # kornia takes 0.2 s to import: only the baseline needs it, not every calibration
+    from kornia.geometry.epipolar import (essential_from_fundamental,
+                                          motion_from_essential_choose_solution)
     Fs, frames = [], []
     for t in range(x0.shape[0]):
         v = valid[t]
