@@ -67,7 +67,8 @@ class CalibrationConfig:
             each round starts from the points the last one adjusted).
         tolerance: the last round stops when the robust cost falls by less than this
             (relative); the rounds before it, whose result is only a start, at 100x it (on the
-            Pose2Sim demo: 47 iterations instead of 115, the same cameras to 0.01 deg).
+            Pose2Sim demo, with the warm starts: 47 iterations instead of 115, the same cameras
+            to 0.01 deg).
         confidence_weights: weight each observation by its confidence in bundle adjustment
             (off by default: MediaPipe's visibility scores say little about how well a visible
             joint is placed; with them the Pose2Sim demo's rotations came out worse).

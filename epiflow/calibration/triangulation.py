@@ -341,7 +341,6 @@ def triangulate_linear(P: torch.Tensor, xy: torch.Tensor, weight: torch.Tensor) 
     return torch.where(enough[:, None], points, torch.full_like(points, float("nan")))
 
 
-# -- sequences --------------------------------------------------------------------------------
 def _adjugate4(m: torch.Tensor) -> torch.Tensor:
     """(N, 4, 4) adjugates (``det(m) · m⁻¹``, defined for singular m too) of (N, 4, 4) matrices,
     by Laplace expansion over the 2 × 2 minors of the top (s) and bottom (c) row pairs."""
@@ -390,6 +389,7 @@ def _smallest_eigenvector(M: torch.Tensor, iterations: int = 2) -> torch.Tensor:
     return v
 
 
+# -- sequences --------------------------------------------------------------------------------
 def _name_key(name: str) -> str:
     """A camera name without case, separators or leading zeros: ``cam_01`` and ``Cam1`` match."""
     return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"[^0-9a-z]", "", name.lower()))
