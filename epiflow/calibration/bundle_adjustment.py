@@ -1,15 +1,23 @@
 """Bundle adjustment: all cameras and all 3D points refined together on reprojection error.
 
-Solved with ``scipy.optimize.least_squares`` (trust-region reflective, ``x_scale="jac"``, LSMR
-on the sparse normal equations). Each residual depends on one camera and one point only, so the
-Jacobian is sparse; it is computed analytically (``jacobian="analytic"``, the default) or by
-finite differences over the sparsity pattern (``jac_sparsity``, ``jacobian="numeric"``, a
-dozen function evaluations per Jacobian: slower, kept as the check of the analytic one).
+The default solver (``solver="lm"``) is Levenberg–Marquardt on the normal equations reduced to
+the cameras by the Schur complement over the points: each residual depends on one camera and one
+point, so the points' blocks are 3 × 3 and invert in closed form, leaving a system of
+C × (parameters per camera) unknowns. The Jacobian is analytic. Observations are kept sorted by
+camera, so every product with a camera's matrix is one BLAS call (on the Pose2Sim demo's 7,900
+observations an iteration takes about 7 ms).
 
-The robust loss is minimised by iteratively reweighted least squares: each round solves a
-weighted plain least-squares problem whose per-observation weights come from the loss at the
-previous round's errors. (Passing a robust loss to ``least_squares`` itself was measured to
-crawl here: 1,000 evaluations without converging on the Pose2Sim demo.)
+The robust loss is minimised by iteratively reweighted least squares: every accepted step
+recomputes the per-observation weights from the loss at the current errors (see
+:func:`_levenberg_marquardt` for the graduated scale). IRLS converges linearly near the end: on
+the Pose2Sim demo the last round takes 23 iterations to bring the cost's relative decrease per
+step from 5e-4 down to the 1e-6 tolerance.
+
+``solver="scipy"`` runs the same reweighting with ``scipy.optimize.least_squares`` (trust-region
+reflective, ``x_scale="jac"``, LSMR on the sparse normal equations), with the analytic Jacobian
+or finite differences over the sparsity pattern (``jacobian="numeric"``, kept as the check of the
+analytic one). It is slower. Passing a robust loss to ``least_squares`` itself was measured to
+crawl here: 1,000 evaluations without converging on the Pose2Sim demo.
 
 Per camera the parameters are the world→camera rotation (Rodrigues vector) and translation and,
 when asked, intrinsics: a focal length shared by x and y, keeping their ratio (``"focal"``), the
