@@ -326,8 +326,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False)
         driver = _Driver(cfg, cfg.out, sessions, progress)
         driver.report.ray.update(info)
         driver.loop()
-    report, end = driver.report, time.time()
+        end = time.time()  # the work is done; stopping a Ray this run started is reported apart
+    report = driver.report
     report.wall_s, report.ray_start_s = round(end - t0, 3), round(ray_start, 3)
+    report.ray_stop_s = round(time.time() - end, 3)
     report.stages = RunReport.stage_stats(driver.records)
     detected = [r.finished for r in driver.records if r.stage == "detect"]
     report.after_detect_s = round(end - max(detected), 3) if detected else None

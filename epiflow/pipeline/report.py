@@ -48,20 +48,23 @@ class RunReport:
     """What a run did.
 
     Attributes:
-        store: the store's URL. wall_s: the run's wall time (Ray start-up included), seconds.
-        ray_start_s: seconds to start or join Ray. ray: address, CPUs, detector pool size.
+        store: the store's URL. wall_s: the run's wall time (Ray start-up included, the
+            shutdown of a Ray the run started not), seconds.
+        ray_start_s: seconds to start or join Ray; ray_stop_s: to shut down one the run
+            started (0 when joined). ray: address, CPUs, detector pool size.
         stages: stage -> {units, frames (camera-frames, T x C), wall_s (first start to last end),
             busy_s (summed over workers), frames_per_s (frames / wall_s), cpu_s (detect: CPU
             seconds of the workers' processes)}.
         sessions: session id -> {status: complete / failed / already complete, frames,
             finished_s (seconds after the driver started), and for failures stage, reason}.
         failures: [{session, stage, reason}]. warnings: strings.
-        after_detect_s: seconds from the last detection unit's end to the run's end.
+        after_detect_s: seconds from the last detection unit's end to the end of the work.
     """
 
     store: str
     wall_s: float = 0.0
     ray_start_s: float = 0.0
+    ray_stop_s: float = 0.0
     after_detect_s: float | None = None
     ray: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
@@ -100,7 +103,8 @@ class RunReport:
         frames = sum(v.get("frames", 0) for v in self.sessions.values())
         total_fps = f"{frames / self.wall_s:.1f}" if self.wall_s else "-"
         rows.append(f"{'total':<12}{'':>7}{frames:>9}{self.wall_s:>9.2f}{'':>9}{total_fps:>10}"
-                    f"   (Ray start {self.ray_start_s:.1f} s)")
+                    f"   (Ray start {self.ray_start_s:.1f} s, stop {self.ray_stop_s:.1f} s "
+                    f"after)")
         if self.after_detect_s is not None:
             rows.append(f"after the last detection unit: {self.after_detect_s:.2f} s "
                         f"({100 * self.after_detect_s / max(self.wall_s, 1e-9):.1f}% of the wall time)")
