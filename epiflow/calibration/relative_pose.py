@@ -281,7 +281,8 @@ def _scored(E, R, t, p1, p2, thr):
 def _refit_labelled(fit, x1, x2, valid1, valid2, flips, perm, thr):
     """A fit of :func:`_fit_labelled` carried over to relabelled correspondences: the pose
     polished (:func:`refine_pose`) on the inliers it has among them, no new robust search (the
-    flips change a few frames, not the pose: a fresh MAGSAC fit per round cost 4x the time)."""
+    flips change a few frames, not the pose; the six pairs of the Pose2Sim demo took 0.81 s with
+    a fresh MAGSAC fit per round, 0.48 s this way)."""
     p1, p2 = _labelled(x1, x2, valid1, valid2, flips, perm)
     inl = sampson_error(fit[0], p1, p2) < thr
     if inl.sum() < 8:

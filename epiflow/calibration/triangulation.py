@@ -377,10 +377,10 @@ def _smallest_eigenvector(M: torch.Tensor, iterations: int = 2) -> torch.Tensor:
     adj = _adjugate4(M)
     col = adj.diagonal(dim1=-2, dim2=-1).abs().argmax(-1)
     v = torch.take_along_dim(adj, col[:, None, None], dim=-1)[..., 0]
-    for _ in range(iterations + 1):
+    v = v / v.norm(dim=-1, keepdim=True)
+    for _ in range(iterations):
+        v = (adj @ v[..., None])[..., 0]
         v = v / v.norm(dim=-1, keepdim=True)
-        if _ < iterations:
-            v = (adj @ v[..., None])[..., 0]
     Mv = (M @ v[..., None])[..., 0]
     residual = (Mv - (v * Mv).sum(-1, keepdim=True) * v).norm(dim=-1)
     bad = ~(residual <= 1e-10 * M.diagonal(dim1=-2, dim2=-1).sum(-1))  # NaN is bad too
