@@ -211,19 +211,21 @@ class PoseStore:
                              f"chunk_frames > 0; got {n_frames}, {camera_names}, {chunk_frames}")
         js = get_joint_set(joint_set)
         src = None if source_joint_set in (None, js.name) else get_joint_set(source_joint_set)
-        group = self.root.require_group("sessions").create_group(session_id, overwrite=True)
+        size = np.asarray(image_size, dtype=np.int64).reshape(len(camera_names), 2)
+        meta = {"schema_version": SCHEMA_VERSION, "code_version": __version__,
+                "joint_set": js.name, "joint_names": list(js.joints),
+                "source_joint_set": src.name if src else None,
+                "fps": None if fps is None else float(fps), "n_frames": int(n_frames),
+                "camera_names": [str(c) for c in camera_names], "image_size": size.tolist(),
+                "chunk_frames": int(chunk_frames), "crop_size": int(crop_size),
+                "status": {s: "pending" for s in STAGES}, "failure": None, "complete": False,
+                **(attrs or {})}
+        # the attributes go with the group, in one write, before any array: a run killed
+        # part-way leaves a session that says its version and that it is not complete
+        group = self.root.require_group("sessions").create_group(session_id, overwrite=True,
+                                                                 attributes=meta)
         _create_arrays(group, n_frames, len(camera_names), len(js), chunk_frames,
                        crop_size, with_gt3d, len(src) if src else 0)
-        size = np.asarray(image_size, dtype=np.int64).reshape(len(camera_names), 2)
-        group.attrs.update({
-            "schema_version": SCHEMA_VERSION, "code_version": __version__,
-            "joint_set": js.name, "joint_names": list(js.joints),
-            "source_joint_set": src.name if src else None,
-            "fps": None if fps is None else float(fps), "n_frames": int(n_frames),
-            "camera_names": [str(c) for c in camera_names], "image_size": size.tolist(),
-            "chunk_frames": int(chunk_frames), "crop_size": int(crop_size),
-            "status": {s: "pending" for s in STAGES}, "failure": None, "complete": False,
-            **(attrs or {})})
         return Session(group, session_id, self.url)
 
     def record_failure(self, session_id: str, stage: str, reason: str) -> None:
@@ -233,12 +235,11 @@ class PoseStore:
         if session_id in self:
             self.session(session_id).mark_failed(stage, reason)
             return
-        group = self.root.require_group("sessions").create_group(session_id, overwrite=True)
         status = {s: "pending" for s in STAGES}
         status[stage] = "failed"
-        group.attrs.update({"schema_version": SCHEMA_VERSION, "code_version": __version__,
-                            "status": status, "failure": {"stage": stage, "reason": str(reason)},
-                            "complete": False})
+        self.root.require_group("sessions").create_group(session_id, overwrite=True, attributes={
+            "schema_version": SCHEMA_VERSION, "code_version": __version__, "status": status,
+            "failure": {"stage": stage, "reason": str(reason)}, "complete": False})
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its arrays."""

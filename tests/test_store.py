@@ -170,6 +170,22 @@ class TestCompletion:
         assert a["status"]["detect"] == "failed" and "truncated" in a["failure"]["reason"]
         assert not store.session("s1").is_complete
 
+    def test_a_creation_cut_short_is_an_incomplete_session(self, tmp_path, monkeypatch):
+        """A run killed while a session's arrays are being created leaves a group that says
+        its schema version and that it is not complete (not an unreadable 'version None')."""
+        import epiflow.cli.inspect as inspect_cli
+        import epiflow.store as store_module
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt("killed while creating the arrays")
+        monkeypatch.setattr(store_module, "_create_arrays", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _new(tmp_path / "a.zarr")
+        store = PoseStore.open(tmp_path / "a.zarr")
+        assert store.session_ids() == ["s1"] and store.session_ids(complete_only=True) == []
+        assert store.session("s1").attrs["status"]["ingest"] == "pending"
+        assert inspect_cli.session_summary(store.session("s1"))["status"] == "incomplete"
+
     def test_sessions_in_natural_order(self, tmp_path):
         store, _ = _new(tmp_path / "a.zarr", session="take10")
         for name in ("take2", "take1"):

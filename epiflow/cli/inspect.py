@@ -38,7 +38,7 @@ def session_summary(s: Session) -> dict:
            "reproj_px": _median(((a.get("labels") or {}).get("median_reproj_px_per_camera")
                                  or {}).values()),
            "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False}
-    if "keypoints2d" in s.group:
+    if "keypoints2d" in s.group and "pseudo3d_weight" in s.group:  # (not when cut short)
         out["coverage_2d"] = float((np.asarray(s.keypoints2d[..., 2]) > 0).mean())
         out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
         w = np.asarray(s.pseudo3d_weight[:])
