@@ -250,6 +250,7 @@ class _Run:
     batch_in_epoch: int = 0
     history: list = field(default_factory=list)
     plotted: float = 0.0  # time.monotonic() of the last curves plot
+    bar: object = None  # the run's one progress bar (steps), or None when hidden
 
 
 def _setup(cfg: ExperimentConfig, data: TrainData, device: torch.device, out_dir: Path,
@@ -298,16 +299,17 @@ def _write_history(out_dir: Path, history: list[dict]) -> None:
     tmp.replace(out_dir / METRICS_FILE)
 
 
-def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device,
-                 show: bool) -> tuple[dict, bool]:
-    """One pass (resuming at ``run.batch_in_epoch``); returns (mean terms, stopped early)."""
+def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device
+                 ) -> tuple[dict, bool]:
+    """One pass (resuming at ``run.batch_in_epoch``), advancing the run's progress bar; returns
+    (mean terms, stopped early)."""
     run.model.train()
     sums, n, samples, t0 = {}, 0, 0, time.perf_counter()
     batches = itertools.islice(iter(loader), run.batch_in_epoch, None)
-    bar = tqdm(batches, total=len(loader), initial=run.batch_in_epoch, disable=not show,
-               desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}", leave=False, dynamic_ncols=True)
+    if run.bar is not None:
+        run.bar.set_description(f"epoch {run.epoch + 1}/{cfg.train.epochs}")
     flip = torch.as_tensor(get_joint_set(cfg.data.joint_set).flip_permutation, device=device)
-    for batch in bar:
+    for batch in batches:
         batch = _to_device(batch, device)
         if cfg.data.mirror:
             batch = mirror_batch(batch, flip, torch.rand(len(batch["y"])).to(device) < 0.5)
@@ -324,10 +326,11 @@ def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device,
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         n, samples = n + 1, samples + batch["y"].shape[0]
-        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if run.bar is not None:
+            run.bar.update(1)
+            run.bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         if cfg.train.max_steps and run.step >= cfg.train.max_steps:
             break
-    bar.close()
     stopped = run.batch_in_epoch < len(loader)
     means = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
     means["samples_per_s"] = samples / max(time.perf_counter() - t0, 1e-9)
@@ -364,13 +367,20 @@ def _fit(cfg: ExperimentConfig, out_dir: Path, data: TrainData | None, resume: b
     run = _setup(cfg, data, device, out_dir, resume, len(loader), wrap)
     show = cfg.train.progress and rank == 0
     run.plotted = time.monotonic()
-    while not _finished(run, cfg):
-        row = _run_epoch(run, cfg, data, device, distributed, show)
-        if rank == 0:
-            _save(run, cfg, out_dir, row, last=_finished(run, cfg))
-        if distributed:
-            import ray.train
-            ray.train.report({k: v for k, v in row.items() if math.isfinite(v)})
+    total = cfg.train.max_steps or cfg.train.epochs * len(loader)
+    run.bar = tqdm(total=total, initial=min(run.step, total), unit="step", dynamic_ncols=True,
+                   desc=f"epoch {run.epoch + 1}/{cfg.train.epochs}") if show else None
+    try:
+        while not _finished(run, cfg):
+            row = _run_epoch(run, cfg, data, device, distributed)
+            if rank == 0:
+                _save(run, cfg, out_dir, row, last=_finished(run, cfg))
+            if distributed:
+                import ray.train
+                ray.train.report({k: v for k, v in row.items() if math.isfinite(v)})
+    finally:
+        if run.bar is not None:
+            run.bar.close()
     return TrainResult(out_dir, out_dir / CHECKPOINT_FILE, run.history)
 
 
@@ -387,13 +397,13 @@ def _prepare(loader, distributed: bool):
 
 
 def _run_epoch(run: _Run, cfg: ExperimentConfig, data: TrainData, device: torch.device,
-               distributed: bool, show: bool) -> dict:
+               distributed: bool) -> dict:
     """Train one epoch (or up to max_steps), validate, and return the metrics row."""
     t0 = time.perf_counter()
     loader = _prepare(make_loader(data.train, cfg, device, True, run.epoch), distributed)
     if distributed and hasattr(getattr(loader, "sampler", None), "set_epoch"):
         loader.sampler.set_epoch(run.epoch)
-    means, stopped = _train_epoch(run, loader, cfg, device, show)
+    means, stopped = _train_epoch(run, loader, cfg, device)
     row = {"epoch": run.epoch + (0 if stopped else 1), "step": run.step,
            "lr": run.optimizer.param_groups[0]["lr"], **means}
     if data.val is not None:

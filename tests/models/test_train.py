@@ -221,3 +221,26 @@ def test_the_store_is_built_when_missing(tmp_path):
     # the robust pseudo-labels of the true cameras are within a few cm of the truth
     err = np.linalg.norm(data.train.y - data.train.gt, axis=-1)[data.train.w > 0]
     assert np.median(err) < 0.02
+
+
+def test_one_progress_bar_for_the_whole_run(tmp_path, sessions, monkeypatch):
+    """Training shows one bar over all steps of the run, not a new bar per epoch."""
+    bars = []
+
+    class Bar(T.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.steps = 0
+            bars.append(self)
+
+        def update(self, n=1):
+            self.steps += n
+            return super().update(n)
+
+    monkeypatch.setattr(T, "tqdm", Bar)
+    cfg = _config(epochs=3, progress=True)
+    data = T.build_data(cfg, sessions)
+    T.fit(cfg, tmp_path, data)
+    steps_per_epoch = len(T.make_loader(data.train, cfg, torch.device("cpu"), True))
+    assert len(bars) == 1
+    assert bars[0].total == 3 * steps_per_epoch == bars[0].steps
