@@ -146,7 +146,7 @@ def calibrate_into(row: Row, keypoints, reference, intrinsics=None, subject_heig
 def mediapipe_keypoints(videos: Path, redetect: bool):
     """Keypoints (T, C, 33, 3), blazepose33, pixels: MediaPipe on every frame of every video,
     from the cache unless ``redetect``."""
-    from epiflow.datasets.keypoints import load_npz, save_npz
+    from epiflow.keypoints import load_npz, save_npz
     from epiflow.pipeline.detectors import detect_videos
     cache = OUT / "pose2sim_mediapipe.npz"
     if cache.is_file() and not redetect:

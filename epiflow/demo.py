@@ -235,7 +235,7 @@ def video_frames(folder, camera_names) -> Callable[[int], list[np.ndarray]]:
 def report_inputs(cfg: DemoConfig, session, train_dir: Path, predictions: np.ndarray | None,
                   metrics: dict, reference=None) -> ReportInputs:
     """The report of one session: its cameras against the truth, labels, predictions, metrics."""
-    from epiflow.datasets.keypoints import Keypoints
+    from epiflow.keypoints import Keypoints
     kp = Keypoints(session.keypoints2d, session.joint_set, tuple(session.rig.names),
                    session.rig.sizes, session.fps)
     what = "real videos, no ground truth" if cfg.videos else \

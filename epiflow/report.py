@@ -36,7 +36,7 @@ import numpy as np
 
 from epiflow import __version__, viz
 from epiflow.calibration.camera import CameraRig
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["ReportInputs", "ReportFigure", "write_report", "make_figures", "render_html"]

@@ -78,18 +78,23 @@ import numpy as np
 import zarr
 
 from epiflow import __version__
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 if TYPE_CHECKING:  # the camera code imports torch; detection workers need none of it
     from epiflow.calibration.camera import CameraRig
 
-__all__ = ["SCHEMA_VERSION", "STAGES", "PoseStore", "Session", "StoreError",
-           "StoreVersionError", "natural_key"]
+__all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "StoreError",
+           "StoreVersionError", "check_session_id", "natural_key"]
 
 SCHEMA_VERSION = 1
 #: The pipeline's stages, in order; a session is complete when all are ``done``.
 STAGES = ("ingest", "detect", "calibrate", "triangulate")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_SESSION_ID_MAX = 128
+#: What a session id may be (it names a folder of the store, on every file system and URL).
+SESSION_ID_RULE = (f"1 to {_SESSION_ID_MAX} ASCII letters, digits, '_', '.', '-', starting with "
+                   f"a letter, digit or '_' (not '__', which Zarr reserves), and not 'zarr.json'")
 _CAMERA_ARRAYS = ("K", "dist", "R", "t", "size")
 
 
@@ -99,6 +104,39 @@ class StoreError(ValueError):
 
 class StoreVersionError(StoreError):
     """A store written with another schema version."""
+
+
+def _id_problem(session_id: str) -> str | None:
+    """What is wrong with a session id, or None when it is valid."""
+    if not session_id:
+        return "it is empty"
+    if session_id in (".", ".."):
+        return "it names a folder above or at the store's sessions"
+    if session_id.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", session_id):
+        return "it is an absolute path (a session is a folder inside the store)"
+    if "/" in session_id or "\\" in session_id:
+        return "it holds a path separator (a session is one folder, never nested)"
+    if any(c.isspace() or not c.isprintable() for c in session_id):
+        return "it holds whitespace or a control character"
+    if len(session_id) > _SESSION_ID_MAX:
+        return f"it is {len(session_id)} characters long"
+    if session_id.startswith("__") or session_id == "zarr.json":
+        return "Zarr reserves that name"
+    if not _SESSION_ID.fullmatch(session_id):
+        return "it holds a character outside the rule or starts with '.' or '-'"
+    return None
+
+
+def check_session_id(session_id, what: str = "session id") -> str:
+    """``session_id`` unchanged when it is a valid session id (see :data:`SESSION_ID_RULE`);
+    else a :class:`StoreError` naming ``what`` (the argument or config key it came from), the
+    value, what is wrong and the rule. Checked before anything is written."""
+    problem = ("it is not a string" if not isinstance(session_id, str)
+               else _id_problem(session_id))
+    if problem:
+        raise StoreError(f"{what} {session_id!r} is not a valid session id: {problem}; a session "
+                         f"id is {SESSION_ID_RULE}, e.g. 'take_01' or 'S1.walking-2'")
+    return session_id
 
 
 def natural_key(name: str) -> list:
@@ -140,6 +178,7 @@ class PoseStore:
             raise ValueError(f"mode must be 'r' or 'a'; got {mode!r}")
         url = str(path_or_url)
         opts = {"storage_options": storage_options} if storage_options else {}
+        _check_location(url, mode, storage_options)
         try:
             root = zarr.open_group(url, mode="r" if mode == "r" else "a", zarr_format=3, **opts)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
@@ -160,25 +199,45 @@ class PoseStore:
         return cls(root, url, mode)
 
     def session_ids(self, complete_only: bool = False) -> list[str]:
-        """Session ids in natural order; only the complete ones when ``complete_only``."""
-        if "sessions" not in self.root:
-            return []
-        ids = sorted(self.root["sessions"].group_keys(), key=natural_key)
+        """Session ids in natural order; only the complete ones when ``complete_only``. Entries
+        under ``sessions/`` that are not readable sessions are left out: see
+        :meth:`damaged_entries`."""
+        ids = sorted((name for name, problem in self._entries() if problem is None),
+                     key=natural_key)
         return [i for i in ids if not complete_only or self.session(i).is_complete]
 
+    def damaged_entries(self) -> dict[str, str]:
+        """Entries under ``sessions/`` that are not sessions this epiflow reads (a name that is
+        not a session id, an array, a group without epiflow's attributes such as the folder
+        ``a`` of a nested ``a/b`` written by an older epiflow, another schema version), each
+        with what is wrong. The store's other sessions read as usual."""
+        return {name: problem for name, problem in self._entries() if problem is not None}
+
+    def _entries(self) -> list[tuple[str, str | None]]:
+        """(name, problem or None) of every node under ``sessions/``."""
+        if "sessions" not in self.root:
+            return []
+        return [(name, _entry_problem(name, node))
+                for name, node in self.root["sessions"].members()]
+
     def __contains__(self, session_id: str) -> bool:
-        return "sessions" in self.root and session_id in self.root["sessions"]
+        return (isinstance(session_id, str) and _id_problem(session_id) is None
+                and "sessions" in self.root and session_id in self.root["sessions"])
 
     def session(self, session_id: str) -> "Session":
         """The session called ``session_id``; KeyError naming the available ones otherwise."""
+        check_session_id(session_id)
         try:
             group = self.root["sessions"][session_id]
         except KeyError:
             raise KeyError(f"no session {session_id!r} in store {self.url!r}; it has: "
                            f"{', '.join(self.session_ids()) or 'none'}") from None
-        if not isinstance(group, zarr.Group):
-            raise KeyError(f"sessions/{session_id} in {self.url!r} is not a session group")
-        _check_version(group.attrs.get("schema_version"), f"session {session_id!r} of {self.url!r}")
+        where = f"session {session_id!r} of {self.url!r}"
+        problem = _entry_problem(session_id, group)
+        if problem and isinstance(group, zarr.Group) and "schema_version" in group.attrs:
+            _check_version(group.attrs["schema_version"], where)
+        if problem:
+            raise StoreError(f"{where} is not an epiflow session: {problem}")
         return Session(group, session_id, self.url)
 
     def sessions(self, complete_only: bool = False) -> Iterable["Session"]:
@@ -203,9 +262,7 @@ class PoseStore:
             attrs: more session attributes (source, config...).
         """
         self._check_writable()
-        if not _SESSION_ID.match(session_id):
-            raise StoreError(f"session id {session_id!r} must be letters, digits, '_', '.', '-' "
-                             f"and not start with '.' or '-'")
+        check_session_id(session_id)
         if n_frames <= 0 or not camera_names or chunk_frames <= 0:
             raise StoreError(f"session {session_id!r}: need n_frames > 0, cameras and "
                              f"chunk_frames > 0; got {n_frames}, {camera_names}, {chunk_frames}")
@@ -232,6 +289,7 @@ class PoseStore:
         """Record that ``stage`` failed for a session, creating an empty group (attributes
         only, no arrays) when the failure came before the session could be created."""
         self._check_writable()
+        check_session_id(session_id)
         if session_id in self:
             self.session(session_id).mark_failed(stage, reason)
             return
@@ -244,11 +302,70 @@ class PoseStore:
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its arrays."""
         self._check_writable()
+        check_session_id(session_id)
         del self.root["sessions"][session_id]
 
     def _check_writable(self):
         if self.mode == "r":
             raise StoreError(f"store {self.url!r} is open read-only; open it with mode='a'")
+
+
+def _check_location(url: str, mode: str, storage_options: dict | None) -> None:
+    """Refuse, before Zarr touches it, what is at ``url`` when it is not (and cannot become)
+    an epiflow store: a file, a Zarr v2 store, a folder of other things."""
+    problem = _location_problem(url, mode, storage_options)
+    if problem:
+        todo = ("give the store folder that `epiflow run --out` wrote" if mode == "r" else
+                "give a new folder path (e.g. S.zarr) or a store that `epiflow run` wrote")
+        raise StoreError(f"{url!r} {problem}; {todo}")
+
+
+def _location_problem(url: str, mode: str, storage_options: dict | None) -> str | None:
+    """What is at ``url`` that is not an epiflow store's folder, or None (also when the file
+    system cannot be asked: Zarr then says what is wrong)."""
+    import fsspec
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        path = path.rstrip("/")
+        if fs.isfile(path):
+            hint = " (an .npz holds keypoints: give it with --keypoints)" \
+                if path.endswith(".npz") else ""
+            return f"is a file{hint}, not a Zarr store folder"
+        if fs.exists(f"{path}/zarr.json"):
+            return None
+        if any(fs.exists(f"{path}/{m}") for m in (".zgroup", ".zarray", ".zattrs")):
+            return ("is a Zarr v2 store (it has .zgroup / .zarray); epiflow stores are Zarr v3 "
+                    "and epiflow does not write into a v2 store")
+        is_dir = fs.isdir(path)
+        entries = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)) \
+            if is_dir else []
+    except (OSError, ValueError, ImportError):
+        return None
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        return (f"is a folder that is not a Zarr store (no zarr.json; it holds {len(entries)} "
+                f"entr{'y' if len(entries) == 1 else 'ies'}: {shown})")
+    if is_dir and mode == "r":
+        return "is an empty folder, not a Zarr store"
+    return None
+
+
+def _entry_problem(name: str, node) -> str | None:
+    """Why the node ``sessions/<name>`` is not a session this epiflow reads, or None."""
+    bad_id = _id_problem(name)
+    if bad_id:
+        return f"its name is not a valid session id ({bad_id})"
+    if not isinstance(node, zarr.Group):
+        return "it is an array, not a session group"
+    if "schema_version" not in node.attrs:
+        inner = sorted(node.group_keys())
+        nested = f" (it holds groups {inner}: a nested id such as {name + '/' + inner[0]!r} " \
+                 f"from an older epiflow)" if inner else ""
+        return f"it has no epiflow session attributes{nested}"
+    if node.attrs["schema_version"] != SCHEMA_VERSION:
+        return (f"written with session schema version {node.attrs['schema_version']}; this "
+                f"epiflow reads {SCHEMA_VERSION}")
+    return None
 
 
 #: each array's dimension names (Zarr v3 ``dimension_names``: xarray reads them)
@@ -399,9 +516,8 @@ class Session:
         return rig_from_toml(text, f"{self.url}/sessions/{self.id}.cameras_toml")
 
     def keypoints(self, source: bool = False):
-        """The 2D keypoints as :class:`epiflow.datasets.keypoints.Keypoints` (T, C, J, 3); with
+        """The 2D keypoints as :class:`epiflow.keypoints.Keypoints` (T, C, J, 3); with
         ``source``, in the 2D source's own joint set when the session keeps it."""
-        from epiflow.datasets.keypoints import Keypoints
         a = self.attrs
         use_source = source and self.keypoints2d_source is not None
         data = (self.keypoints2d_source if use_source else self.keypoints2d)[:]

@@ -37,7 +37,7 @@ from epiflow.calibration.relative_pose import correspondence_joints, pair_pose, 
 from epiflow.calibration.triangulation import triangulate_linear
 from epiflow.calibration.view_graph import chain_poses, check_connected, spanning_tree
 from epiflow.calibration.world_frame import world_alignment
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate_from_people", "guess_intrinsics",

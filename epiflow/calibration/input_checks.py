@@ -11,6 +11,10 @@ and what to record instead, never a silent garbage calibration. Checked here:
   correspondences are then a dozen points, too few for the geometry);
 - a camera whose detections stop long before the others' (videos of different lengths);
 - a subject height that is not a height in metres (:func:`check_subject_height`).
+
+And on cameras as they are loaded from a calibration file (:func:`check_rig`): a singular or
+absurd intrinsic matrix, a rotation that is not one, a translation that is not metres, a
+distortion or image size that cannot be, so that a bad file is blamed, not the keypoints.
 """
 from __future__ import annotations
 
@@ -18,13 +22,17 @@ import numpy as np
 
 from epiflow.calibration.camera import CalibrationError, CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 
-__all__ = ["image_sizes", "check_keypoints", "check_subject_height", "motion_spread"]
+__all__ = ["image_sizes", "check_keypoints", "check_subject_height", "motion_spread",
+           "check_rig"]
 
 MIN_FRAMES = 10  #: frames where two cameras see the person, at least
 MIN_JOINTS_SEEN = 6  #: confident joints that make a frame count as "sees the person"
 HEIGHT_RANGE_M = (0.4, 3.0)  #: a subject height outside it is not a person's height in metres
+FOCAL_RANGE = (0.05, 1000.0)  #: focal lengths, as multiples of the image's larger side
+MAX_DISTANCE_M = 1000.0  #: a camera further than this from the world origin is not in metres
+MAX_DISTORTION = 1000.0  #: a distortion coefficient larger than this is not a lens
 
 
 def check_subject_height(height: float | None) -> None:
@@ -156,3 +164,59 @@ def _length_warnings(frame_seen: np.ndarray, names: list[str]) -> list[str]:
             out.append(f"{name}: no detections before frame {first[c]} while others start at "
                        f"{first.min()}: check the videos are synchronized")
     return out
+
+
+def check_rig(rig: CameraRig, source: str) -> None:
+    """Raise :class:`CalibrationError` naming ``source`` (the file), the camera and the field
+    when a loaded camera cannot be a real one.
+
+    Checked per camera: image size (w, h) > 0 pixels; K's last row (0, 0, 1) and zero below the
+    diagonal, focal lengths fx, fy in :data:`FOCAL_RANGE` times the larger image side (a zero or
+    normalised focal makes K singular or the rays absurd), principal point within the image's
+    extent doubled; R orthonormal (RᵀR = I to 1e-3: files print 8 digits); the camera centre
+    within :data:`MAX_DISTANCE_M` metres of the origin (a file in millimetres, a 1e300);
+    distortion coefficients within :data:`MAX_DISTORTION`. NaN and inf are refused when a
+    camera is built.
+    """
+    for cam in rig:
+        problem = _camera_problem(cam)
+        if problem:
+            field, expected, got, todo = problem
+            raise CalibrationError(f"{source}: camera {cam.name!r}: {field} is {got}; expected "
+                                   f"{expected}: {todo}")
+
+
+def _camera_problem(cam) -> tuple[str, str, str, str] | None:
+    """(field, what was expected, what came, what to do) for the first thing wrong, or None."""
+    w, h = cam.size
+    if w <= 0 or h <= 0:
+        return ("size", "(width, height) > 0 pixels", f"{(w, h)}",
+                "write the image size the camera was calibrated at")
+    K, fix = cam.K, "check the file is the calibration of these cameras, in pixels"
+    if not np.allclose(K[2], (0, 0, 1)) or K[1, 0] != 0 or K[2, 0] != 0:
+        return ("matrix (K)", "[[fx, s, cx], [0, fy, cy], [0, 0, 1]]", f"{K.tolist()}", fix)
+    side = max(w, h)
+    lo, hi = FOCAL_RANGE[0] * side, FOCAL_RANGE[1] * side
+    for name, f in (("fx", K[0, 0]), ("fy", K[1, 1])):
+        if not lo <= f <= hi:
+            return (f"matrix (K) focal {name}", f"{lo:g}-{hi:g} pixels for a {w}x{h} image",
+                    f"{f:g}", fix + " (a normalised K times the image size gives pixels)")
+    for name, c, extent in (("cx", K[0, 2], w), ("cy", K[1, 2], h)):
+        if not -0.5 * extent <= c <= 1.5 * extent:
+            return (f"matrix (K) principal point {name}",
+                    f"{-0.5 * extent:g}-{1.5 * extent:g} pixels for a {w}x{h} image", f"{c:g}",
+                    fix + ", and that size is (width, height)")
+    err = np.abs(cam.R.T @ cam.R - np.eye(3)).max()
+    if err > 1e-3:
+        return ("rotation", "an orthonormal 3x3 matrix or a Rodrigues vector",
+                f"{cam.R.tolist()} (RᵀR differs from I by {err:.2g})",
+                "write the rotation as a Rodrigues vector")
+    dist = float(np.linalg.norm(cam.center))
+    if dist > MAX_DISTANCE_M:
+        return ("translation", f"metres, a camera within {MAX_DISTANCE_M:g} m of the origin",
+                f"{cam.t.tolist()} (camera {dist:.3g} m away)",
+                "convert millimetres to metres (divide by 1000)")
+    if np.abs(cam.dist).max() > MAX_DISTORTION:
+        return ("distortions", f"(k1, k2, p1, p2, k3) within +-{MAX_DISTORTION:g}",
+                f"{cam.dist.tolist()}", "write the OpenCV Brown-Conrady coefficients")
+    return None

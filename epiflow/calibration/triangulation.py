@@ -42,6 +42,7 @@ from epiflow.calibration.robust import (consensus, detect_swaps, mirrored_frames
                                        temporal_reference)
 from epiflow.calibration.uncertainty import (noise_prior, point_sigma, residual_variance,
                                              weight_from_sigma)
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Reason", "Triangulation", "triangulate", "triangulate_linear", "triangulate_sequence",
@@ -425,7 +426,6 @@ def match_cameras(rig: CameraRig, names) -> CameraRig:
 def _sequence_input(rig: CameraRig, keypoints2d, joint_set: str | None):
     """(rig matched to the keypoints, kp (T, C, J, 3) float64 tensor, joint set, fps, np_in,
     out dtype)."""
-    from epiflow.datasets.keypoints import Keypoints  # datasets builds on calibration
     fps = None
     if isinstance(keypoints2d, Keypoints):
         rig = match_cameras(rig, keypoints2d.camera_names)
@@ -543,7 +543,7 @@ def triangulate_sequence(rig: CameraRig, keypoints2d, joint_set: str | None = "h
     """Triangulate a sequence of skeletons: every frame and joint at once, plus the swap test.
 
     Args:
-        rig: the cameras; with :class:`~epiflow.datasets.keypoints.Keypoints` input, matched to
+        rig: the cameras; with :class:`~epiflow.keypoints.Keypoints` input, matched to
             its camera names (:func:`match_cameras`), else in the order of axis 1.
         keypoints2d: (T, C, J, 3) x, y pixels and confidence (numpy or torch), or ``Keypoints``
             (which also gives the joint set and fps).

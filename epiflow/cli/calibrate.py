@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.outputs import atomic_write_text, check_outputs_not_inputs
+
 __all__ = ["register", "run", "report_path"]
 
 
@@ -74,7 +76,7 @@ def _config(args):
 
 def _keypoints(args):
     if args.videos:
-        from epiflow.datasets.keypoints import save_npz
+        from epiflow.keypoints import save_npz
         from epiflow.pipeline.detectors import detect_videos
         kp = detect_videos(args.videos)
         if args.save_keypoints:
@@ -101,6 +103,11 @@ def run(args) -> int:
     from epiflow.calibration.formats import load_rig
     from epiflow.calibration.from_people import calibrate_from_people
 
+    check_outputs_not_inputs(
+        {"--out": args.out, "the report beside --out": report_path(Path(args.out)),
+         "--save-keypoints": args.save_keypoints},
+        {"--videos": args.videos, "--keypoints": args.keypoints, "--intrinsics": args.intrinsics,
+         "--config": args.config})
     config = _config(args)
     intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
     kp = _keypoints(args)
@@ -109,7 +116,7 @@ def run(args) -> int:
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
     result.rig.save(out, {"method": f"from people ({config.method})"})
-    report_path(out).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(report_path(out), json.dumps(report, indent=2) + "\n")
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
               f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")

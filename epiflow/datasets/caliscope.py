@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 
 __all__ = ["read_caliscope_xy", "read_caliscope_xyz"]
 

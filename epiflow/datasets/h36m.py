@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 
 __all__ = ["H36M_KEPT_JOINTS", "H36M_CAMERA_IDS", "H36M_IMAGE_SIZES", "load_h36m_3d",
            "load_h36m_2d", "h36m32_to_h36m17"]

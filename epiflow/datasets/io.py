@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from epiflow.datasets.keypoints import Keypoints, load_npz
 from epiflow.datasets.openpose import read_openpose
+from epiflow.keypoints import Keypoints, load_npz
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["load_keypoints"]
@@ -14,7 +14,7 @@ def load_keypoints(path, joint_set: str | None = None, image_size=None) -> Keypo
     """Read 2D keypoints from ``path``.
 
     Args:
-        path: a keypoints ``.npz`` (see :mod:`epiflow.datasets.keypoints`) or a folder holding one
+        path: a keypoints ``.npz`` (see :mod:`epiflow.keypoints`) or a folder holding one
             sub-folder of OpenPose JSON files per camera (see :mod:`epiflow.datasets.openpose`).
         joint_set: the joint set the data is in. For OpenPose folders it settles 25-joint files
             (``body25`` / ``body25b``); for an npz it must match the file's, else an error.

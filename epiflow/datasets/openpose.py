@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["read_openpose", "read_openpose_frame", "guess_body25_variant", "natural_key"]

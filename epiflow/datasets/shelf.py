@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.calibration.formats_shelf import load_shelf_calibration
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import BODY25, SHELF14
 
 __all__ = ["SHELF15", "PAF_PAIRS", "ShelfFrame", "ShelfPerson", "read_shelf_detections",

@@ -38,7 +38,7 @@ import numpy as np
 
 from epiflow.calibration.camera import Camera, CameraRig
 from epiflow.datasets.cmu import Motion, load_cmu_clip, load_packaged_clip
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m, H36M17
 
 __all__ = ["REFERENCE_HEIGHT_PX", "make_rig", "look_at", "Corruption", "SyntheticCapture",

@@ -104,12 +104,12 @@ def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
 
 
 def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Prediction:
-    """Predict from a keypoints npz (:mod:`epiflow.datasets.keypoints`) for camera ``camera_name``.
+    """Predict from a keypoints npz (:mod:`epiflow.keypoints`) for camera ``camera_name``.
 
     Args:
         calibration: a camera TOML holding that camera, or None (see the module docstring).
     """
-    from epiflow.datasets.keypoints import load_npz
+    from epiflow.keypoints import load_npz
     model, ckpt = _model_for(checkpoint)
     kp = load_npz(npz_path)
     if camera_name not in kp.camera_names:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 
 __all__ = ["MediaPipeDetector", "VideoInfo", "video_info", "read_frames", "list_videos",
            "detect_videos", "VIDEO_SUFFIXES"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from epiflow.config import ConfigError
-from epiflow.datasets.keypoints import Keypoints
+from epiflow.keypoints import Keypoints
 from epiflow.pipeline.config import RunConfig, SessionConfig, run_settings, session_fingerprint
 from epiflow.store import PoseStore, Session, StoreError, natural_key
 

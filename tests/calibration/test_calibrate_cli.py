@@ -12,7 +12,7 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.world_frame import estimate_height
 from epiflow.cli import main
 from epiflow.datasets.cmu import load_packaged_clip
-from epiflow.datasets.keypoints import save_npz
+from epiflow.keypoints import save_npz
 from epiflow.datasets.synthetic import Corruption, capture_center, make_rig, synthesize
 from epiflow.models.metrics import rig_errors
 from epiflow.calibration.from_people import BODY_AXIS_WARNING

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 
 from epiflow.cli import main
-from epiflow.datasets.keypoints import save_npz
+from epiflow.keypoints import save_npz
 from epiflow.datasets.synthetic import Corruption, cmu_capture
 
 

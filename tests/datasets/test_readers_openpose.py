@@ -11,7 +11,7 @@ import torch
 from epiflow.calibration.formats import load_rig
 from epiflow.calibration.triangulation import triangulate_linear
 from epiflow.datasets.io import load_keypoints
-from epiflow.datasets.keypoints import Keypoints, save_npz
+from epiflow.keypoints import Keypoints, save_npz
 from epiflow.datasets.openpose import guess_body25_variant, read_openpose
 
 

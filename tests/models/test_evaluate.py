@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from epiflow.cli import main
-from epiflow.datasets.keypoints import Keypoints, save_npz
+from epiflow.keypoints import Keypoints, save_npz
 from epiflow.models import train as T
 from epiflow.models.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from epiflow.models.evaluate import pose_metrics, predict_sessions
