@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from epiflow import export as ex
-from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.formats import load_toml
 from epiflow.calibration.triangulation import triangulate_linear
 from epiflow.cli import main
 from epiflow.datasets.synthetic import make_rig
@@ -77,7 +77,7 @@ class TestTrc:
         compare with Pose2Sim's own TRC: the same markers within a few centimetres."""
         from epiflow.datasets.openpose import read_openpose
         root = shared_data / "pose2sim_demo"
-        rig = CameraRig.load(root / "calibration/Calib_qualisys.toml")
+        rig = load_toml(root / "calibration/Calib_qualisys.toml")
         kp = read_openpose(root / "openpose_body25b_single_person", joint_set="body25b")
         T, C, J, _ = kp.data.shape
         xy = rig.undistort(kp.xy.transpose(1, 0, 2, 3).reshape(C, -1, 2))
@@ -219,5 +219,5 @@ class TestCli:
         assert np.allclose(ex.load_poses_npz(tmp_path / "gt.npz").points, labels + 0.01,
                            atol=1e-6)
         assert main(["export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "c.toml")]) == 0
-        cams = CameraRig.load(tmp_path / "c.toml")
+        cams = load_toml(tmp_path / "c.toml")
         assert cams.names == rig.names and np.allclose(cams.R, rig.R, atol=1e-12)

@@ -262,19 +262,3 @@ class CameraRig:
         t = np.zeros(3) if t is None else np.asarray(t, dtype=np.float64)
         return CameraRig(c.replace(R=c.R @ R.T, t=scale * c.t - c.R @ R.T @ t) for c in self)
 
-    def triangulate(self, points2d, confidence=None, **options):
-        """Triangulate observations of this rig; see :func:`epiflow.calibration.triangulation.triangulate`."""
-        from epiflow.calibration.triangulation import triangulate
-        return triangulate(self, points2d, confidence, **options)
-
-    # -- files ---------------------------------------------------------------------------------
-    @classmethod
-    def load(cls, path) -> "CameraRig":
-        """Read a camera TOML file (Pose2Sim / Anipose layout), keeping the cameras' order."""
-        from epiflow.calibration.formats import load_toml
-        return load_toml(path)
-
-    def save(self, path, metadata: dict | None = None) -> None:
-        """Write the Pose2Sim / Anipose camera TOML layout."""
-        from epiflow.calibration.formats import save_toml
-        save_toml(self, path, metadata)

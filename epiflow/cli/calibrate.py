@@ -14,7 +14,7 @@ video's file stem, a keypoint folder's name, the npz's camera names, ignoring ca
 punctuation; in order when no name matches and the counts agree; extrinsics ignored). Without
 it, focal lengths are estimated from a guess from the image size.
 
-Output: ``--out`` cameras TOML (Pose2Sim / Anipose layout, ``CameraRig.load`` reads it; metres,
+Output: ``--out`` cameras TOML (Pose2Sim / Anipose layout, ``formats.load_toml`` reads it; metres,
 world Z up, floor z = 0) and, beside it, ``<stem>.report.json``: per camera the reprojection error
 and observations used, the method, which intrinsics were refined, the scale source, warnings.
 """
@@ -100,7 +100,7 @@ def _plain(value):
 
 
 def run(args) -> int:
-    from epiflow.calibration.formats import load_rig
+    from epiflow.calibration.formats import load_rig, save_toml
     from epiflow.calibration.from_people import calibrate_from_people
 
     check_outputs_not_inputs(
@@ -115,7 +115,7 @@ def run(args) -> int:
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
-    result.rig.save(out, {"method": f"from people ({config.method})"})
+    save_toml(result.rig, out, {"method": f"from people ({config.method})"})
     atomic_write_text(report_path(out), json.dumps(report, indent=2) + "\n")
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "

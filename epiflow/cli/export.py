@@ -91,7 +91,8 @@ def run(args) -> int:
                                     f"({', '.join(POSE_READERS)}) nor a store folder")
         session = _session(args.source, args.session)
         if fmt == "toml":
-            session.rig.save(args.out)
+            from epiflow.calibration.formats import save_toml
+            save_toml(session.rig, args.out)
             print(f"wrote {len(session.rig)} cameras to {args.out}")
             return 0
         poses = poses_from_session(session, args.array, args.fps)

@@ -132,9 +132,10 @@ def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.nda
 def _calibrated_camera(calibration, name: str) -> Camera:
     """The camera ``name`` of a calibration file, matched as the pipeline matches cameras
     (exactly, else ignoring case, separators and leading zeros: ``cam01`` is ``cam_01``)."""
+    from epiflow.calibration.formats import load_toml
     from epiflow.calibration.triangulation import match_cameras
     try:
-        return match_cameras(CameraRig.load(calibration), [name])[0]
+        return match_cameras(load_toml(calibration), [name])[0]
     except ValueError as err:
         raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
 

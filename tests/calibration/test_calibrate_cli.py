@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.formats import load_toml, save_toml
 from epiflow.calibration.world_frame import estimate_height
 from epiflow.cli import main
 from epiflow.datasets.cmu import load_packaged_clip
@@ -52,7 +53,7 @@ def test_writes_cameras_and_report(tmp_path, npz, capture, capsys):
     out = tmp_path / "calib" / "cameras.toml"
     assert main(["calibrate", "--keypoints", str(npz), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    rig = CameraRig.load(out)
+    rig = load_toml(out)
     assert rig.names == capture.rig.names
     err = rig_errors(rig, capture.rig)
     assert err["rotation_deg_max"] < 0.5  # 0.23° measured
@@ -76,12 +77,12 @@ def test_intrinsics_matched_by_name_and_the_subject_height(tmp_path, npz, captur
     camera still gets its own focal length, and the subject's height gives true distances."""
     shuffled = CameraRig(c.replace(name=c.name.replace("_", ""), R=np.eye(3), t=np.zeros(3))
                          for c in capture.rig.subset([3, 1, 0, 2]))
-    shuffled.save(tmp_path / "intrinsics.toml")
+    save_toml(shuffled, tmp_path / "intrinsics.toml")
     out = tmp_path / "cameras.toml"
     H = estimate_height(capture.points3d)
     assert main(["calibrate", "--keypoints", str(npz), "--out", str(out), "--intrinsics",
                  str(tmp_path / "intrinsics.toml"), "--subject-height", f"{H:.4f}"]) == 0
-    rig = CameraRig.load(out)
+    rig = load_toml(out)
     assert rig.names == capture.rig.names
     np.testing.assert_allclose(rig.K, capture.rig.K, rtol=1e-9)
     err = rig_errors(rig, capture.rig)
@@ -98,13 +99,13 @@ def test_per_frame_and_intrinsics_matched_in_order(tmp_path, capture, capsys):
     """Names that match nothing, counts that agree: matched in order, with a warning."""
     kp = replace(capture.keypoints, camera_names=("north", "east", "south", "west"))
     save_npz(kp, tmp_path / "kp.npz")
-    capture.rig.save(tmp_path / "intrinsics.toml")
+    save_toml(capture.rig, tmp_path / "intrinsics.toml")
     out = tmp_path / "baseline.toml"
     assert main(["calibrate", "--keypoints", str(tmp_path / "kp.npz"), "--out", str(out),
                  "--intrinsics", str(tmp_path / "intrinsics.toml"), "--method",
                  "per_frame"]) == 0
     printed = capsys.readouterr().out
-    rig = CameraRig.load(out)
+    rig = load_toml(out)
     assert rig.names == ["north", "east", "south", "west"]
     np.testing.assert_allclose(rig.K, capture.rig.K, rtol=1e-9)
     report = _report(out)
@@ -136,7 +137,7 @@ class TestBadArguments:
                      str(tmp_path / "lab.toml")], capsys, "lab.toml", "does not exist", out=out)
 
     def test_intrinsics_for_other_cameras(self, tmp_path, npz, capture, capsys):
-        capture.rig.subset([0, 1, 2]).save(tmp_path / "three.toml")
+        save_toml(capture.rig.subset([0, 1, 2]), tmp_path / "three.toml")
         out = tmp_path / "c.toml"
         self._fails(["--keypoints", str(npz), "--out", str(out), "--intrinsics",
                      str(tmp_path / "three.toml")], capsys, "no camera for ['cam_04']",
@@ -200,7 +201,7 @@ class TestOpenPose:
         assert main(["calibrate", "--keypoints", str(demo / "openpose_body25b_single_person"),
                      "--joint-set", "body25b", "--intrinsics", str(lab_file), "--out", str(out),
                      "--set", "max_frames=50", "--set", "rounds=2"]) == 0
-        rig, lab = CameraRig.load(out), CameraRig.load(lab_file)
+        rig, lab = load_toml(out), load_toml(lab_file)
         assert rig.names == ["cam01", "cam02", "cam03", "cam04"]
         np.testing.assert_allclose(rig.K, lab.K)
         err = rig_errors(rig, lab)

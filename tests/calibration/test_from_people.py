@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.calibration.formats import load_toml
 from epiflow.calibration.from_people import (CalibrationConfig, _fit_size, calibrate_from_people,
                                              guess_intrinsics, match_intrinsics)
 from epiflow.calibration.world_frame import bone_lengths, estimate_height
@@ -277,7 +278,7 @@ def demo(shared_data):
     from epiflow.datasets.openpose import read_openpose
     root = shared_data / "pose2sim_demo"
     kp = read_openpose(root / "openpose_body25b_single_person", joint_set="body25b")
-    lab = CameraRig.load(root / "calibration" / "Calib_qualisys.toml")
+    lab = load_toml(root / "calibration" / "Calib_qualisys.toml")
     return kp, lab
 
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from epiflow.calibration.formats import save_toml
 from epiflow.cli import main
 from epiflow.keypoints import save_npz
 from epiflow.datasets.synthetic import Corruption, cmu_capture
@@ -14,7 +15,7 @@ def _write_capture(tmp_path, names=None):
     cap = cmu_capture("02_01", corruption=Corruption(noise_px=2.0), seed=3)
     kp = cap.keypoints if names is None else replace(cap.keypoints, camera_names=names)
     save_npz(kp, tmp_path / "kp.npz")
-    cap.rig.save(tmp_path / "cameras.toml")
+    save_toml(cap.rig, tmp_path / "cameras.toml")
     return cap
 
 

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from epiflow.calibration.formats import save_toml
 from epiflow.cli import main
 from epiflow.keypoints import Keypoints, save_npz
 from epiflow.models import train as T
@@ -61,7 +62,7 @@ def test_predict_from_keypoints_matches_evaluation(trained, tmp_path):
     session = oracle_session("02_03", 2)
     kp = Keypoints(session.keypoints2d, "h36m17", tuple(session.rig.names), session.rig.sizes, 30.0)
     save_npz(kp, tmp_path / "kp.npz")
-    session.rig.save(tmp_path / "cams.toml")
+    save_toml(session.rig, tmp_path / "cams.toml")
     ckpt = trained / "out" / "checkpoint.pt"
     assert main(["predict", str(ckpt), "--keypoints", str(tmp_path / "kp.npz"), "--camera",
                  "cam_02", "--calibration", str(tmp_path / "cams.toml"), "--out",
@@ -119,7 +120,7 @@ def test_calibration_cameras_matched_like_the_pipeline(tmp_path):
     from epiflow.models.predict import _calibrated_camera
     rig = make_rig(3, seed=0)
     rig = type(rig)(c.replace(name=f"cam_{k + 1:02d}") for k, c in enumerate(rig))
-    rig.save(tmp_path / "lab.toml")
+    save_toml(rig, tmp_path / "lab.toml")
     cam = _calibrated_camera(tmp_path / "lab.toml", "cam02")
     assert cam.name == "cam_02" and np.allclose(cam.K, rig.K[1])
     with pytest.raises(KeyError, match="pass --camera"):
