@@ -52,6 +52,7 @@ from typing import Sequence
 
 import numpy as np
 
+from epiflow.outputs import atomic_open, atomic_write_text
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Poses3D", "Z_UP_TO_Y_UP", "z_up_to_y_up", "y_up_to_z_up", "write_trc", "read_trc",
@@ -126,14 +127,6 @@ def _num(value: float) -> str:
     return repr(float(value)) if np.isfinite(value) else ""
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def _require_fps(poses: Poses3D, what: str) -> float:
     if poses.fps is None:
         raise ValueError(f"{what} needs a frame rate; the poses have fps=None: pass fps "
@@ -171,7 +164,7 @@ def write_trc(poses: Poses3D, path, y_up: bool = True, first_frame: int = 0) -> 
     pts = z_up_to_y_up(poses.points) if y_up else poses.points
     rows = [f"{t + 1}\t{_num((t + 1) / fps)}\t" + "\t".join(_num(v) for v in pts[t].ravel())
             for t in range(T)]
-    return _atomic_write(path, "\n".join(header + rows) + "\n")
+    return atomic_write_text(path, "\n".join(header + rows) + "\n")
 
 
 def _trc_header(lines: list[str], path: Path) -> tuple[dict[str, str], list[str]]:
@@ -247,10 +240,8 @@ def write_csv(poses: Poses3D, path, layout: str = "long") -> Path:
                        + ([] if w is None else list(map(_num, w[t]))))
     else:
         raise ValueError(f"CSV layout must be 'long' or 'wide'; got {layout!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".tmp"), "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         csv.writer(f).writerows(out)
-    path.with_name(path.name + ".tmp").replace(path)
     return path
 
 
@@ -314,7 +305,7 @@ def write_json(poses: Poses3D, path) -> Path:
            "joint_set": poses.joint_set, "joint_names": list(poses.joint_names),
            "fps": poses.fps, "points3d": _json_array(poses.points),
            "weights": None if poses.weights is None else _json_array(poses.weights)}
-    return _atomic_write(Path(path), json.dumps(doc))
+    return atomic_write_text(Path(path), json.dumps(doc))
 
 
 def read_json(path) -> Poses3D:
@@ -335,16 +326,14 @@ def read_json(path) -> Poses3D:
 def save_poses_npz(poses: Poses3D, path) -> Path:
     """Write the poses npz (keys in the module docstring)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = {} if poses.weights is None else {"weights": poses.weights}
     if poses.fps is not None:
         extra["fps"] = np.float64(poses.fps)
     if poses.joint_set is not None:
         extra["joint_set"] = np.str_(poses.joint_set)
-    with open(path.with_name(path.name + ".tmp"), "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez_compressed(f, points3d=poses.points,
                             joint_names=np.array(poses.joint_names, dtype=str), **extra)
-    path.with_name(path.name + ".tmp").replace(path)
     return path
 
 

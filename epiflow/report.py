@@ -37,6 +37,7 @@ import numpy as np
 from epiflow import __version__, viz
 from epiflow.calibration.camera import CameraRig
 from epiflow.keypoints import Keypoints
+from epiflow.outputs import atomic_write_text
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["ReportInputs", "ReportFigure", "write_report", "make_figures", "render_html"]
@@ -276,5 +277,5 @@ def write_report(inputs: ReportInputs, out_dir) -> Path:
         raise ValueError("nothing to report: give at least cameras, 3D points, a metrics log or "
                          "a metrics table")
     page = out / "index.html"
-    page.write_text(render_html(inputs.title, inputs.summary, figures, inputs.metrics))
+    atomic_write_text(page, render_html(inputs.title, inputs.summary, figures, inputs.metrics))
     return page

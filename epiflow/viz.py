@@ -25,6 +25,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from epiflow.calibration.camera import Camera, CameraRig
 from epiflow.models.metrics import umeyama
+from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
@@ -502,6 +503,6 @@ def plot_training_curves(metrics: Mapping[str, np.ndarray] | str | Path,
 def save_png(fig: Figure, path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG (parent folders created) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=dpi, format="png")
     return path

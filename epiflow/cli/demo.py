@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from epiflow.outputs import check_outputs_not_inputs
 
 __all__ = ["register", "run"]
 
@@ -36,6 +39,12 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from epiflow.demo import DemoConfig, DemoError, run_demo
+    out = Path(args.out)
+    check_outputs_not_inputs(
+        {f"--out's {name}": out / name for name in ("store.zarr", "run_report.json", "train",
+                                                    "report")},
+        {"--videos": args.videos, "--reference-cameras": args.reference_cameras,
+         "--intrinsics": args.intrinsics})
     cfg = DemoConfig(out=args.out, videos=args.videos or "",
                      reference_cameras=args.reference_cameras or "",
                      intrinsics=args.intrinsics or "", epochs=args.epochs,

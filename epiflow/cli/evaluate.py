@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from epiflow.outputs import check_outputs_not_inputs
+
 __all__ = ["register", "run"]
 
 
@@ -40,8 +42,12 @@ def _sessions(args):
 
 
 def run(args) -> int:
+    from epiflow.models.checkpoint import load_checkpoint
     from epiflow.models.evaluate import evaluate_checkpoint, write_json
-    result = evaluate_checkpoint(args.checkpoint, _sessions(args))
+    check_outputs_not_inputs({"--out": args.out}, {"CHECKPOINT": args.checkpoint,
+                                                   "--store": args.store, "--config": args.config})
+    checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any data loads
+    result = evaluate_checkpoint(checkpoint, _sessions(args))
     rows = [("overall", result["overall"])] + list(result["clips"].items())
     print(f"{'clip':<16}{'poses':>7}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'PCK3D':>7}"
           f"{'AUC':>7}{'PSS@50':>8}{'PSS@100':>9}")

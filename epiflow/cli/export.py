@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from epiflow import export as ex
+from epiflow.outputs import check_outputs_not_inputs
 
 POSE_READERS = {".npz": ex.load_poses_npz, ".trc": ex.read_trc, ".csv": ex.read_csv,
                 ".json": ex.read_json}
@@ -77,6 +78,7 @@ def poses_from_session(session, array: str = "pseudo3d", fps: float | None = Non
 
 def run(args) -> int:
     fmt = _format(args)
+    check_outputs_not_inputs({"--out": args.out}, {"the source": args.source})
     if _is_pose_file(args.source):
         if fmt == "toml":
             raise ValueError(f"{args.source}: a poses file holds no cameras; export the camera "

@@ -8,6 +8,10 @@ camera's intrinsics (a camera TOML); without it a centred pinhole is assumed.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from epiflow.outputs import check_outputs_not_inputs
+
 __all__ = ["register", "run"]
 
 
@@ -28,6 +32,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from epiflow.models.predict import predict_npz, predict_video, save_prediction
+    picture = None if args.no_plot else Path(args.out).with_suffix(".png")
+    check_outputs_not_inputs(
+        {"--out": args.out, "the picture beside --out": picture},
+        {"CHECKPOINT": args.checkpoint, "--video": args.video, "--keypoints": args.keypoints,
+         "--calibration": args.calibration})
     if args.keypoints:
         if not args.camera:
             raise ValueError("--keypoints needs --camera NAME (which camera's keypoints to lift)")

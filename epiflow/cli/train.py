@@ -1,15 +1,18 @@
 """``epiflow train CONFIG.toml [--out DIR] [key=value ...]``: train a monocular 3D pose model.
 
 DIR (default ``runs/<config name>``) gets ``checkpoint.pt`` (the one to use; training resumes
-from it when it is there, ``--fresh`` starts over), ``metrics.csv`` and ``curves.png``. When the
+from it when it is there, ``--fresh`` starts over), ``metrics.csv`` and ``curves.png``; nothing
+else in DIR is written or deleted. A checkpoint that cannot be resumed (damaged, or of another
+model) is refused before anything runs. When the
 config's store does not exist and ``[data.source]`` says how, the store is built first.
 Overrides are TOML values for dotted keys: ``train.epochs=5 model.name="transformer"``.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
+
+from epiflow.outputs import OutputError, check_outputs_not_inputs
 
 __all__ = ["register", "run"]
 
@@ -27,7 +30,9 @@ def register(subparsers) -> None:
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: runs/<config file stem>)")
     p.add_argument("--fresh", action="store_true",
-                   help="start over: delete DIR's checkpoint and metrics instead of resuming")
+                   help="start over instead of resuming: DIR's checkpoint is not read, and the "
+                        "new run's checkpoint.pt, metrics.csv and curves.png replace the old ones "
+                        "as they are written (nothing else in DIR is touched)")
 
 
 def _split(args) -> tuple[str | None, bool, list[str]]:
@@ -42,17 +47,30 @@ def _split(args) -> tuple[str | None, bool, list[str]]:
     return late.out or args.out, late.fresh or args.fresh, overrides
 
 
+def _check_out(out: Path, cfg, config: str, fresh: bool) -> None:
+    """Refuse, before any work, an --out that is a file, whose files would land on an input, or
+    whose checkpoint cannot be resumed (unless ``fresh``)."""
+    from epiflow.models.checkpoint import check_resumable
+    from epiflow.models.train import CHECKPOINT_FILE, CURVES_FILE, METRICS_FILE
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {str(out)!r} is a file; training writes {CHECKPOINT_FILE}, "
+                          f"{METRICS_FILE} and {CURVES_FILE} into a folder: give a new folder or "
+                          f"a previous run's")
+    check_outputs_not_inputs({f"--out's {n}": out / n for n in (CHECKPOINT_FILE, METRICS_FILE,
+                                                                 CURVES_FILE)},
+                             {"the config": config, "its data.store": cfg.data.store})
+    if not fresh and (out / CHECKPOINT_FILE).exists():
+        check_resumable(out / CHECKPOINT_FILE, cfg)
+
+
 def run(args) -> int:
     from epiflow.models.config import load_experiment
-    from epiflow.models.train import CHECKPOINT_FILE, METRICS_FILE, train
+    from epiflow.models.train import train
     out, fresh, overrides = _split(args)
     cfg = load_experiment(args.config, overrides)
     out = Path(out or Path("runs") / Path(args.config).stem)
-    if fresh:
-        for name in (CHECKPOINT_FILE, METRICS_FILE):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "ray", ignore_errors=True)
-    result = train(cfg, out)
+    _check_out(out, cfg, args.config, fresh)
+    result = train(cfg, out, resume=not fresh)
     last = result.history[-1] if result.history else {}
     shown = ", ".join(f"{k} {last[k]:.1f}" for k in ("val_label_mm", "val_gt_mm", "val_gt_p_mm") if k in last)
     print(f"trained {cfg.model.name} for {int(last.get('epoch', 0))} epochs "

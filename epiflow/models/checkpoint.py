@@ -22,9 +22,11 @@ from torch import nn
 
 from epiflow.config import from_dict, to_dict
 from epiflow.models.config import ExperimentConfig, build_model
+from epiflow.outputs import atomic_open
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "load_model", "check_compatible", "rng_state", "set_rng_state"]
+           "load_checkpoint", "load_model", "check_compatible", "check_resumable", "rng_state",
+           "set_rng_state"]
 
 CHECKPOINT_VERSION = 1
 _FORMAT = "epiflow-checkpoint"
@@ -90,7 +92,6 @@ def save_checkpoint(path, model: nn.Module, config: ExperimentConfig, *, optimiz
                     ) -> Path:
     """Write a checkpoint to ``path`` atomically (a temporary file, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     bare = _unwrap(model)
     data = {"format": _FORMAT, "version": CHECKPOINT_VERSION,
             "model": {"name": bare.kind, "n_joints": bare.n_joints,
@@ -101,9 +102,8 @@ def save_checkpoint(path, model: nn.Module, config: ExperimentConfig, *, optimiz
             "metrics": dict(metrics or {}), "rng": rng_state(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        torch.save(data, f)
     return path
 
 
@@ -111,14 +111,19 @@ def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint weights-only; errors say what the file is and what to give instead."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; give the checkpoint.pt "
-                                f"that `epiflow train` wrote into its --out folder")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file; give "
+                                f"the checkpoint.pt that `epiflow train` wrote into its --out "
+                                f"folder")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint: a copy or a run was "
+                              f"cut short; give the checkpoint.pt that `epiflow train` wrote")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not ours"
-        raise CheckpointError(f"{path} is not a loadable checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]}); give the checkpoint.pt that "
-                              f"`epiflow train` wrote") from None
+        raise CheckpointError(f"{path} ({size} bytes) is not a loadable checkpoint "
+                              f"({_first_line(err)}): damaged, cut short or another kind of file; "
+                              f"give the checkpoint.pt that `epiflow train` wrote") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path} is not an epiflow checkpoint (found {keys}); give the "
@@ -127,6 +132,14 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this epiflow "
                               f"reads version {CHECKPOINT_VERSION}: retrain with `epiflow train`")
     return Checkpoint(path, from_dict(ExperimentConfig, data["config"]), data)
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: first sentence of the message`` (at most 200 characters), for any exception;
+    torch's advice to retry with ``weights_only=False`` (which would run the file's code) is cut."""
+    lines = str(err).strip().splitlines()
+    first = lines[0].split(". ")[0].rstrip(".")[:200] if lines else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
@@ -149,6 +162,24 @@ def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
         raise CheckpointError(f"checkpoint {checkpoint.path} was trained with different settings "
                               f"of {', '.join(diffs)}; the config does not fit the model. Restore "
                               f"them, or train anew into another --out folder")
+
+
+def check_resumable(path, config: ExperimentConfig) -> Checkpoint:
+    """The checkpoint at ``path`` that a training run of ``config`` would resume from, checked
+    before any work starts (loadable, an epiflow checkpoint, same model and joints).
+
+    Raises:
+        CheckpointError naming the file and saying what to do: ``--fresh`` to start over in
+        that folder, or another ``--out``.
+    """
+    try:
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, config)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot resume: {err}. To start over in this folder give --fresh "
+                              f"(the new run replaces its checkpoint.pt, metrics.csv and "
+                              f"curves.png), or train into another --out") from None
+    return ckpt
 
 
 def _diff(a, b, prefix: str):

@@ -16,6 +16,7 @@ from torch import nn
 
 from epiflow.models import metrics as M
 from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
+from epiflow.outputs import atomic_write_text
 from epiflow.models.data import (DataError, PoseDataset, PreparedSession, SessionArrays,
                                  collate_batch, prepare_session)
 
@@ -103,7 +104,4 @@ def write_json(result: dict, path) -> Path:
         if isinstance(v, float) and not np.isfinite(v):
             return None
         return v
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(result), indent=2))
-    return path
+    return atomic_write_text(path, json.dumps(clean(result), indent=2))

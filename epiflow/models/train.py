@@ -32,6 +32,7 @@ from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_c
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
                                  prepare_session, split_sessions)
+from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data",
@@ -71,19 +72,29 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def ensure_store(cfg: ExperimentConfig) -> str:
-    """The store's path/URL, building it from ``data.source`` when it does not exist yet."""
+    """The store's path/URL; with a ``data.source``, the pipeline first builds what the store
+    lacks of it (:func:`~epiflow.models.config.run_config`, in this process: a complete store
+    costs a check per session, an interrupted build resumes)."""
     from epiflow.store import PoseStore
     if not cfg.data.store:
         raise ValueError("config key 'data.store' is empty; name the pose store to train on")
-    try:
-        PoseStore.open(cfg.data.store, "r")
-    except FileNotFoundError:
-        if cfg.data.source.kind == "store":
+    if cfg.data.source.kind == "store":
+        try:
+            PoseStore.open(cfg.data.store, "r")
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"pose store {cfg.data.store!r} does not exist; fill it with `epiflow run`, or "
                 f"give a [data.source] (kind = 'cmu_synthetic') to build it") from None
-        from epiflow.models.sources import build_store
-        build_store(cfg.data.store, cfg.data.source, progress=cfg.train.progress)
+        return cfg.data.store
+    from epiflow.models.config import run_config
+    from epiflow.pipeline.orchestrate import run_pipeline
+    report = run_pipeline(run_config(cfg.data.source, cfg.data.store),
+                          progress=cfg.train.progress, in_process=True)
+    if report.failures:
+        reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
+                            for f in report.failures)
+        raise RuntimeError(f"building the store {cfg.data.store!r} from data.source failed for "
+                           f"some sessions: {reasons}; see `epiflow inspect {cfg.data.store}`")
     return cfg.data.store
 
 
@@ -291,12 +302,10 @@ def _read_history(path: Path, epochs: int, partial: bool) -> list[dict]:
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = out_dir / (METRICS_FILE + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(out_dir / METRICS_FILE, "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(out_dir / METRICS_FILE)
 
 
 def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device
