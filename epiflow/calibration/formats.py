@@ -16,71 +16,33 @@ A table called ``metadata`` is not a camera.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from epiflow.calibration.camera import CalibrationError, CameraRig
+from epiflow.calibration.camera_tables import (CAMERA_FIELDS, camera_from_table, parse_toml,
+                                               read_calibration_text)
+from epiflow.calibration.formats_caliscope import is_caliscope, load_caliscope
+from epiflow.calibration.formats_qualisys import load_qca
+from epiflow.calibration.formats_shelf import load_shelf_calibration
 
 __all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS"]
-
-_FIELDS = ("size", "matrix", "distortions", "rotation", "translation")
-
-
-def _read_text(path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"calibration file {str(path)!r} does not exist; "
-                                f"expected a camera TOML (Pose2Sim / Anipose layout)")
-    return path.read_text()
-
-
-def _camera_from_table(key: str, table: dict, source: str) -> Camera:
-    missing = [f for f in _FIELDS if f not in table]
-    if missing:
-        raise CalibrationError(f"{source}: camera [{key}] lacks {', '.join(missing)}; each camera "
-                               f"needs {', '.join(_FIELDS)}")
-    for f in _FIELDS:
-        try:
-            bad = not np.all(np.isfinite(np.asarray(table[f], dtype=np.float64)))
-        except (TypeError, ValueError):
-            raise CalibrationError(f"{source}: camera [{key}]: {f} is not numbers: {table[f]!r}") from None
-        if bad:
-            raise CalibrationError(f"{source}: camera [{key}]: {f} contains NaN or inf: {table[f]}")
-    try:
-        rot = np.asarray(table["rotation"], dtype=np.float64)
-        R = Rotation.from_rotvec(rot).as_matrix() if rot.shape == (3,) else rot
-        return Camera(name=str(table.get("name", key)), K=table["matrix"],
-                      dist=table["distortions"], R=R, t=table["translation"],
-                      size=tuple(round(float(v)) for v in table["size"]))
-    except (CalibrationError, ValueError, TypeError) as err:
-        raise CalibrationError(f"{source}: camera [{key}]: {err}") from None
 
 
 def rig_from_toml(text: str, source: str = "<string>") -> CameraRig:
     """Parse the camera TOML layout from a string; ``source`` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise CalibrationError(f"{source}: not valid TOML: {err}") from None
-    cams = [_camera_from_table(k, v, source) for k, v in data.items()
+    cams = [camera_from_table(k, v, source) for k, v in parse_toml(text, source).items()
             if isinstance(v, dict) and k != "metadata"]
     if not cams:
         raise CalibrationError(f"{source}: no camera tables found; expected [cam_name] tables "
-                               f"with {', '.join(_FIELDS)}")
+                               f"with {', '.join(CAMERA_FIELDS)}")
     return CameraRig(cams)
 
 
 def load_toml(path) -> CameraRig:
     """Read a camera TOML file, cameras in the order written."""
-    return rig_from_toml(_read_text(path), str(path))
+    return rig_from_toml(read_calibration_text(path), str(path))
 
 
 def _fmt(value) -> str:
@@ -139,10 +101,6 @@ def load_rig(path) -> CameraRig:
     Returns:
         The rig, world→camera, metres, cameras in the file's order.
     """
-    from epiflow.calibration.formats_caliscope import is_caliscope, load_caliscope
-    from epiflow.calibration.formats_qualisys import load_qca
-    from epiflow.calibration.formats_shelf import load_shelf_calibration
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist or is not a file; "
@@ -151,13 +109,10 @@ def load_rig(path) -> CameraRig:
     if name.endswith(".json"):
         return load_shelf_calibration(path)
     if name.endswith(".toml"):
-        try:
-            data = tomllib.loads(_read_text(path))
-        except tomllib.TOMLDecodeError as err:
-            raise CalibrationError(f"{path}: not valid TOML: {err}") from None
+        data = parse_toml(read_calibration_text(path), str(path))
         return load_caliscope(path) if is_caliscope(data) else load_toml(path)
     if name.endswith((".qca.txt", ".qca")) or (
-            name.endswith((".txt", ".xml")) and _read_text(path).lstrip().startswith("<")):
+            name.endswith((".txt", ".xml")) and read_calibration_text(path).lstrip()[:1] == "<"):
         return load_qca(path)
     raise CalibrationError(f"{path}: unknown calibration format (suffix {path.suffix!r}); "
                            f"accepted: {'; '.join(RIG_FORMATS)}")

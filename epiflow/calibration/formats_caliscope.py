@@ -18,17 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from epiflow.calibration.camera import CalibrationError, CameraRig
-from epiflow.calibration.formats import _camera_from_table, _read_text, tomllib
+from epiflow.calibration.camera_tables import camera_from_table, parse_toml, read_calibration_text
 
 __all__ = ["load_caliscope", "caliscope_rotation_counts", "is_caliscope"]
 
 
 def _camera_tables(path) -> dict[str, dict]:
-    text = _read_text(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise CalibrationError(f"{path}: not valid TOML: {err}") from None
+    data = parse_toml(read_calibration_text(path), str(path))
     tables = {k: v for k, v in data.items() if isinstance(v, dict) and k.startswith("cam_")
               and not v.get("ignore", False)}
     if not tables:
@@ -50,7 +46,7 @@ def load_caliscope(path) -> CameraRig:
         A rig with world→camera extrinsics in metres; errors name the file, camera and field.
     """
     source = str(Path(path))
-    return CameraRig(_camera_from_table(k, v, source) for k, v in _camera_tables(path).items())
+    return CameraRig(camera_from_table(k, v, source) for k, v in _camera_tables(path).items())
 
 
 def caliscope_rotation_counts(path) -> dict[str, int]:
