@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from epiflow.config import apply_overrides
+from epiflow.outputs import check_outputs_not_inputs
 
 __all__ = ["register", "run", "config_from_args"]
 
@@ -73,10 +74,21 @@ def config_from_args(args):
     return apply_overrides(cfg, args.set)
 
 
+def _inputs(args, cfg) -> dict[str, str]:
+    """``{what: path}`` of every file or folder the run reads: the config and each session's."""
+    inputs = {"the config": args.config}
+    for i, session in enumerate(cfg.sessions):
+        for key in ("videos", "frames", "keypoints", "cameras", "board"):
+            inputs[f"session {session.name or i + 1}'s {key}"] = getattr(session, key)
+    return inputs
+
+
 def run(args) -> int:
     from epiflow.pipeline.orchestrate import run_pipeline
     from epiflow.pipeline.report import report_url
     cfg = config_from_args(args)
+    check_outputs_not_inputs({"the store (--out)": cfg.out,
+                              "the report": report_url(cfg.out, cfg.report)}, _inputs(args, cfg))
     report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite)
     print(report.table())
     print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.outputs import atomic_open, check_outputs_not_inputs
+
 __all__ = ["register", "run", "write_poses"]
 
 
@@ -57,18 +59,14 @@ def register(subparsers) -> None:
 def write_poses(path, tri, joint_names, camera_names, joint_set: str, fps) -> None:
     """Write a sequence :class:`~epiflow.calibration.triangulation.Triangulation` as the poses npz
     (module docstring), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tri = tri.numpy()
     extra = {} if fps is None else {"fps": np.float64(fps)}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez_compressed(
             f, points3d=tri.points, weight=tri.weight, reproj_error=tri.reproj_error,
             joint_names=np.array(joint_names, dtype=str), sigma=tri.sigma, n_views=tri.n_views,
             reason=tri.reason, views=tri.views, flipped=tri.flipped,
             camera_names=np.array(camera_names, dtype=str), joint_set=np.str_(joint_set), **extra)
-    tmp.replace(path)
 
 
 def run(args) -> int:
@@ -77,6 +75,8 @@ def run(args) -> int:
     from epiflow.datasets.io import load_keypoints
     from epiflow.skeleton import get_joint_set
 
+    check_outputs_not_inputs({"--out": args.out},
+                             {"--keypoints": args.keypoints, "--cameras": args.cameras})
     kp = load_keypoints(args.keypoints, joint_set=args.joint_set)
     rig = match_cameras(load_rig(args.cameras), kp.camera_names)
     smooth = None if args.smooth == "none" else args.smooth

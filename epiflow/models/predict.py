@@ -18,6 +18,7 @@ from torch import nn
 from epiflow.calibration.camera import Camera, CameraRig
 from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
 from epiflow.models.data import normalize_keypoints
+from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["Prediction", "default_camera", "lift_sequence", "predict_keypoints", "predict_npz",
@@ -170,10 +171,11 @@ def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Pa
     """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` to an npz and,
     when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = {} if pred.fps is None else {"fps": np.float64(pred.fps)}
-    np.savez_compressed(path, points3d=pred.points3d.astype(np.float32),
-                        joint_set=np.str_(pred.joint_set), camera=np.str_(pred.camera), **extra)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, points3d=pred.points3d.astype(np.float32),
+                            joint_set=np.str_(pred.joint_set), camera=np.str_(pred.camera),
+                            **extra)
     png = None
     if plot:
         from epiflow.models.plots import plot_prediction

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
+
+from epiflow.outputs import atomic_write_text
 
 __all__ = ["StageRecord", "SessionOutcome", "timed", "RunReport", "report_url"]
 
@@ -124,9 +125,7 @@ class RunReport:
             with fsspec.open(url, "w") as f:
                 f.write(self.to_json())
             return
-        tmp = Path(url + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(url)
+        atomic_write_text(url, self.to_json())
 
 
 def report_url(store_url: str, report: str = "") -> str:
