@@ -55,8 +55,9 @@ Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``source
 ``chunk_frames``, ``source`` (kind and path), ``config`` (the resolved run config: the
 session's source and every stage's settings), ``fingerprint`` (its hash), ``code_version``,
 ``status`` (per stage in :data:`STAGES`: ``pending`` / ``done`` / ``failed``), ``failure``
-(stage and reason, or None), ``calibration`` (method and report), ``cameras_toml`` (the camera
-TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
+(stage and reason, or None), ``warnings`` (ingest's: a trim...), ``calibration`` (method and
+report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``),
+``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
 where a source has them), ``complete`` (set last, once every stage is done).
 
 Work units and resume: a detection unit (frames ``k·F : (k+1)·F`` of camera ``c``) is written
@@ -504,6 +505,17 @@ class Session:
         attrs = self.attrs
         return bool(attrs.get("complete")) and all(
             attrs["status"].get(s) == "done" for s in STAGES)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning stored with the session, in stage order: ingest's (a trim), the
+        calibration's (cameras matched in order, image sizes that differ from the calibration's,
+        the vertical taken from the body axis...), triangulation's (a camera dropped from most
+        labels)."""
+        a = self.attrs
+        calibration = (a.get("calibration") or {}).get("report") or {}
+        return [str(w) for w in (*a.get("warnings", []), *calibration.get("warnings", []),
+                                 *(a.get("labels") or {}).get("warnings", []))]
 
     @property
     def rig(self) -> "CameraRig":

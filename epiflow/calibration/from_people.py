@@ -41,7 +41,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate_from_people", "guess_intrinsics",
-           "match_intrinsics"]
+           "match_intrinsics", "fit_sizes"]
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,20 @@ def match_intrinsics(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[
     if len(rig) == len(names) and not any(found):
         return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
             f"intrinsics cameras {rig.names} do not match the keypoints' cameras {list(names)} "
-            f"by name; matched in order"]
+            f"by name; matched in order (first to first): if the orders differ, every camera "
+            f"gets another's lens; rename the cameras in the intrinsics file to match"]
     missing = [n for n, c in zip(names, found) if c is None]
     raise CalibrationError(f"intrinsics: no camera for {missing} among {rig.names} (matched by "
                            f"name, ignoring case and punctuation; in order only when no name "
                            f"matches and the counts agree, here {len(rig)} vs {len(names)})")
 
 
-def _fit_sizes(rig: CameraRig, sizes: np.ndarray) -> tuple[CameraRig, list[str]]:
-    """Intrinsics made to fit the keypoints' image sizes; see :func:`_fit_size`."""
+def fit_sizes(rig: CameraRig, sizes: np.ndarray) -> tuple[CameraRig, list[str]]:
+    """Cameras made to fit the 2D keypoints' image sizes ``sizes`` (C, 2) (w, h) pixels (0 =
+    unknown, kept), and a warning per camera whose size differed; see :func:`_fit_size`."""
+    sizes = np.asarray(sizes).reshape(-1, 2)
+    if len(sizes) != len(rig):  # no sizes known (OpenPose JSON without --image-size)
+        return rig, []
     out, warnings = [], []
     for cam, size in zip(rig, sizes):
         cam, warning = _fit_size(cam, size)
@@ -205,16 +210,18 @@ def _fit_size(cam: Camera, size) -> tuple[Camera, str | None]:
         return cam, None
     if abs(w - cw) <= 16 and abs(h - ch) <= 16:
         return cam.replace(size=(w, h)), (
-            f"{cam.name}: intrinsics are for {cw}x{ch} images, the keypoints' are {w}x{h}: taken "
-            f"as a codec's crop of padding at the right/bottom edge; K kept as given")
+            f"{cam.name}: the calibration is for {cw}x{ch} images, the keypoints' are {w}x{h}: "
+            f"taken as a codec's crop of padding at the right/bottom edge, K kept as given; if "
+            f"these images were cropped or padded elsewhere, give a calibration made at {w}x{h}")
     sx, sy = w / cw, h / ch
     if abs(sx / sy - 1) < 0.01:
         K = cam.K.copy()
         K[0] *= sx
         K[1] *= sy
         return cam.replace(K=K, size=(w, h)), (
-            f"{cam.name}: intrinsics are for {cw}x{ch} images, the keypoints' are {w}x{h}: "
-            f"K scaled by {sx:.4f}")
+            f"{cam.name}: the calibration is for {cw}x{ch} images, the keypoints' are {w}x{h}: "
+            f"taken as the same view resized, K scaled by {sx:.4f}; if these images were cropped, "
+            f"give a calibration made at {w}x{h}")
     raise CalibrationError(f"{cam.name}: intrinsics are for {cw}x{ch} images but the keypoints "
                            f"are from {w}x{h} images (neither a crop of padding nor a resize); "
                            f"give intrinsics measured at the videos' resolution")
@@ -266,7 +273,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     if intrinsics is None:
         rig0, refine = guess_intrinsics(names, sizes, config.focal_guess), config.refine_unknown
     else:
-        rig0, w = _fit_sizes(intrinsics, sizes)
+        rig0, w = fit_sizes(intrinsics, sizes)
         warnings += w
         refine = config.refine_known
     perm = get_joint_set(keypoints.joint_set).flip_permutation

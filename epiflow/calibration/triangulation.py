@@ -46,7 +46,8 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Reason", "Triangulation", "triangulate", "triangulate_linear", "triangulate_sequence",
-           "triangulate_two_view", "match_cameras"]
+           "triangulate_two_view", "match_cameras", "camera_shares", "dropped_camera_warnings",
+           "MIN_CAMERA_SHARE"]
 
 
 class Reason(IntEnum):
@@ -634,3 +635,38 @@ def triangulate_two_view(rig: CameraRig, keypoints2d, pair: tuple = (0, 1), *,
     if np_in:
         return tri.numpy()
     return tri._map(lambda a: a.to(dtype) if a.is_floating_point() else a)
+
+
+#: a camera used in fewer than this share of the labels of joints it sees has been dropped: its
+#: 2D points disagree with the other cameras'
+MIN_CAMERA_SHARE = 0.5
+
+
+def camera_shares(views, seen, labelled) -> np.ndarray:
+    """Per camera, the share of the 3D labels of joints it sees that its view was used in.
+
+    Args:
+        views: (T, C, J) bool, the views each label used.
+        seen: (T, C, J) bool, where each camera saw the joint (confidence > 0).
+        labelled: (T, J) bool, the joints given a 3D label.
+
+    Returns:
+        (C,) float in [0, 1]; NaN for a camera that saw no labelled joint.
+    """
+    views, seen = np.asarray(views, bool), np.asarray(seen, bool)
+    both = seen & np.asarray(labelled, bool)[:, None, :]
+    n = both.sum(axis=(0, 2))
+    used = (views & both).sum(axis=(0, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, used / np.maximum(n, 1), np.nan)
+
+
+def dropped_camera_warnings(names, shares, min_share: float = MIN_CAMERA_SHARE) -> list[str]:
+    """A warning for each camera of ``names`` whose share (:func:`camera_shares`) is below
+    ``min_share``, naming the camera and its share, what it means and what to do."""
+    return [f"camera {name}: used in only {100 * share:.0f}% of the 3D labels of the joints it "
+            f"sees (expected {100 * min_share:.0f}% or more): its 2D points disagree with the "
+            f"other cameras' (a wrong calibration of this camera, a video out of sync, or another "
+            f"person in its view); check its calibration and reprojection error, or leave it out"
+            for name, share in zip(names, np.asarray(shares, float))
+            if np.isfinite(share) and share < min_share]

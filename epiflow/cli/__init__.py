@@ -22,6 +22,16 @@ COMMANDS = [
 ]
 
 
+def print_warnings(command: str, warnings, where: str = "") -> list[str]:
+    """Print stored warnings to stderr, one line each: ``epiflow COMMAND: warning: WHERE: text``
+    (``where`` names the session or file they belong to). Returns the lines printed."""
+    prefix = f"epiflow {command}: warning: " + (f"{where}: " if where else "")
+    lines = [prefix + " ".join(str(w).split()) for w in warnings]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epiflow",

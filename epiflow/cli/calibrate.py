@@ -102,6 +102,7 @@ def _plain(value):
 def run(args) -> int:
     from epiflow.calibration.formats import load_rig, save_toml
     from epiflow.calibration.from_people import calibrate_from_people
+    from epiflow.cli import print_warnings
 
     check_outputs_not_inputs(
         {"--out": args.out, "the report beside --out": report_path(Path(args.out)),
@@ -120,8 +121,7 @@ def run(args) -> int:
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
               f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")
-    for warning in report["warnings"]:
-        print(f"warning: {warning}")
+    print_warnings("calibrate", report["warnings"], args.videos or args.keypoints)
     print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
           f"-> {out}, report {report_path(out)}")
     return 0

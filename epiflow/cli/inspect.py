@@ -1,12 +1,14 @@
 """``epiflow inspect STORE``: what a pose store holds, per session: frames, cameras, how the
 cameras were obtained and how well they fit (median reprojection error of the labels), 2D and
-3D label coverage, status and failures. ``--session ID`` adds a per-camera table."""
+3D label coverage, status and failures; the warnings stored with each session go to stderr, one
+line each. ``--session ID`` adds a per-camera table."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 
+from epiflow.cli import print_warnings
 from epiflow.store import STAGES, PoseStore, Session
 
 __all__ = ["register", "run", "session_summary"]
@@ -27,7 +29,8 @@ def _median(values) -> float | None:
 
 
 def session_summary(s: Session) -> dict:
-    """One session in numbers: frames, cameras, status, calibration, 2D / 3D coverage."""
+    """One session in numbers: frames, cameras, status, calibration, 2D / 3D coverage, and its
+    stored warnings."""
     a = s.attrs
     out = {"session": s.id, "status": "complete" if s.is_complete else
            ("failed" if a.get("failure") else "incomplete"),
@@ -37,7 +40,8 @@ def session_summary(s: Session) -> dict:
            "calibration": (a.get("calibration") or {}).get("method"),
            "reproj_px": _median(((a.get("labels") or {}).get("median_reproj_px_per_camera")
                                  or {}).values()),
-           "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False}
+           "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False,
+           "warnings": s.warnings}
     if "keypoints2d" in s.group and "pseudo3d_weight" in s.group:  # (not when cut short)
         out["coverage_2d"] = float((np.asarray(s.keypoints2d[..., 2]) > 0).mean())
         out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
@@ -95,6 +99,8 @@ def run(args) -> int:
     print(f"store {store.url}: {len(rows)} session{plural}, {n_done} complete ({frames} frames); "
           f"stages {', '.join(STAGES)}")
     print(_table(rows))
+    for r in rows:
+        print_warnings("inspect", r["warnings"], f"session {r['session']}")
     if args.session:
         print(f"\nsession {args.session}:")
         print(_cameras(store.session(args.session)))

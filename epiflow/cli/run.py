@@ -84,6 +84,7 @@ def _inputs(args, cfg) -> dict[str, str]:
 
 
 def run(args) -> int:
+    from epiflow.cli import print_warnings
     from epiflow.pipeline.orchestrate import run_pipeline
     from epiflow.pipeline.report import report_url
     cfg = config_from_args(args)
@@ -91,5 +92,6 @@ def run(args) -> int:
                               "the report": report_url(cfg.out, cfg.report)}, _inputs(args, cfg))
     report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite)
     print(report.table())
+    print_warnings("run", report.warnings)
     print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")
     return 1 if report.failures else 0

@@ -71,14 +71,18 @@ def write_poses(path, tri, joint_names, camera_names, joint_set: str, fps) -> No
 
 def run(args) -> int:
     from epiflow.calibration.formats import load_rig
-    from epiflow.calibration.triangulation import match_cameras, triangulate_sequence
+    from epiflow.calibration.from_people import fit_sizes
+    from epiflow.calibration.triangulation import (camera_shares, dropped_camera_warnings,
+                                                   match_cameras, triangulate_sequence)
+    from epiflow.cli import print_warnings
     from epiflow.datasets.io import load_keypoints
     from epiflow.skeleton import get_joint_set
 
     check_outputs_not_inputs({"--out": args.out},
                              {"--keypoints": args.keypoints, "--cameras": args.cameras})
     kp = load_keypoints(args.keypoints, joint_set=args.joint_set)
-    rig = match_cameras(load_rig(args.cameras), kp.camera_names)
+    rig, warnings = fit_sizes(match_cameras(load_rig(args.cameras), kp.camera_names),
+                              kp.image_size)
     smooth = None if args.smooth == "none" else args.smooth
     fps = args.fps if args.fps is not None else kp.fps
     tri = triangulate_sequence(
@@ -100,4 +104,7 @@ def run(args) -> int:
           f"median weight {summary['median_weight']:.2f}, median reprojection error "
           f"{summary['median_reproj_px']:.1f} px; {int(tri.flipped.sum())} mirrored "
           f"camera-frames fixed -> {args.out}")
+    shares = camera_shares(tri.views, kp.confidence > 0, np.isfinite(tri.points).all(-1))
+    print_warnings("triangulate", warnings + dropped_camera_warnings(kp.camera_names, shares),
+                   args.keypoints)
     return 0

@@ -39,14 +39,19 @@ def match_rig(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[str]]:
                          f"{names} by name, and their counts differ ({len(rig)} vs {len(names)})")
     return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
         f"calibration camera names {rig.names} differ from the session's {names}; matched in "
-        f"order"]
+        f"order (first to first): if the orders differ, the cameras are swapped and the labels "
+        f"wrong; rename the cameras in the calibration file to the session's names"]
 
 
 def given_rig(session: Session, session_cfg: SessionConfig) -> tuple[CameraRig, list[str]]:
-    """The session's given cameras in its camera order, and warnings (cameras matched in order)."""
+    """The session's given cameras in its camera order, fitted to its image sizes, and warnings
+    (cameras matched in order, image sizes that differ from the calibration's)."""
     from epiflow.calibration.formats import load_rig
+    from epiflow.calibration.from_people import fit_sizes
     if session_cfg.cameras:
-        return match_rig(load_rig(session_cfg.cameras), session.camera_names)
+        rig, warnings = match_rig(load_rig(session_cfg.cameras), session.camera_names)
+        rig, sized = fit_sizes(rig, np.asarray(session.attrs["image_size"]))
+        return rig, warnings + sized
     text = session.attrs.get("gt_cameras_toml")
     if not text:
         raise ValueError(f"session {session.id!r} has no given cameras")

@@ -31,7 +31,7 @@ from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
 from epiflow.store import PoseStore
 
-__all__ = ["run_pipeline", "ray_runtime", "use_cluster_token"]
+__all__ = ["run_pipeline", "ray_runtime", "use_cluster_token", "stored_warnings"]
 
 #: Ray restarts a killed actor this many times and retries its calls.
 RESTARTS = 3
@@ -224,7 +224,6 @@ class _Driver:
         state = self.states[sid]
         state.frames = result.n_frames * result.n_cameras
         self.records.append(replace(record, frames=state.frames))
-        self.report.warnings += result.warnings
         if result.complete:
             self.report.sessions[sid] = {"status": "already complete", "frames": 0}
             return
@@ -333,5 +332,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False)
     report.stages = RunReport.stage_stats(driver.records)
     detected = [r.finished for r in driver.records if r.stage == "detect"]
     report.after_detect_s = round(end - max(detected), 3) if detected else None
+    report.warnings = stored_warnings(cfg.out, [s.name for s in sessions])
     report.write(report_url(cfg.out, cfg.report))
     return report
+
+
+def stored_warnings(url: str, session_ids: list[str]) -> list[str]:
+    """``session ID: warning`` for every warning the store holds for these sessions (ingest,
+    calibration, triangulation: :attr:`~epiflow.store.Session.warnings`), those of sessions
+    complete from an earlier run included."""
+    store = PoseStore.open(url)
+    return [f"session {sid}: {w}" for sid in session_ids if sid in store
+            for w in store.session(sid).warnings]

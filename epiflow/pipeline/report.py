@@ -58,7 +58,8 @@ class RunReport:
             seconds of the workers' processes)}.
         sessions: session id -> {status: complete / failed / already complete, frames,
             finished_s (seconds after the driver started), and for failures stage, reason}.
-        failures: [{session, stage, reason}]. warnings: strings.
+        failures: [{session, stage, reason}]. warnings: ``session ID: text``, every warning the
+            store holds for the run's sessions (ingest, calibration, triangulation).
         after_detect_s: seconds from the last detection unit's end to the end of the work.
     """
 
@@ -95,7 +96,8 @@ class RunReport:
         return [s for s, v in self.sessions.items() if v["status"] != "failed"]
 
     def table(self) -> str:
-        """A short text table: one row per stage, then the total and the failures."""
+        """A short text table: one row per stage, then the total and the failures (the warnings
+        are printed apart, to stderr, by the command)."""
         rows = [f"{'stage':<12}{'units':>7}{'frames':>9}{'wall s':>9}{'busy s':>9}{'frames/s':>10}"]
         for stage, v in self.stages.items():
             fps = "-" if v["frames_per_s"] is None else f"{v['frames_per_s']:.1f}"
@@ -112,7 +114,6 @@ class RunReport:
         n_ok, n = len(self.complete), len(self.sessions)
         rows.append(f"sessions: {n_ok} of {n} complete, {len(self.failures)} failed")
         rows += [f"  FAILED {f['session']} at {f['stage']}: {f['reason']}" for f in self.failures]
-        rows += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(rows)
 
     def to_json(self) -> str:

@@ -26,9 +26,11 @@ def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
 
     Returns:
         A summary: fraction of joints labelled, of camera-frames found left/right mirrored,
-        median weight and reprojection error (pixels).
+        median weight and reprojection error (pixels), per camera the share of the labels of
+        joints it sees that used it (``camera_share``), and warnings (a camera dropped from most).
     """
-    from epiflow.calibration.triangulation import triangulate_sequence
+    from epiflow.calibration.triangulation import (camera_shares, dropped_camera_warnings,
+                                                   triangulate_sequence)
     kp = np.asarray(session.keypoints2d[:], dtype=np.float64)
     T, C, J, _ = kp.shape
     tri = triangulate_sequence(session.rig, kp, joint_set=session.joint_set, fps=session.fps,
@@ -38,9 +40,14 @@ def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
     error = np.asarray(tri.reproj_error, dtype=np.float64).reshape(T, J)
     labelled = np.isfinite(points).all(-1)
     weight[~labelled] = 0.0
-    session.write_labels(points, weight, error, views_tcj(tri.views, T, C, J))
+    views = views_tcj(tri.views, T, C, J)
+    session.write_labels(points, weight, error, views)
     flipped = getattr(tri, "flipped", None)
+    shares = camera_shares(views, kp[..., 2] > 0, labelled)
     return {"labelled": float(labelled.mean()),
             "flipped": None if flipped is None else float(np.asarray(flipped).mean()),
             "median_weight": float(np.median(weight[labelled])) if labelled.any() else None,
-            "median_reproj_px": float(np.nanmedian(error[labelled])) if labelled.any() else None}
+            "median_reproj_px": float(np.nanmedian(error[labelled])) if labelled.any() else None,
+            "camera_share": {n: None if np.isnan(v) else float(v)
+                             for n, v in zip(session.camera_names, shares)},
+            "warnings": dropped_camera_warnings(session.camera_names, shares)}

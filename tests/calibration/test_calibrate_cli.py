@@ -104,13 +104,17 @@ def test_per_frame_and_intrinsics_matched_in_order(tmp_path, capture, capsys):
     assert main(["calibrate", "--keypoints", str(tmp_path / "kp.npz"), "--out", str(out),
                  "--intrinsics", str(tmp_path / "intrinsics.toml"), "--method",
                  "per_frame"]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     rig = load_toml(out)
     assert rig.names == ["north", "east", "south", "west"]
     np.testing.assert_allclose(rig.K, capture.rig.K, rtol=1e-9)
     report = _report(out)
     assert report["method"] == "per_frame" and "from people (per_frame)" in out.read_text()
-    assert "matched in order" in report["warnings"][0] and "warning: intrinsics cameras" in printed
+    assert "matched in order" in report["warnings"][0]
+    # printed to stderr, one line, naming the input and saying what to do
+    line = next(x for x in printed.splitlines() if "matched in order" in x)
+    assert line.startswith(f"epiflow calibrate: warning: {tmp_path / 'kp.npz'}: intrinsics "
+                           f"cameras ['cam_01'") and "rename the cameras" in line
     # the baseline, on the same keypoints: 39° off (median, measured; pooled: 0.11° at most)
     assert np.median(rig_errors(rig, capture.rig)["rotation_deg"]) > 10
 
@@ -209,3 +213,24 @@ class TestOpenPose:
         report = _report(out)
         assert _others(report["warnings"]) == []
         assert max(c["reprojection_error_px_median"] for c in report["cameras"].values()) < 8.0
+
+
+def test_stored_warnings_are_printed(tmp_path, capture, capsys):
+    """The vertical taken from the body axis and image sizes that differ from the intrinsics'
+    (1080 vs 1088 rows, as H.264 pads) are printed to stderr, one line each, as stored."""
+    size = capture.keypoints.image_size.copy()
+    size[1, 1] -= 8
+    save_npz(replace(capture.keypoints, image_size=size), tmp_path / "kp.npz")
+    save_toml(capture.rig, tmp_path / "intrinsics.toml")
+    out = tmp_path / "cameras.toml"
+    assert main(["calibrate", "--keypoints", str(tmp_path / "kp.npz"), "--out", str(out),
+                 "--intrinsics", str(tmp_path / "intrinsics.toml")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    report = _report(out)
+    prefix = f"epiflow calibrate: warning: {tmp_path / 'kp.npz'}: "
+    assert report["up_source"] == "body axis"
+    assert lines == [prefix + w for w in report["warnings"]] and len(lines) == 2
+    w, h = capture.rig.sizes[1]
+    assert lines[0].startswith(prefix + f"cam_02: the calibration is for {w}x{h} images, the "
+                                        f"keypoints' are {w}x{h - 8}")
+    assert lines[1] == prefix + BODY_AXIS_WARNING and "record a few steps" in lines[1]

@@ -60,3 +60,28 @@ def test_pose2sim_demo_openpose(shared_data, tmp_path):
         top = list(z["joint_names"]).index("HeadTop")
         assert abs(np.nanmedian(z["points3d"][:, heel, 2])) < 0.15
         assert 1.5 < np.nanmedian(z["points3d"][:, top, 2]) < 2.0
+
+
+def test_warnings_are_printed_one_line_each(tmp_path, capsys):
+    """Image sizes that differ from the calibration's (1080 vs 1088 rows, as H.264 pads) and a
+    camera whose 2D disagrees with the others (shifted 80 px: dropped from most labels) are
+    printed to stderr, naming the camera, its share and what to do."""
+    cap = cmu_capture("02_01", corruption=Corruption(noise_px=2.0), seed=3)
+    data = cap.keypoints.data.copy()
+    data[:, 2, :, 0] += 80.0  # cam_03 off by 80 px: beyond the 20 px gate
+    size = cap.keypoints.image_size.copy()
+    size[0, 1] -= 8  # cam_01's images 8 rows shorter than its calibration says
+    save_npz(replace(cap.keypoints, data=data, image_size=size), tmp_path / "kp.npz")
+    save_toml(cap.rig, tmp_path / "cameras.toml")
+    code = main(["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras",
+                 str(tmp_path / "cameras.toml"), "--out", str(tmp_path / "poses.npz")])
+    assert code == 0
+    lines = capsys.readouterr().err.splitlines()
+    prefix = f"epiflow triangulate: warning: {tmp_path / 'kp.npz'}: "
+    assert len(lines) == 2 and all(line.startswith(prefix) for line in lines)
+    w, h = cap.rig.sizes[0]
+    assert f"cam_01: the calibration is for {w}x{h} images, the keypoints' are {w}x{h - 8}" \
+        in lines[0] and "give a calibration made at" in lines[0]
+    share = int(lines[1].split("used in only ")[1].split("%")[0])
+    assert lines[1].startswith(prefix + "camera cam_03: used in only") and share < 30  # 15
+    assert "check its calibration" in lines[1]

@@ -109,6 +109,10 @@ def test_real_videos_through_the_detector_pool(demo_reference):
     assert (s.pseudo3d_weight[:] > 0).mean() > 0.9
     # MediaPipe's joints against the lab cameras: within a few pixels, not tens
     assert np.median(s.reproj_error[:][s.pseudo3d_weight[:] > 0]) < 15.0
+    # cam01 and cam02 decode as 1080 x 1920 where the lab calibration says 1088 x 1920: said
+    sizes = [w for w in report.warnings if "the calibration is for 1088x1920" in w]
+    assert [w.split(":")[1].strip() for w in sizes] == ["cam01", "cam02"]
+    assert all(w.startswith("session demo: ") and "keypoints' are 1080x1920" in w for w in sizes)
 
 
 def test_a_killed_detector_worker_changes_nothing(demo_reference, ray_head, tmp_path,
