@@ -1,10 +1,14 @@
 """Training on several workers (GPUs or nodes) with Ray Train's ``TorchTrainer``.
 
-Each worker runs :func:`epiflow.models.train.fit` with ``distributed=True``: it reads the sessions
-whole into its own memory, Ray wraps the model in DistributedDataParallel (``prepare_model``) and
+Each worker runs the training loop it is given (:func:`epiflow.models.train.fit`, passed in by
+:func:`epiflow.models.train.train`) with ``distributed=True``: it reads the sessions whole into its
+own memory, Ray wraps the model in DistributedDataParallel (``prepare_model``) and
 shards the loader (``prepare_data_loader``). Rank 0 writes the checkpoint, metrics log and plot
 into the output folder, which must therefore be on storage every node sees (like the store).
 Locally ``ray.init`` starts a Ray runtime; ``train.ray_address`` joins an existing cluster.
+
+This module is the Ray plumbing only: it imports nothing of the training loop, so ``train`` can
+call it without an import cycle.
 """
 from __future__ import annotations
 
@@ -19,10 +23,10 @@ __all__ = ["train_with_ray"]
 
 
 def _worker_loop(loop_config: dict) -> None:
-    """What every Ray Train worker runs."""
-    from epiflow.models.train import fit
+    """What every Ray Train worker runs: ``loop_config["loop"]`` (the training loop) on its shard."""
     cfg = from_dict(ExperimentConfig, loop_config["config"])
-    fit(cfg, Path(loop_config["out_dir"]), resume=loop_config["resume"], distributed=True)
+    loop_config["loop"](cfg, Path(loop_config["out_dir"]), resume=loop_config["resume"],
+                        distributed=True)
 
 
 def _init_ray(cfg: ExperimentConfig) -> bool:
@@ -39,25 +43,24 @@ def _init_ray(cfg: ExperimentConfig) -> bool:
     return True
 
 
-def train_with_ray(cfg: ExperimentConfig, out_dir, resume: bool = True):
-    """Train ``cfg`` on ``cfg.train.ray_workers`` Ray Train workers; returns a TrainResult.
+def train_with_ray(cfg: ExperimentConfig, out_dir, resume: bool, loop) -> None:
+    """Run ``loop(cfg, out_dir, resume=..., distributed=True)`` on ``cfg.train.ray_workers`` Ray
+    Train workers; rank 0 writes the run's files into ``out_dir``.
 
-    The store is built (when the config says how) before the workers start, so they only read.
+    The store must exist already (the workers only read it): :func:`epiflow.models.train.train`
+    builds it first. ``loop`` is a module-level function, so Ray sends it to the workers by name.
     """
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-
-    from epiflow.models.train import (CHECKPOINT_FILE, METRICS_FILE, TrainResult, ensure_store,
-                                      _read_history)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    ensure_store(cfg)
     if "://" not in cfg.data.store:  # workers run in other folders: give them an absolute path
         cfg = replace(cfg, data=replace(cfg.data, store=str(Path(cfg.data.store).resolve())))
     started = _init_ray(cfg)
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"config": to_dict(cfg), "out_dir": str(out_dir), "resume": resume},
+        train_loop_config={"config": to_dict(cfg), "out_dir": str(out_dir), "resume": resume,
+                           "loop": loop},
         scaling_config=ScalingConfig(num_workers=cfg.train.ray_workers,
                                      use_gpu=cfg.train.ray_use_gpu,
                                      resources_per_worker={"CPU": 1}),
@@ -68,5 +71,3 @@ def train_with_ray(cfg: ExperimentConfig, out_dir, resume: bool = True):
         if started:
             import ray
             ray.shutdown()
-    history = _read_history(out_dir / METRICS_FILE, 10**9, False)
-    return TrainResult(out_dir, out_dir / CHECKPOINT_FILE, history)

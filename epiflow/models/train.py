@@ -32,6 +32,7 @@ from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_c
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
                                  prepare_session, split_sessions)
+from epiflow.models.distributed import train_with_ray
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
@@ -446,6 +447,9 @@ def train(cfg: ExperimentConfig, out_dir, resume: bool = True) -> TrainResult:
     ``train.ray_workers`` > 0. Returns the run's folder, checkpoint and metrics rows."""
     out_dir = Path(out_dir)
     if cfg.train.ray_workers > 0:
-        from epiflow.models.distributed import train_with_ray
-        return train_with_ray(cfg, out_dir, resume)
+        ensure_store(cfg)  # before the workers start, so they only read it
+        out_dir = out_dir.resolve()
+        train_with_ray(cfg, out_dir, resume, loop=fit)
+        return TrainResult(out_dir, out_dir / CHECKPOINT_FILE,
+                           _read_history(out_dir / METRICS_FILE, 10**9, False))
     return fit(cfg, out_dir, resume=resume)
