@@ -4,7 +4,8 @@ from typing import Literal
 
 import pytest
 
-from epiflow.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from epiflow.config import (ConfigError, apply_overrides, check_limits, from_dict, limits,
+                            load_config, to_dict)
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,38 @@ def test_file_errors_and_overrides(tmp_path):
         load_config(Outer, path)
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         load_config(Outer, tmp_path / "missing.toml")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    fraction: float = field(default=0.5, metadata=limits(ge=0, le=1))
+    count: int = field(default=1, metadata=limits(gt=0))
+    scale: float | None = field(default=None, metadata=limits(gt=0))
+    name: str = "a"
+
+    def __post_init__(self):
+        if self.name == "bad":
+            raise ValueError("name must not be 'bad'")
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"fraction": 1.01}, r"'b.fraction': expected a number >= 0 and <= 1, got 1.01"),
+    ({"fraction": -0.0001}, r"'b.fraction': expected a number >= 0 and <= 1"),
+    ({"count": 0}, r"'b.count': expected a number > 0, got 0"),
+    ({"scale": -2}, r"'b.scale': expected a number > 0, got -2.0"),
+    ({"scale": "x"}, r"'b.scale': expected float or nothing \(leave the key out\), got 'x'"),
+    ({"name": "bad"}, r"config section 'b': name must not be 'bad'"),
+    ({"fractoin": 0.2}, r"\['b.fractoin'\]; did you mean 'b.fraction' for 'b.fractoin'\?"),
+    ({"zzz": 0.2}, r"\['b.zzz'\]; accepted keys in b: \['count', 'fraction', 'name', 'scale'\]$"),
+])
+def test_limits_post_init_and_close_matches(data, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(Bounded, data, "b")
+
+
+def test_limits_hold_at_the_edges_and_in_code():
+    assert from_dict(Bounded, {"fraction": 1, "count": 1, "scale": 1e-9}, "b").fraction == 1.0
+    assert from_dict(Bounded, {"fraction": 0}, "b").fraction == 0.0
+    check_limits(Bounded())
+    with pytest.raises(ConfigError, match=r"'x.count': expected a number > 0, got -1"):
+        check_limits(Bounded(count=-1), "x")

@@ -30,13 +30,15 @@ import torch
 
 from epiflow.calibration.bundle_adjustment import INTRINSIC_PARAMETERS, bundle_adjust
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
-from epiflow.calibration.input_checks import check_keypoints, check_subject_height, image_sizes
+from epiflow.calibration.input_checks import (HEIGHT_RANGE_M, check_keypoints,
+                                            check_subject_height, image_sizes)
 from epiflow.calibration.mirroring import apply_flips, relabel_flips
 from epiflow.calibration.per_frame import per_frame_poses
 from epiflow.calibration.relative_pose import correspondence_joints, pair_pose, reliable_mask
 from epiflow.calibration.triangulation import triangulate_linear
 from epiflow.calibration.view_graph import chain_poses, check_connected, spanning_tree
 from epiflow.calibration.world_frame import world_alignment
+from epiflow.config import check_limits, limits
 from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
@@ -90,27 +92,29 @@ class CalibrationConfig:
     """
 
     method: Literal["pooled", "per_frame"] = "pooled"
-    min_confidence: float = 0.5
-    max_jump: float = 0.15
-    threshold_px: float = 3.0
-    min_shared: int = 60
-    min_inliers: int = 40
-    focal_guess: float = 1.0
+    min_confidence: float = field(default=0.5, metadata=limits(ge=0, le=1))
+    max_jump: float = field(default=0.15, metadata=limits(gt=0))
+    threshold_px: float = field(default=3.0, metadata=limits(gt=0))
+    min_shared: int = field(default=60, metadata=limits(ge=1))
+    min_inliers: int = field(default=40, metadata=limits(ge=1))
+    focal_guess: float = field(default=1.0, metadata=limits(gt=0))
     refine_unknown: tuple[str, ...] = ("focal",)
     refine_known: tuple[str, ...] = ()
-    loss: str = "cauchy"
-    loss_scale_px: float = 5.0
-    rounds: int = 3
-    tolerance: float = 1e-6
+    loss: Literal["huber", "cauchy", "soft_l1", "linear"] = "cauchy"
+    loss_scale_px: float = field(default=5.0, metadata=limits(gt=0))
+    rounds: int = field(default=3, metadata=limits(ge=1))
+    tolerance: float = field(default=1e-6, metadata=limits(gt=0))
     confidence_weights: bool = False
-    outlier_px: float = 50.0
-    max_frames: int = 1500
-    default_height: float = 1.70
-    min_motion: float = 0.05
-    seed: int = 0
+    outlier_px: float = field(default=50.0, metadata=limits(gt=0))
+    max_frames: int = field(default=1500, metadata=limits(ge=2))
+    default_height: float = field(default=1.70, metadata=limits(ge=HEIGHT_RANGE_M[0],
+                                                                le=HEIGHT_RANGE_M[1]))
+    min_motion: float = field(default=0.05, metadata=limits(ge=0))
+    seed: int = field(default=0, metadata=limits(ge=0))
     mirrored: Literal["drop", "relabel"] = "drop"
 
     def __post_init__(self):
+        check_limits(self, "CalibrationConfig")
         bad = [r for r in self.refine_unknown + self.refine_known if r not in INTRINSIC_PARAMETERS]
         if bad:
             raise ValueError(f"CalibrationConfig: unknown intrinsics to refine {bad}; expected "
@@ -121,6 +125,9 @@ class CalibrationConfig:
         if self.method not in ("pooled", "per_frame"):
             raise ValueError(f"CalibrationConfig.method must be 'pooled' or 'per_frame'; "
                              f"got {self.method!r}")
+        if self.loss not in ("huber", "cauchy", "soft_l1", "linear"):
+            raise ValueError(f"CalibrationConfig.loss must be 'huber', 'cauchy', 'soft_l1' or "
+                             f"'linear'; got {self.loss!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,9 +25,11 @@ skeleton and time: the left/right swap test per camera-frame and optional tempor
 """
 from __future__ import annotations
 
+import inspect
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,12 +44,13 @@ from epiflow.calibration.robust import (consensus, detect_swaps, mirrored_frames
                                        temporal_reference)
 from epiflow.calibration.uncertainty import (noise_prior, point_sigma, residual_variance,
                                              weight_from_sigma)
+from epiflow.config import check_limits, limits
 from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Reason", "Triangulation", "triangulate", "triangulate_linear", "triangulate_sequence",
-           "triangulate_two_view", "match_cameras", "camera_shares", "dropped_camera_warnings",
-           "MIN_CAMERA_SHARE"]
+           "triangulate_two_view", "match_cameras", "TriangulationOptions", "camera_shares",
+           "dropped_camera_warnings", "MIN_CAMERA_SHARE"]
 
 
 class Reason(IntEnum):
@@ -594,6 +597,54 @@ def triangulate_sequence(rig: CameraRig, keypoints2d, joint_set: str | None = "h
     if np_in:
         return tri.numpy()
     return tri._map(lambda a: a.to(dtype) if a.is_floating_point() else a)
+
+
+def _keyword_defaults(*functions) -> dict:
+    """The defaults of the keyword-only parameters of ``functions``, by name."""
+    return {name: p.default for f in functions
+            for name, p in inspect.signature(f).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+#: the defaults of :class:`TriangulationOptions`: those of the functions it configures
+_DEFAULTS = _keyword_defaults(triangulate, triangulate_sequence)
+
+
+@dataclass(frozen=True)
+class TriangulationOptions:
+    """The keyword options of :func:`triangulate_sequence` (its own and those it passes to
+    :func:`triangulate`; documented there), but ``fps``, which comes with the keypoints. Their
+    defaults are read from the two functions' signatures, so the two cannot differ. The
+    ``[triangulate]`` table of a run config (:mod:`epiflow.pipeline.config`).
+
+    Example:
+        >>> tri = triangulate_sequence(rig, kp, fps=30.0, **TriangulationOptions(gate_px=30).kwargs())
+    """
+
+    swap: Literal["flip", "drop", "off"] = _DEFAULTS["swap"]
+    smooth: Literal["butterworth", "one_euro"] | None = _DEFAULTS["smooth"]
+    cutoff_hz: float = field(default=_DEFAULTS["cutoff_hz"], metadata=limits(gt=0))
+    fill_gaps: int = field(default=_DEFAULTS["fill_gaps"], metadata=limits(ge=0))
+    temporal_gate_m: float | None = field(default=_DEFAULTS["temporal_gate_m"],
+                                          metadata=limits(ge=0))
+    robust: bool = _DEFAULTS["robust"]
+    refine: bool = _DEFAULTS["refine"]
+    gate_px: float = field(default=_DEFAULTS["gate_px"], metadata=limits(gt=0))
+    min_confidence: float = field(default=_DEFAULTS["min_confidence"], metadata=limits(ge=0, le=1))
+    noise_px: float | None = field(default=_DEFAULTS["noise_px"], metadata=limits(gt=0))
+    weight_scale: float = field(default=_DEFAULTS["weight_scale"], metadata=limits(gt=0))
+    refine_iterations: int = field(default=_DEFAULTS["refine_iterations"], metadata=limits(ge=1))
+
+    def __post_init__(self):
+        check_limits(self, "TriangulationOptions")
+        for name, allowed in (("swap", ("flip", "drop", "off")),
+                              ("smooth", (None, "butterworth", "one_euro"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TriangulationOptions.{name} must be one of {list(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
+
+    def kwargs(self) -> dict:
+        """The options as keyword arguments of :func:`triangulate_sequence`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def triangulate_two_view(rig: CameraRig, keypoints2d, pair: tuple = (0, 1), *,
