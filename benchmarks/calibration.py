@@ -147,7 +147,7 @@ def mediapipe_keypoints(videos: Path, redetect: bool):
     """Keypoints (T, C, 33, 3), blazepose33, pixels: MediaPipe on every frame of every video,
     from the cache unless ``redetect``."""
     from epiflow.keypoints import load_npz, save_npz
-    from epiflow.pipeline.detectors import detect_videos
+    from epiflow.detection.detectors import detect_videos
     cache = OUT / "pose2sim_mediapipe.npz"
     if cache.is_file() and not redetect:
         return load_npz(cache)

@@ -32,7 +32,7 @@ DATA = Path(os.environ.get("EPIFLOW_DATA", REPO.parent / "shared" / "data"))
 
 def baseline(videos: Path, cfg) -> dict:
     """MediaPipe alone, one process: decode every frame, then detect camera by camera."""
-    from epiflow.pipeline.detectors import MediaPipeDetector, list_videos, read_frames
+    from epiflow.detection.detectors import MediaPipeDetector, list_videos, read_frames
     from epiflow.skeleton import map_to_h36m
     detector = MediaPipeDetector(cfg.model_complexity, cfg.min_confidence, cfg.video_mode)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -68,7 +68,7 @@ def steady_cpu(videos: Path, cfg) -> float:
     """CPU seconds per frame of our detection unit (decode, shrink, detect, write) once warm:
     one camera's frames run through :class:`DetectWorker` in this process."""
     from epiflow.pipeline.detect import DetectUnit, DetectWorker
-    from epiflow.pipeline.detectors import list_videos, video_info
+    from epiflow.detection.detectors import list_videos, video_info
     from epiflow.store import PoseStore
     video = list_videos(videos)[0]
     T = video_info(video).n_frames

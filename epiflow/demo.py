@@ -224,7 +224,7 @@ def _predictions(checkpoint: Path, session) -> np.ndarray:
 def video_frames(folder, camera_names) -> Callable[[int], list[np.ndarray]]:
     """A function of a frame index returning that frame of each camera's video (RGB), the
     videos of ``folder`` matched to the cameras by file stem."""
-    from epiflow.pipeline.detectors import list_videos, read_frames
+    from epiflow.detection.detectors import list_videos, read_frames
     videos = {v.stem: v for v in list_videos(folder)}
     missing = [c for c in camera_names if c not in videos]
     if missing:

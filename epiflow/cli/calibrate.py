@@ -77,7 +77,7 @@ def _config(args):
 def _keypoints(args):
     if args.videos:
         from epiflow.keypoints import save_npz
-        from epiflow.pipeline.detectors import detect_videos
+        from epiflow.detection.detectors import detect_videos
         kp = detect_videos(args.videos)
         if args.save_keypoints:
             save_npz(kp, args.save_keypoints)

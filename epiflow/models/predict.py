@@ -125,7 +125,7 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
 
 
 def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.ndarray:
-    from epiflow.pipeline.detect import person_crops
+    from epiflow.detection.crops import person_crops
     crops, _ = person_crops(list(frames[..., ::-1]), keypoints, size)  # it takes BGR frames
     return crops
 
@@ -146,7 +146,7 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
                   detector=None) -> Prediction:
     """Detect the person in a video with MediaPipe and predict 3D poses (lifters from the 2D
     keypoints; the image model from person crops around them)."""
-    from epiflow.pipeline.detectors import MediaPipeDetector, read_frames, video_info
+    from epiflow.detection.detectors import MediaPipeDetector, read_frames, video_info
     model, ckpt = _model_for(checkpoint)
     info = video_info(video)
     name = camera_name or Path(video).stem

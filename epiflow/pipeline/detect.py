@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.detection.crops import person_crops
+from epiflow.detection.detectors import MediaPipeDetector, open_video
 from epiflow.pipeline.config import DetectConfig
 from epiflow.store import PoseStore, Session
 
-__all__ = ["DetectUnit", "UnitResult", "FrameReader", "DetectWorker", "person_crops"]
+__all__ = ["DetectUnit", "UnitResult", "FrameReader", "DetectWorker"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,9 @@ class FrameReader:
         self._pos = 0
 
     def _open(self, path: str):
-        from epiflow.pipeline.detectors import _open
         self.close()
         with _environ("OPENCV_FFMPEG_CAPTURE_OPTIONS", self.decode_options):
-            self._cap, self._path, self._pos = _open(path), path, 0
+            self._cap, self._path, self._pos = open_video(path), path, 0
 
     def close(self) -> None:
         if self._cap is not None:
@@ -158,35 +159,6 @@ def _to_detector(frames: list[np.ndarray], max_side: int) -> tuple[np.ndarray, f
     return out, (W / size[0], H / size[1])
 
 
-def person_crops(frames: list[np.ndarray], keypoints: np.ndarray, size: int,
-                 margin: float = 1.25, min_confidence: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Square crops around the person.
-
-    Args:
-        frames: N (H, W, 3) uint8 BGR frames. keypoints: (N, J, 3) pixels and confidence.
-        size: side of the crops, pixels. margin: box side / the joints' extent.
-
-    Returns:
-        crops (N, size, size, 3) uint8 RGB (zeros where no person) and boxes (N, 4) float32
-        ``x0, y0, x1, y1`` in frame pixels (NaN where no person).
-    """
-    import cv2
-    crops = np.zeros((len(frames), size, size, 3), np.uint8)
-    boxes = np.full((len(frames), 4), np.nan, np.float32)
-    for i, (frame, kp) in enumerate(zip(frames, keypoints)):
-        ok = np.isfinite(kp[:, :2]).all(-1) & (kp[:, 2] >= min_confidence)
-        if ok.sum() < 2:
-            continue
-        lo, hi = kp[ok, :2].min(0), kp[ok, :2].max(0)
-        side = max(float((hi - lo).max()) * margin, 16.0)
-        x0, y0 = (lo + hi) / 2 - side / 2
-        M = np.array([[size / side, 0, -x0 * size / side], [0, size / side, -y0 * size / side]])
-        crop = cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_AREA, borderValue=0)
-        crops[i] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        boxes[i] = (x0, y0, x0 + side, y0 + side)
-    return crops, boxes
-
-
 class DetectWorker:
     """One 2D detector, loaded once, fed units of one camera's frames.
 
@@ -196,7 +168,6 @@ class DetectWorker:
     """
 
     def __init__(self, cfg: DetectConfig, joint_set: str):
-        from epiflow.pipeline.detectors import MediaPipeDetector
         from epiflow.pipeline.workers import warm_up
         self._warm = warm_up("cv2", "mediapipe.python.solutions.pose", "epiflow.skeleton")
         self.cfg = cfg

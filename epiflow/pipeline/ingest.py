@@ -134,7 +134,7 @@ def _check_lengths(names: list[str], counts: list[int], fps: list[float], where:
 
 
 def _video_source(session: SessionConfig, trim: bool) -> Source:
-    from epiflow.pipeline.detectors import list_videos, video_info
+    from epiflow.detection.detectors import list_videos, video_info
     infos = [video_info(p) for p in list_videos(session.videos)]
     T, warnings = _check_lengths([i.path.name for i in infos], [i.n_frames for i in infos],
                                  [i.fps for i in infos], f"videos in {session.videos!r}", trim)
@@ -254,7 +254,7 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
     """Create ``session``'s group in the store (or find it from an earlier run with the same
     settings) and return its pending detection units. Keypoint and synthetic sources are written
     here: their keypoints pass through detection."""
-    from epiflow.pipeline.detectors import MediaPipeDetector
+    from epiflow.detection.detectors import MediaPipeDetector
     store = PoseStore.open(store_url, "a")
     fingerprint = session_fingerprint(cfg, session)
     found = _resumable(store, session.name, fingerprint)

@@ -175,7 +175,7 @@ class _Driver:
         d = self.cfg.detect
         joint_set = self.cfg.store.joint_set
         if joint_set == "source":
-            from epiflow.pipeline.detectors import MediaPipeDetector
+            from epiflow.detection.detectors import MediaPipeDetector
             joint_set = MediaPipeDetector.joint_set
         self.detectors = _Pool(self.ray, DetectWorker, n, (d, joint_set),
                                num_cpus=d.num_cpus, num_gpus=d.num_gpus)

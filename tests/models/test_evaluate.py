@@ -96,7 +96,7 @@ def test_predict_needs_a_camera(trained, tmp_path, capsys):
 def test_predict_from_a_video(trained, tmp_path, shared_data):
     import cv2
 
-    from epiflow.pipeline.detectors import read_frames
+    from epiflow.detection.detectors import read_frames
     frames = read_frames(shared_data / "pose2sim_demo/single_person/videos/cam01.mp4", 0, 12)
     small = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2))[..., ::-1] for f in frames]
     video = tmp_path / "cam01.mp4"

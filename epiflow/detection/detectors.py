@@ -16,7 +16,7 @@ import numpy as np
 from epiflow.keypoints import Keypoints
 
 __all__ = ["MediaPipeDetector", "VideoInfo", "video_info", "read_frames", "list_videos",
-           "detect_videos", "VIDEO_SUFFIXES"]
+           "detect_videos", "open_video", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -31,7 +31,8 @@ class VideoInfo:
     size: tuple[int, int]
 
 
-def _open(path):
+def open_video(path):
+    """An opened ``cv2.VideoCapture`` of ``path``; errors name the file and say what to do."""
     import cv2
     path = Path(path)
     if not path.is_file():
@@ -46,7 +47,7 @@ def _open(path):
 def video_info(path) -> VideoInfo:
     """Frame count, fps and size of a video, from its container (no full decode)."""
     import cv2
-    cap = _open(path)
+    cap = open_video(path)
     try:
         info = VideoInfo(Path(path), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
                          float(cap.get(cv2.CAP_PROP_FPS)),
@@ -68,7 +69,7 @@ def read_frames(path, start: int = 0, stop: int | None = None) -> np.ndarray:
         asked for (a truncated or corrupt video).
     """
     import cv2
-    cap = _open(path)
+    cap = open_video(path)
     try:
         if start:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)

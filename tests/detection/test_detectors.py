@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from epiflow.pipeline.detectors import (MediaPipeDetector, list_videos, read_frames,
+from epiflow.detection.detectors import (MediaPipeDetector, list_videos, read_frames,
                                         video_info)
 from epiflow.skeleton import BLAZEPOSE33
 
