@@ -72,6 +72,7 @@ session as a labelled dataset without epiflow.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -218,8 +219,10 @@ class PoseStore:
         """(name, problem or None) of every node under ``sessions/``."""
         if "sessions" not in self.root:
             return []
-        return [(name, _entry_problem(name, node))
-                for name, node in self.root["sessions"].members()]
+        with warnings.catch_warnings():  # a folder that is no Zarr node is skipped: say nothing
+            warnings.filterwarnings("ignore", "Object at .* is not recognized")
+            members = list(self.root["sessions"].members())
+        return [(name, _entry_problem(name, node)) for name, node in members]
 
     def __contains__(self, session_id: str) -> bool:
         return (isinstance(session_id, str) and _id_problem(session_id) is None

@@ -229,3 +229,157 @@ class TestErrors:
         with pytest.raises(KeyError, match="it has: s1"):
             store.session("nope")
         assert Path(tmp_path / "a.zarr" / "sessions" / "s1").is_dir()
+
+
+BAD_IDS = ["a/b", "..", ".", "/abs/x", "", "a b", "tab\there", "nul\x00", "back\\slash", "-x",
+           ".hidden", "__reserved", "zarr.json", "é", "x" * 129]
+
+
+def _create(store, sid):
+    return store.create_session(sid, n_frames=2, camera_names=["a"], joint_set="h36m17",
+                                image_size=[[1, 1]], fps=None, chunk_frames=1)
+
+
+def _run_cli(capsys, *argv) -> tuple[int, str, str]:
+    from epiflow.cli import main
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+class TestSessionIds:
+    """A bad id is refused with epiflow's message before anything is written, so the store is
+    never poisoned (issue 13, defect 1: ``--session a/b`` left ``sessions/a/b``)."""
+
+    @pytest.mark.parametrize("sid", BAD_IDS)
+    def test_refused_by_create_and_record_failure(self, tmp_path, sid):
+        store, _ = _new(tmp_path / "a.zarr")
+        for write in (lambda: _create(store, sid),
+                      lambda: store.record_failure(sid, "ingest", "boom")):
+            with pytest.raises(StoreError, match="is not a valid session id") as err:
+                write()
+            assert repr(sid) in str(err.value) and "e.g. 'take_01'" in str(err.value)
+        assert sorted(p.name for p in (tmp_path / "a.zarr" / "sessions").iterdir()) == \
+            ["s1", "zarr.json"]
+        again = PoseStore.open(tmp_path / "a.zarr")
+        assert again.session_ids() == ["s1"] and again.damaged_entries() == {}
+
+    def test_good_ids_pass(self, tmp_path):
+        store = PoseStore.open(tmp_path / "a.zarr", "a")
+        for sid in ("take_01", "S1.walking-2", "_x", "0", "a" * 128):
+            _create(store, sid)
+        assert sorted(store.session_ids()) == sorted(["take_01", "S1.walking-2", "_x", "0",
+                                                      "a" * 128])
+
+    def test_cli_session_refused_before_the_store_is_touched(self, tmp_path, capsys):
+        from epiflow.pipeline.orchestrate import stored_warnings  # noqa: F401 (run's imports)
+        _new(tmp_path / "S.zarr")
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        np.savez(tmp_path / "kp.npz", keypoints=np.zeros((2, 3, 17, 3), np.float32))
+        for sid in ("a/b", "..", "/etc"):
+            code, _, err = _run_cli(capsys, "run", "--keypoints", str(tmp_path / "kp.npz"),
+                                    "--session", sid, "--out", str(tmp_path / "S.zarr"))
+            assert code == 2 and f"--session {sid!r} is not a valid session id" in err, err
+            assert "Traceback" not in err and "zarr" not in err.split("valid session id")[0]
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
+                      if p.name != "kp.npz") == before
+        code, out, err = _run_cli(capsys, "inspect", str(tmp_path / "S.zarr"))
+        assert code == 0 and "1 session," in out and "\ns1 " in out, err
+
+    def test_config_name_and_folder_name_refused(self, tmp_path):
+        from epiflow.pipeline.config import RunConfig, SessionConfig, load_run_config
+        from epiflow.pipeline.ingest import plan_sessions
+        toml = tmp_path / "run.toml"
+        toml.write_text('out = "S.zarr"\n[[sessions]]\nname = "../up"\nkeypoints = "k.npz"\n')
+        with pytest.raises(ValueError, match=r"run.toml: .*config key 'sessions.name' "
+                                             r"'\.\./up' is not a valid session id"):
+            load_run_config(toml)
+        folder = tmp_path / "take 1" / "keypoints"
+        folder.mkdir(parents=True)
+        cfg = RunConfig(out=str(tmp_path / "S.zarr"), sessions=(SessionConfig(keypoints=str(folder)),))
+        with pytest.raises(StoreError, match=r"rename it\) 'take 1' is not a valid session id: "
+                                             r"it holds whitespace"):
+            plan_sessions(cfg)
+        assert not (tmp_path / "S.zarr").exists()
+
+    def test_stray_entries_listed_and_good_sessions_read(self, tmp_path, capsys):
+        """What an older epiflow (or a hand) left under sessions/ is listed, not fatal."""
+        store, _ = _new(tmp_path / "S.zarr")
+        sessions = store.root["sessions"]
+        sessions.create_group("a/b", attributes={"schema_version": SCHEMA_VERSION})
+        sessions.create_array("arr", shape=(2,), dtype="f4")
+        sessions.create_group("old", attributes={"schema_version": SCHEMA_VERSION - 1})
+        sessions.create_group("has space", attributes={"schema_version": SCHEMA_VERSION})
+        (tmp_path / "S.zarr" / "sessions" / "not_zarr").mkdir()
+        store = PoseStore.open(tmp_path / "S.zarr")
+        assert store.session_ids() == ["s1"]
+        damaged = store.damaged_entries()
+        assert sorted(damaged) == ["a", "arr", "has space", "old"]
+        assert "nested id such as 'a/b'" in damaged["a"] and "array" in damaged["arr"]
+        assert f"version {SCHEMA_VERSION - 1}" in damaged["old"]
+        assert "whitespace" in damaged["has space"]
+        with pytest.raises(StoreError, match="session 'a' of .* is not an epiflow session"):
+            store.session("a")
+        code, out, err = _run_cli(capsys, "inspect", str(tmp_path / "S.zarr"))
+        assert code == 0, err
+        assert "1 session," in out and "\ns1 " in out
+        assert out.count("NOT A SESSION sessions/") == 4 and "sessions/a: " in out
+        code, out, _ = _run_cli(capsys, "inspect", str(tmp_path / "S.zarr"), "--json")
+        doc = json.loads(out)
+        assert [r["session"] for r in doc["sessions"]] == ["s1"] and len(doc["damaged"]) == 4
+
+
+class TestOpening:
+    """What is not an epiflow store is named, with what was expected, and left untouched."""
+
+    def _files(self, path: Path) -> dict:
+        return {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+    @pytest.mark.parametrize("mode", ["r", "a"])
+    def test_a_file(self, tmp_path, mode):
+        npz = tmp_path / "S.npz"
+        np.savez(npz, keypoints=np.zeros(3))
+        before = npz.read_bytes()
+        with pytest.raises(StoreError, match=r"S\.npz' is a file \(an \.npz holds keypoints: "
+                                             r"give it with --keypoints\), not a Zarr store"):
+            PoseStore.open(npz, mode)
+        (tmp_path / "notes.txt").write_text("x")
+        with pytest.raises(StoreError, match=r"notes\.txt' is a file, not a Zarr store folder"):
+            PoseStore.open(tmp_path / "notes.txt", mode)
+        assert npz.read_bytes() == before
+
+    @pytest.mark.parametrize("mode", ["r", "a"])
+    def test_a_zarr_v2_store(self, tmp_path, mode):
+        v2 = zarr.open_group(str(tmp_path / "v2.zarr"), mode="w", zarr_format=2)
+        v2.create_array("x", shape=(2,), dtype="f4")
+        before = self._files(tmp_path / "v2.zarr")
+        with pytest.raises(StoreError, match=r"v2\.zarr' is a Zarr v2 store .* epiflow stores "
+                                             r"are Zarr v3"):
+            PoseStore.open(tmp_path / "v2.zarr", mode)
+        assert self._files(tmp_path / "v2.zarr") == before   # no zarr.json written into it
+
+    @pytest.mark.parametrize("mode", ["r", "a"])
+    def test_a_folder_of_other_things(self, tmp_path, mode):
+        folder = tmp_path / "videos"
+        folder.mkdir()
+        for name in ("cam1.mp4", "cam2.mp4"):
+            (folder / name).write_bytes(b"\0" * 8)
+        with pytest.raises(StoreError, match=r"videos' is a folder that is not a Zarr store "
+                                             r"\(no zarr.json; it holds 2 entries: cam1.mp4, "
+                                             r"cam2.mp4\)"):
+            PoseStore.open(folder, mode)
+        assert sorted(p.name for p in folder.iterdir()) == ["cam1.mp4", "cam2.mp4"]
+
+    def test_empty_folder(self, tmp_path):
+        (tmp_path / "new").mkdir()
+        with pytest.raises(StoreError, match="is an empty folder, not a Zarr store"):
+            PoseStore.open(tmp_path / "new")
+        assert PoseStore.open(tmp_path / "new", "a").session_ids() == []
+
+    def test_through_the_cli(self, tmp_path, capsys):
+        np.savez(tmp_path / "S.npz", keypoints=np.zeros(3))
+        code, _, err = _run_cli(capsys, "inspect", str(tmp_path / "S.npz"))
+        assert code == 2 and "S.npz' is a file" in err and "`epiflow run --out`" in err
+        code, _, err = _run_cli(capsys, "run", "--synthetic", "1", "--out",
+                                str(tmp_path / "S.npz"))
+        assert code == 2 and "S.npz' is a file" in err and "Traceback" not in err

@@ -90,8 +90,9 @@ def _cameras(s: Session) -> str:
 def run(args) -> int:
     store = PoseStore.open(args.store)
     rows = [session_summary(s) for s in store.sessions()]
+    damaged = store.damaged_entries()
     if args.json:
-        print(json.dumps({"store": store.url, "sessions": rows}, indent=2))
+        print(json.dumps({"store": store.url, "sessions": rows, "damaged": damaged}, indent=2))
         return 0
     n_done = sum(r["status"] == "complete" for r in rows)
     frames = sum(r["frames"] or 0 for r in rows if r["status"] == "complete")
@@ -101,6 +102,9 @@ def run(args) -> int:
     print(_table(rows))
     for r in rows:
         print_warnings("inspect", r["warnings"], f"session {r['session']}")
+    for name, problem in damaged.items():
+        print(f"NOT A SESSION sessions/{name}: {problem}; the other sessions read as usual "
+              f"(remove that folder from the store if nothing of yours is in it)")
     if args.session:
         print(f"\nsession {args.session}:")
         print(_cameras(store.session(args.session)))

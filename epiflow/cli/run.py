@@ -18,7 +18,7 @@ from pathlib import Path
 from epiflow.config import apply_overrides
 from epiflow.outputs import check_outputs_not_inputs
 
-__all__ = ["register", "run", "config_from_args"]
+__all__ = ["register", "run", "config_from_args", "check_paths"]
 
 
 def register(subparsers) -> None:
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                    help="override a config value, e.g. --set detect.chunk_frames=25")
     p.add_argument("--overwrite", action="store_true",
                    help="redo this run's sessions even when the store has them complete")
+    p.add_argument("--wait-lease", type=float, default=0.0, metavar="SECONDS",
+                   help="when another run is writing the store, wait up to this long for it "
+                        "(default: refuse at once)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -56,6 +59,9 @@ def _abs(path: str | None) -> str:
 def config_from_args(args):
     """The run config: the file (if any), then the command-line session and options."""
     from epiflow.pipeline.config import RunConfig, SessionConfig, load_run_config
+    from epiflow.store import check_session_id
+    if args.session is not None:
+        check_session_id(args.session, "--session")
     cfg = load_run_config(args.config) if args.config else RunConfig()
     given = {k: _abs(getattr(args, k)) for k in ("videos", "frames", "keypoints")
              if getattr(args, k)}
@@ -83,14 +89,43 @@ def _inputs(args, cfg) -> dict[str, str]:
     return inputs
 
 
+#: What each path argument must be: (a folder?, what it holds). None: a file or a folder.
+_PATHS = {"config": (False, "a run config TOML"),
+          "videos": (True, "a folder of videos, one per camera"),
+          "frames": (True, "a folder of per-camera image folders"),
+          "keypoints": (None, "a keypoints .npz or a folder of OpenPose JSON folders"),
+          "cameras": (False, "a calibration file"),
+          "board": (True, "a folder of per-camera checkerboard image folders")}
+
+
+def check_paths(args) -> None:
+    """Every file or folder named on the command line exists and is of the right kind: checked
+    first, before torch or Ray are imported, so a typo is refused in a moment. Their contents
+    are checked next, still before Ray starts (:func:`epiflow.pipeline.ingest.check_sources`)."""
+    for key, (folder, what) in _PATHS.items():
+        value = getattr(args, key)
+        if not value or "://" in value:
+            continue
+        flag, path = (key if key == "config" else f"--{key}"), Path(value)
+        if not path.exists():
+            raise FileNotFoundError(f"{flag} {value!r} does not exist; expected {what}")
+        if folder is not None and path.is_dir() != folder:
+            raise ValueError(f"{flag} {value!r} is a {'folder' if path.is_dir() else 'file'}; "
+                             f"expected {what}")
+
+
 def run(args) -> int:
+    check_paths(args)
     from epiflow.cli import print_warnings
     from epiflow.pipeline.orchestrate import run_pipeline
     from epiflow.pipeline.report import report_url
     cfg = config_from_args(args)
     check_outputs_not_inputs({"the store (--out)": cfg.out,
                               "the report": report_url(cfg.out, cfg.report)}, _inputs(args, cfg))
-    report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite)
+    if args.wait_lease < 0:
+        raise ValueError(f"--wait-lease must be >= 0 seconds; got {args.wait_lease}")
+    report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite,
+                          lease_wait_s=args.wait_lease)
     print(report.table())
     print_warnings("run", report.warnings)
     print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")

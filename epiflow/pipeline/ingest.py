@@ -16,7 +16,7 @@ import numpy as np
 from epiflow.config import ConfigError
 from epiflow.keypoints import Keypoints
 from epiflow.pipeline.config import RunConfig, SessionConfig, run_settings, session_fingerprint
-from epiflow.store import PoseStore, Session, StoreError, natural_key
+from epiflow.store import PoseStore, Session, StoreError, check_session_id, natural_key
 
 if TYPE_CHECKING:
     from epiflow.calibration.camera import CameraRig
@@ -102,6 +102,9 @@ def plan_sessions(cfg: RunConfig) -> list[SessionConfig]:
                  for i in range(cfg.synthetic_sessions)]
     named = [s if s.name else replace(s, name=_default_name(s.path) if s.path else "synthetic")
              for s in sessions]
+    for s in named:  # every id, before anything is written (an id names a store folder)
+        check_session_id(s.name, f"session name (from {s.path!r}: set 'name' or --session, "
+                                 f"or rename it)" if s.path else "session name")
     names = [s.name for s in named]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -30,6 +30,7 @@ from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
 from epiflow.store import PoseStore
+from epiflow.store_lease import StoreLease
 
 __all__ = ["run_pipeline", "ray_runtime", "use_cluster_token", "stored_warnings"]
 
@@ -304,16 +305,28 @@ def _reason(err: Exception) -> str:
     return text[-1] if text else type(err).__name__
 
 
-def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False) -> RunReport:
+def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
+                 lease_wait_s: float = 0.0) -> RunReport:
     """Run every session of ``cfg`` into the store ``cfg.out``; returns the run report (also
     written as JSON next to the store).
 
     Sessions already complete with the same settings are skipped; partly done ones resume.
-    ``overwrite`` deletes this run's sessions from the store first.
+    ``overwrite`` deletes this run's sessions from the store first. The run holds the store's
+    lease (:class:`~epiflow.store_lease.StoreLease`) from before its first write to after the
+    report: another run on the store is refused (LeaseError), or waited for up to
+    ``lease_wait_s`` seconds.
     """
     if not cfg.out:
         raise ValueError("no output store: set 'out' in the config or pass --out STORE.zarr")
     sessions = plan_sessions(cfg)
+    PoseStore.open(cfg.out, "a")   # refuses what is not a store, creates a new one
+    with StoreLease(cfg.out, wait_s=lease_wait_s):
+        return _run_leased(cfg, sessions, progress, overwrite)
+
+
+def _run_leased(cfg: RunConfig, sessions: list[SessionConfig], progress: bool,
+                overwrite: bool) -> RunReport:
+    """:func:`run_pipeline`'s work, under the store's lease."""
     store = PoseStore.open(cfg.out, "a")
     if overwrite:
         for s in sessions:
