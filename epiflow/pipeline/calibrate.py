@@ -88,14 +88,12 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
         rig, warnings = given_rig(session, session_cfg)
         return rig, "given", {"source": session_cfg.cameras or "synthetic true cameras",
                               "warnings": warnings}
-    from epiflow.calibration.from_people import CalibrationConfig, calibrate_from_people
-    from epiflow.config import from_dict
+    from epiflow.calibration.from_people import calibrate_from_people
     intrinsics = _intrinsics(cfg.intrinsics, session.camera_names) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)
     result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
-                                   config=from_dict(CalibrationConfig, cfg.people,
-                                                    "calibrate.people"))
+                                   config=cfg.people)
     return result.rig, method, dict(result.report)
 
 

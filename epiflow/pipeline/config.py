@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from epiflow.calibration.from_people import CalibrationConfig
+from epiflow.calibration.triangulation import TriangulationOptions
 from epiflow.config import ConfigError, load_config, to_dict
-from epiflow.store import StoreError, check_session_id
 
 __all__ = ["RunConfig", "SessionConfig", "SyntheticConfig", "RayConfig", "IngestConfig",
            "WorkersConfig",
@@ -160,7 +161,9 @@ class CalibrateConfig:
             proportions).
         board_pattern, board_square_size: inner corners (columns, rows) and square side,
             metres, of the checkerboard of ``board`` sessions.
-        people: options of :class:`epiflow.calibration.from_people.CalibrationConfig`.
+        people: the ``[calibrate.people]`` table: the options of calibration from people
+            (:class:`~epiflow.calibration.from_people.CalibrationConfig`), checked when the
+            config is read.
     """
 
     method: Literal["auto", "people", "given", "board"] = "auto"
@@ -168,16 +171,18 @@ class CalibrateConfig:
     subject_height: float = 0.0
     board_pattern: tuple[int, ...] = (4, 7)
     board_square_size: float = 0.06
-    people: dict = field(default_factory=dict)
+    people: CalibrationConfig = CalibrationConfig()
 
 
 @dataclass(frozen=True)
 class TriangulateConfig:
-    """Options of :func:`epiflow.calibration.triangulation.triangulate_sequence`."""
+    """How the pseudo-labels are made. ``options``: the ``[triangulate.options]`` table, the
+    keyword options of :func:`epiflow.calibration.triangulation.triangulate_sequence`
+    (``robust``, ``refine``, ``gate_px``, ``swap``, ``smooth``, ...:
+    :class:`~epiflow.calibration.triangulation.TriangulationOptions`), checked when the config
+    is read."""
 
-    robust: bool = True
-    refine: bool = False
-    options: dict = field(default_factory=dict)
+    options: TriangulationOptions = TriangulationOptions()
 
 
 @dataclass(frozen=True)
@@ -211,11 +216,6 @@ class RunConfig:
     def __post_init__(self):
         for s in self.sessions:
             _ = s.kind   # exactly one source each
-            if s.name:   # checked before anything is written (the store checks it again)
-                try:
-                    check_session_id(s.name, "config key 'sessions.name'")
-                except StoreError as err:
-                    raise ConfigError(str(err)) from None
         if self.detect.chunk_frames <= 0 or self.detect.inflight <= 0:
             raise ConfigError(f"detect.chunk_frames and detect.inflight must be > 0; got "
                               f"{self.detect.chunk_frames}, {self.detect.inflight}")

@@ -34,7 +34,7 @@ def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
     kp = np.asarray(session.keypoints2d[:], dtype=np.float64)
     T, C, J, _ = kp.shape
     tri = triangulate_sequence(session.rig, kp, joint_set=session.joint_set, fps=session.fps,
-                               robust=cfg.robust, refine=cfg.refine, **cfg.options)
+                               **cfg.options.kwargs())
     points = np.asarray(tri.points, dtype=np.float64).reshape(T, J, 3)
     weight = np.nan_to_num(np.asarray(tri.weight, dtype=np.float64).reshape(T, J))
     error = np.asarray(tri.reproj_error, dtype=np.float64).reshape(T, J)
