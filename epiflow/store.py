@@ -81,13 +81,14 @@ import zarr
 
 from epiflow import __version__
 from epiflow.keypoints import Keypoints
+from epiflow.naming import natural_key
 from epiflow.skeleton import get_joint_set
 
 if TYPE_CHECKING:  # the camera code imports torch; detection workers need none of it
     from epiflow.calibration.camera import CameraRig
 
 __all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "StoreError",
-           "StoreVersionError", "check_session_id", "natural_key"]
+           "StoreVersionError", "check_session_id"]
 
 SCHEMA_VERSION = 1
 #: The pipeline's stages, in order; a session is complete when all are ``done``.
@@ -139,11 +140,6 @@ def check_session_id(session_id, what: str = "session id") -> str:
         raise StoreError(f"{what} {session_id!r} is not a valid session id: {problem}; a session "
                          f"id is {SESSION_ID_RULE}, e.g. 'take_01' or 'S1.walking-2'")
     return session_id
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers numerically: ``cam2`` before ``cam10``."""
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", str(name))]
 
 
 def _check_version(found: Any, where: str) -> None:

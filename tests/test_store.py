@@ -10,8 +10,8 @@ import zarr
 from scipy.spatial.transform import Rotation
 
 from epiflow.calibration.camera import Camera, CameraRig
-from epiflow.store import (SCHEMA_VERSION, STAGES, PoseStore, StoreError, StoreVersionError,
-                           natural_key)
+from epiflow.naming import natural_key
+from epiflow.store import SCHEMA_VERSION, STAGES, PoseStore, StoreError, StoreVersionError
 
 T, C, J, F = 10, 3, 17, 4
 

@@ -36,17 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.keypoints import Keypoints
+from epiflow.naming import natural_key
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["read_openpose", "read_openpose_frame", "guess_body25_variant", "natural_key"]
+__all__ = ["read_openpose", "read_openpose_frame", "guess_body25_variant"]
 
 _BY_COUNT = {17: ("coco17",), 25: ("body25", "body25b"), 33: ("blazepose33",)}
 _FACE_RATIO_SPLIT = (0.15, 0.4)  # below: body25 (eyes at 15, 16); above: body25b (ankles there)
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers by value (``cam_2`` before ``cam_10``)."""
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
 
 
 def _frame_index(path: Path) -> int:

@@ -7,13 +7,13 @@ camera: ``detector(frames (N, H, W, 3) uint8 RGB) -> (N, J, 3)`` = x, y in pixel
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from epiflow.keypoints import Keypoints
+from epiflow.naming import natural_key
 
 __all__ = ["MediaPipeDetector", "VideoInfo", "video_info", "read_frames", "list_videos",
            "detect_videos", "open_video", "VIDEO_SUFFIXES"]
@@ -88,17 +88,13 @@ def read_frames(path, start: int = 0, stop: int | None = None) -> np.ndarray:
     return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
-def _natural_key(name: str):
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
-
-
 def list_videos(folder) -> list[Path]:
     """Video files of a folder, one per camera, in natural order (cam2 before cam10)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"videos folder {str(folder)!r} does not exist")
     videos = sorted((p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES),
-                    key=lambda p: _natural_key(p.name))
+                    key=lambda p: natural_key(p.name))
     if not videos:
         raise ValueError(f"videos folder {str(folder)!r} holds no video files "
                          f"({', '.join(VIDEO_SUFFIXES)}); put one video per camera in it")

@@ -15,8 +15,9 @@ import numpy as np
 
 from epiflow.config import ConfigError
 from epiflow.keypoints import Keypoints
+from epiflow.naming import natural_key
 from epiflow.pipeline.config import RunConfig, SessionConfig, run_settings, session_fingerprint
-from epiflow.store import PoseStore, Session, StoreError, check_session_id, natural_key
+from epiflow.store import PoseStore, Session, StoreError, check_session_id
 
 if TYPE_CHECKING:
     from epiflow.calibration.camera import CameraRig
