@@ -5,7 +5,9 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 ``chunk_frames``, the detection work unit; every float array is NaN where a value is missing)::
 
     <store>/                       root attrs: epiflow = {schema_version, kind, code_version}
-      sessions/<session_id>/       one group per capture session (attrs: see below)
+      .epiflow-lease.json          the running writer's lease (see :mod:`epiflow.store_lease`)
+      sessions/<session_id>/       one group per capture session (attrs: see below; the id
+                                   follows :data:`SESSION_ID_RULE`)
 
 +------------------------+----------------+---------+----------------------------------------+------------------+
 | array                  | shape          | dtype   | meaning, units                         | chunks           |

@@ -67,6 +67,8 @@ def test_driver_killed_then_resumed_equals_uninterrupted(ray_head, tmp_path, sam
     again = subprocess.run([str(EPIFLOW), *_argv(out, ray_head["address"])],
                            capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "taking over the stale lease" in again.stderr    # the killed run's lease, not a block
+    assert "no longer runs on this host" in again.stderr
     assert f"{N_SESSIONS} of {N_SESSIONS} complete" in again.stdout
 
     args = build_parser().parse_args(_argv(ref, ray_head["address"]))
