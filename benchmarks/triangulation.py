@@ -97,7 +97,7 @@ def speed(n_points: int, repeats: int) -> None:
 # -- (b) synthetic --------------------------------------------------------------------------------
 def _aligned(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """points moved by the one similarity that best maps them onto truth (a gauge choice)."""
-    from epiflow.models.metrics import umeyama
+    from epiflow.calibration.similarity import umeyama
     ok = np.isfinite(points).all(-1) & np.isfinite(truth).all(-1)
     s, R, t = umeyama(points[ok], truth[ok])
     return s * points @ R.T + t

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from epiflow.calibration.camera import Camera, CameraRig
-from epiflow.models.metrics import umeyama
+from epiflow.calibration.similarity import umeyama
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
@@ -45,7 +45,7 @@ def _color(i: int) -> str:
 def similarity_from_points(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray,
                                                                              np.ndarray]:
     """The similarity that best maps ``source`` onto ``target``: Umeyama's least squares
-    (:func:`epiflow.models.metrics.umeyama`) over the rows finite on both sides.
+    (:func:`epiflow.calibration.similarity.umeyama`) over the rows finite on both sides.
 
     Args:
         source, target: (N, 3) corresponding points, N >= 3, not all on one line; rows with a NaN

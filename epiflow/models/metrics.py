@@ -28,9 +28,10 @@ import torch
 from scipy.cluster.vq import kmeans2
 
 from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.similarity import umeyama
 
 __all__ = ["mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss", "procrustes_align",
-           "procrustes_align_torch", "p_mpjpe_torch", "umeyama", "rotation_angle_deg",
+           "procrustes_align_torch", "p_mpjpe_torch", "rotation_angle_deg",
            "rig_errors"]
 
 AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
@@ -253,23 +254,6 @@ def pss(pred, gt, k: int = 50, seed: int = 0, root: int = 0) -> float:
 
 
 # -- cameras -------------------------------------------------------------------------------------
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R (3, 3), t (3,)) minimising ``Σ |s R source_i + t - target_i|²``.
-
-    Args:
-        source, target: (N, 3) matched points, N >= 2 (N >= 3 not collinear for a unique R).
-    """
-    src, dst = np.asarray(source, float), np.asarray(target, float)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    x, y = src - mu_s, dst - mu_d
-    U, S, Vt = np.linalg.svd(y.T @ x / len(src))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
-    R = U @ D @ Vt
-    var = (x ** 2).sum() / len(src)
-    s = float(np.trace(np.diag(S) @ D) / var) if var > 0 else 1.0
-    return s, R, mu_d - s * R @ mu_s
-
-
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
     """Angle (degrees) of rotation matrices (..., 3, 3), accurate near 0 (atan2, not arccos)."""
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
