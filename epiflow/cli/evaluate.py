@@ -42,12 +42,16 @@ def _sessions(args):
 
 
 def run(args) -> int:
-    from epiflow.models.checkpoint import load_checkpoint
+    from epiflow.models.checkpoint import check_input, load_checkpoint
     from epiflow.models.evaluate import evaluate_checkpoint, write_json
     check_outputs_not_inputs({"--out": args.out}, {"CHECKPOINT": args.checkpoint,
                                                    "--store": args.store, "--config": args.config})
     checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any data loads
-    result = evaluate_checkpoint(checkpoint, _sessions(args))
+    sessions = _sessions(args)
+    for s in sessions:
+        check_input(checkpoint, f"session {s.name!r} of {args.store or args.config}",
+                    joint_set=s.joint_set, has_images=s.crops is not None)
+    result = evaluate_checkpoint(checkpoint, sessions)
     rows = [("overall", result["overall"])] + list(result["clips"].items())
     print(f"{'clip':<16}{'poses':>7}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'PCK3D':>7}"
           f"{'AUC':>7}{'PSS@50':>8}{'PSS@100':>9}")

@@ -31,18 +31,21 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from epiflow.models.checkpoint import check_input, load_checkpoint
     from epiflow.models.predict import predict_npz, predict_video, save_prediction
     picture = None if args.no_plot else Path(args.out).with_suffix(".png")
     check_outputs_not_inputs(
         {"--out": args.out, "the picture beside --out": picture},
         {"CHECKPOINT": args.checkpoint, "--video": args.video, "--keypoints": args.keypoints,
          "--calibration": args.calibration})
+    checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any work
     if args.keypoints:
         if not args.camera:
             raise ValueError("--keypoints needs --camera NAME (which camera's keypoints to lift)")
-        pred = predict_npz(args.checkpoint, args.keypoints, args.camera, args.calibration)
+        check_input(checkpoint, f"--keypoints {args.keypoints}", has_images=False)
+        pred = predict_npz(checkpoint, args.keypoints, args.camera, args.calibration)
     else:
-        pred = predict_video(args.checkpoint, args.video, args.calibration, args.camera)
+        pred = predict_video(checkpoint, args.video, args.calibration, args.camera)
     npz, png = save_prediction(pred, args.out, plot=not args.no_plot)
     seen = int((pred.points3d == pred.points3d).all((1, 2)).sum())
     print(f"{seen}/{len(pred.points3d)} frames predicted ({pred.joint_set}, camera "

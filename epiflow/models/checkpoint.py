@@ -25,8 +25,8 @@ from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.outputs import atomic_open
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "load_model", "check_compatible", "check_resumable", "rng_state",
-           "set_rng_state"]
+           "load_checkpoint", "load_model", "check_compatible", "check_resumable", "check_input",
+           "rng_state", "set_rng_state"]
 
 CHECKPOINT_VERSION = 1
 _FORMAT = "epiflow-checkpoint"
@@ -180,6 +180,32 @@ def check_resumable(path, config: ExperimentConfig) -> Checkpoint:
                               f"(the new run replaces its checkpoint.pt, metrics.csv and "
                               f"curves.png), or train into another --out") from None
     return ckpt
+
+
+def check_input(checkpoint: Checkpoint, source: str, *, joint_set: str | None = None,
+                has_images: bool | None = None) -> None:
+    """Refuse, before any work, data the checkpoint's model cannot read.
+
+    Args:
+        source: names the data in the error (``"session '02_04' of s.zarr"``, ``"--keypoints"``).
+        joint_set: the data's joint set; it must be the model's, or map onto the model's
+            ``h36m17``. None: not checked.
+        has_images: whether the data has what an image model reads (person crops, a video);
+            False with an image model is refused. None: not checked.
+
+    Raises:
+        CheckpointError naming the checkpoint, its model and joint set, the data and what to do.
+    """
+    name, model_js = checkpoint.model_name, checkpoint.config.data.joint_set
+    what = f"checkpoint {checkpoint.path} holds the {name!r} model on joint set {model_js!r}"
+    if joint_set is not None and joint_set != model_js and model_js != "h36m17":
+        raise CheckpointError(f"{what}; {source} is in joint set {joint_set!r}, which cannot be "
+                              f"mapped onto it (only onto 'h36m17'): give {model_js!r} data, or "
+                              f"a checkpoint trained with data.joint_set = 'h36m17'")
+    if has_images is False and checkpoint.data["model"].get("input_kind") == "image":
+        raise CheckpointError(f"{what}, which reads images (person crops); {source} has none: "
+                              f"give data with images (a video to predict from, a store built "
+                              f"with crops: data.source.crop_size > 0), or a lifter's checkpoint")
 
 
 def _diff(a, b, prefix: str):
