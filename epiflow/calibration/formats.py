@@ -26,6 +26,7 @@ from epiflow.calibration.camera_tables import (CAMERA_FIELDS, camera_from_table,
 from epiflow.calibration.formats_caliscope import is_caliscope, load_caliscope
 from epiflow.calibration.formats_qualisys import load_qca
 from epiflow.calibration.formats_shelf import load_shelf_calibration
+from epiflow.calibration.input_checks import check_rig
 
 __all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS"]
 
@@ -41,8 +42,10 @@ def rig_from_toml(text: str, source: str = "<string>") -> CameraRig:
 
 
 def load_toml(path) -> CameraRig:
-    """Read a camera TOML file, cameras in the order written."""
-    return rig_from_toml(read_calibration_text(path), str(path))
+    """Read a camera TOML file, cameras in the order written, checked (:func:`check_rig`)."""
+    rig = rig_from_toml(read_calibration_text(path), str(path))
+    check_rig(rig, str(path))
+    return rig
 
 
 def _fmt(value) -> str:
@@ -98,10 +101,20 @@ def load_rig(path) -> CameraRig:
     ``*.toml`` is caliscope's ``config.toml`` when it has ``port``/``rotation_count`` fields or a
     ``[charuco]`` table, otherwise the Pose2Sim / Anipose camera TOML.
 
+    Every camera is checked as it is loaded (:func:`~epiflow.calibration.input_checks.check_rig`):
+    a singular K, a rotation that is not one, a translation not in metres... raise
+    :class:`CalibrationError` naming the file, the camera and the field.
+
     Returns:
         The rig, world→camera, metres, cameras in the file's order.
     """
-    path = Path(path)
+    rig = _read_rig(Path(path))
+    check_rig(rig, str(path))
+    return rig
+
+
+def _read_rig(path: Path) -> CameraRig:
+    """The rig of any calibration file :func:`load_rig` reads, unchecked."""
     if not path.is_file():
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist or is not a file; "
                                 f"accepted: {'; '.join(RIG_FORMATS)}")

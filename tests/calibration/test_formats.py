@@ -46,7 +46,8 @@ class TestTomlRoundTrip:
         assert load_rig(tmp_path / "rig.toml").names == names
 
     def test_four_distortions_read_as_k3_zero(self, tmp_path):
-        rig = CameraRig([Camera("a", np.diag([800.0, 800.0, 1.0]), [0.1, -0.2, 0.001, 0.002, 0.0])])
+        rig = CameraRig([Camera("a", np.diag([800.0, 800.0, 1.0]), [0.1, -0.2, 0.001, 0.002, 0.0],
+                                size=(1280, 720))])
         save_toml(rig, tmp_path / "a.toml")
         assert "distortions = [ 0.1, -0.2, 0.001, 0.002]" in (tmp_path / "a.toml").read_text()
         np.testing.assert_allclose(load_toml(tmp_path / "a.toml")[0].dist, [0.1, -0.2, 0.001, 0.002, 0])
