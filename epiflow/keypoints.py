@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["Keypoints", "load_npz", "save_npz"]
@@ -96,15 +97,12 @@ class Keypoints:
 
 def save_npz(kp: Keypoints, path) -> None:
     """Write the keypoints npz (``keypoints`` stored as (C, T, J, 3), see the module docstring)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = {} if kp.fps is None else {"fps": np.float64(kp.fps)}
-    with open(path.with_name(path.name + ".tmp"), "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez_compressed(f, keypoints=kp.data.transpose(1, 0, 2, 3).astype(np.float32),
                             joint_set=np.str_(kp.joint_set),
                             camera_names=np.array(kp.camera_names, dtype=str),
                             image_size=kp.image_size, **extra)
-    path.with_name(path.name + ".tmp").replace(path)
 
 
 def load_npz(path) -> Keypoints:
