@@ -27,6 +27,7 @@ from epiflow.calibration.formats_caliscope import is_caliscope, load_caliscope
 from epiflow.calibration.formats_qualisys import load_qca
 from epiflow.calibration.formats_shelf import load_shelf_calibration
 from epiflow.calibration.input_checks import check_rig
+from epiflow.outputs import atomic_write_text
 
 __all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS"]
 
@@ -82,11 +83,7 @@ def rig_to_toml(rig: CameraRig, metadata: dict | None = None) -> str:
 
 def save_toml(rig: CameraRig, path, metadata: dict | None = None) -> None:
     """Write ``rig`` to ``path`` in the camera TOML layout (written whole, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(rig_to_toml(rig, metadata))
-    tmp.replace(path)
+    atomic_write_text(path, rig_to_toml(rig, metadata))
 
 
 #: The calibration files :func:`load_rig` reads, as named in its errors.
