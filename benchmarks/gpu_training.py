@@ -2,9 +2,10 @@
 
     python benchmarks/gpu_training.py [--seconds 25] [--compile] [--cpu]
 
-Self-contained (no shared data, no store): synthetic captures of the packaged CMU clips by 24
-rigs (H1's ``cmu_capture``, seeds 0-23) with oracle labels, about 24,000 camera-frames; the
-image model trains on 64 px crops rendered from the 2D skeletons. Each model runs the real
+Self-contained (no shared data): synthetic captures of the packaged CMU clips by 24 rigs (H1's
+``cmu_capture``, seeds 0-23), written by the pipeline (in this process, the true cameras) into
+a temporary store, about 24,000 camera-frames; the image model trains on the 64 px crops the
+pipeline draws from the 2D skeletons. Each model runs the real
 trainer (:func:`epiflow.models.train.fit`: bf16 autocast, pinned memory, non-blocking copies)
 for about ``--seconds`` seconds; samples/s is the median over epochs after the first (which
 includes CUDA start-up), the GPU utilisation the mean of ``torch.cuda.utilization`` (or
@@ -63,9 +64,21 @@ class Sampler(threading.Thread):
 
 
 def sessions(crops: bool) -> list:
-    from epiflow.models.sources import oracle_session
-    return [oracle_session(clip, seed, 0.0, name=f"{clip}_{seed}", crop_size=64 if crops else 0)
-            for seed in range(24) for clip in ("02_01", "02_03", "02_04")]
+    """72 sessions (3 packaged clips x 24 rigs) written by the pipeline with the true cameras
+    (and 64 px crops drawn from the 2D skeleton), read back whole from the store."""
+    from epiflow.models.data import load_sessions
+    from epiflow.pipeline.config import (CalibrateConfig, RunConfig, SessionConfig, StoreConfig,
+                                         SyntheticConfig)
+    from epiflow.pipeline.orchestrate import run_pipeline
+    store = Path(tempfile.mkdtemp(prefix="epiflow_gpu_")) / "sessions.zarr"
+    run_pipeline(RunConfig(
+        out=str(store), calibrate=CalibrateConfig(method="given"),
+        store=StoreConfig(crop_size=64 if crops else 0),
+        sessions=tuple(SessionConfig(name=f"{clip}_{seed}",
+                                     synthetic=SyntheticConfig(clip=clip, seed=seed))
+                       for seed in range(24) for clip in ("02_01", "02_03", "02_04"))),
+        progress=False, in_process=True)
+    return load_sessions(str(store), need_crops=crops)
 
 
 def measure(name: str, seconds: float, compile_: bool, device: str, data_cache: dict) -> dict:

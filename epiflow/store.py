@@ -89,8 +89,8 @@ from epiflow.skeleton import get_joint_set
 if TYPE_CHECKING:  # the camera code imports torch; detection workers need none of it
     from epiflow.calibration.camera import CameraRig
 
-__all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "StoreError",
-           "StoreVersionError", "check_session_id"]
+__all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "Labels",
+           "GroundTruth", "StoreError", "StoreVersionError", "check_session_id"]
 
 SCHEMA_VERSION = 1
 #: The pipeline's stages, in order; a session is complete when all are ``done``.
@@ -408,6 +408,35 @@ def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
         array("crop_boxes", (T, C, 4), (F, 1, 4))
 
 
+@dataclass(frozen=True, eq=False)
+class Labels:
+    """A session's pseudo-labels (:meth:`Session.labels`), in its world frame.
+
+    Attributes:
+        pseudo3d: (T, J, 3) float32 metres; NaN = no label. weight: (T, J) float32 in [0, 1].
+        reproj_error: (T, J) float32 pixels. views: (T, C, J) bool, the views each label used.
+    """
+
+    pseudo3d: np.ndarray
+    weight: np.ndarray
+    reproj_error: np.ndarray
+    views: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """A session's ground truth (:meth:`Session.ground_truth`).
+
+    Attributes:
+        points: (T, J, 3) float32 metres. frame: ``gt_cameras`` (the world of ``rig``) or
+            ``source`` (the source's own frame). rig: the true cameras, or None.
+    """
+
+    points: np.ndarray
+    frame: str
+    rig: "CameraRig | None"
+
+
 @dataclass
 class Session:
     """One capture session of a store. Arrays are lazy zarr arrays: index them to read numpy.
@@ -481,7 +510,9 @@ class Session:
 
     @property
     def n_frames(self) -> int:
-        return int(self.keypoints2d.shape[0])
+        """T, as created (read from the attributes, so a session cut short still says it)."""
+        n = self.group.attrs.get("n_frames")
+        return int(n) if n is not None else int(self.keypoints2d.shape[0])
 
     @property
     def camera_names(self) -> list[str]:
@@ -536,6 +567,87 @@ class Session:
         data = (self.keypoints2d_source if use_source else self.keypoints2d)[:]
         return Keypoints(data, a["source_joint_set"] if use_source else a["joint_set"],
                          tuple(a["camera_names"]), np.asarray(a["image_size"]), a.get("fps"))
+
+    # -- typed readers: no module outside this one reads the raw attributes ----------------------
+    @property
+    def has_labels(self) -> bool:
+        """Whether the triangulate stage wrote the pseudo-labels."""
+        return self.status.get("triangulate") == "done"
+
+    @property
+    def has_cameras(self) -> bool:
+        """Whether the calibrate stage wrote the cameras (:attr:`rig`)."""
+        return self.status.get("calibrate") == "done"
+
+    def labels(self) -> "Labels":
+        """The pseudo-labels, read whole; a :class:`StoreError` saying what to run when the
+        triangulate stage has not written them."""
+        if not self.has_labels:
+            raise StoreError(f"session {self.id!r} of {self.url!r} has no pseudo-labels (its "
+                             f"triangulate stage is {self.status.get('triangulate')!r}); run "
+                             f"`epiflow run` on the store to write them")
+        return Labels(np.asarray(self.pseudo3d[:], np.float32),
+                      np.asarray(self.pseudo3d_weight[:], np.float32),
+                      np.asarray(self.reproj_error[:], np.float32),
+                      np.asarray(self.pseudo3d_views[:], bool))
+
+    @property
+    def gt_rig(self) -> "CameraRig | None":
+        """The true cameras that came with the source (a synthetic capture's rig), or None."""
+        text = self.group.attrs.get("gt_cameras_toml")
+        if not text:
+            return None
+        from epiflow.calibration.formats import rig_from_toml
+        return rig_from_toml(text, f"{self.url}/sessions/{self.id}.gt_cameras_toml")
+
+    def ground_truth(self) -> "GroundTruth | None":
+        """The ground truth, read whole, with its frame and true cameras; None where the source
+        has none (or it was never written)."""
+        frame = self.group.attrs.get("gt3d_frame")
+        if self.gt3d is None or not frame:
+            return None
+        return GroundTruth(np.asarray(self.gt3d[:], np.float32), str(frame), self.gt_rig)
+
+    @property
+    def image_size(self) -> np.ndarray:
+        """(C, 2) int64 image (width, height) pixels, in the order of :attr:`camera_names`."""
+        return np.asarray(self.group.attrs["image_size"], np.int64).reshape(-1, 2)
+
+    @property
+    def source(self) -> dict:
+        """The session's source: ``{"kind": ..., "path": ...}`` (empty when not recorded)."""
+        return dict(self.group.attrs.get("source") or {})
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The hash of the settings the session was written with (resume compares it)."""
+        return self.group.attrs.get("fingerprint")
+
+    @property
+    def streams(self) -> list[str]:
+        """Per camera, the video file or image folder detection reads ([] for keypoints)."""
+        return list(self.group.attrs.get("streams") or [])
+
+    @property
+    def ingest_warnings(self) -> list[str]:
+        """The warnings ingest stored (a trim, a guessed name...)."""
+        return [str(w) for w in self.group.attrs.get("warnings") or []]
+
+    @property
+    def failure(self) -> dict | None:
+        """``{"stage", "reason"}`` of the stage that failed, or None."""
+        return self.attrs.get("failure")
+
+    @property
+    def calibration(self) -> dict:
+        """How the cameras were obtained: ``{"method", "report"}`` ({} before calibration)."""
+        return dict(self.attrs.get("calibration") or {})
+
+    @property
+    def label_summary(self) -> dict:
+        """Triangulation's summary (labelled fraction, median weight and reprojection error,
+        ``median_reproj_px_per_camera``); {} before triangulation."""
+        return dict(self.attrs.get("labels") or {})
 
     # -- units ---------------------------------------------------------------------------------
     @property

@@ -31,14 +31,13 @@ def _median(values) -> float | None:
 def session_summary(s: Session) -> dict:
     """One session in numbers: frames, cameras, status, calibration, 2D / 3D coverage, and its
     stored warnings."""
-    a = s.attrs
     out = {"session": s.id, "status": "complete" if s.is_complete else
-           ("failed" if a.get("failure") else "incomplete"),
-           "stages": a.get("status", {}), "failure": a.get("failure"),
-           "frames": a.get("n_frames"), "cameras": len(a.get("camera_names", [])),
-           "joint_set": a.get("joint_set"), "fps": a.get("fps"),
-           "calibration": (a.get("calibration") or {}).get("method"),
-           "reproj_px": _median(((a.get("labels") or {}).get("median_reproj_px_per_camera")
+           ("failed" if s.failure else "incomplete"),
+           "stages": s.status, "failure": s.failure,
+           "frames": s.n_frames, "cameras": len(s.camera_names),
+           "joint_set": s.joint_set, "fps": s.fps,
+           "calibration": s.calibration.get("method"),
+           "reproj_px": _median((s.label_summary.get("median_reproj_px_per_camera")
                                  or {}).values()),
            "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False,
            "warnings": s.warnings}
@@ -76,7 +75,7 @@ def _table(rows: list[dict]) -> str:
 def _cameras(s: Session) -> str:
     rig = s.rig
     kp = np.asarray(s.keypoints2d[..., 2])
-    per_cam = (s.attrs.get("labels") or {}).get("median_reproj_px_per_camera") or {}
+    per_cam = s.label_summary.get("median_reproj_px_per_camera") or {}
     lines = [f"{'camera':<12}{'size':>11}{'focal px':>10}{'centre (m)':>24}{'2D %':>7}"
              f"{'reproj px':>10}"]
     for c, cam in enumerate(rig):

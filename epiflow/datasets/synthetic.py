@@ -42,7 +42,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m, H36M17
 
 __all__ = ["REFERENCE_HEIGHT_PX", "make_rig", "look_at", "Corruption", "SyntheticCapture",
-           "synthesize", "capture_center", "cmu_capture"]
+           "synthesize", "capture_center", "cmu_capture", "skeleton_crops"]
 
 #: person height (pixels) at which ``Corruption.noise_px`` is the noise std
 REFERENCE_HEIGHT_PX = 400.0
@@ -417,3 +417,44 @@ def cmu_capture(clip: str = "02_01", n_cameras: int = 4, corruption: Corruption 
         motion = motion.resample(fps)
     rig = make_rig(n_cameras, layout, target=capture_center(motion), seed=seed, **rig_options)
     return synthesize(motion, rig, corruption, seed=seed + 1, joint_set=joint_set)
+
+
+def skeleton_crops(keypoints2d: np.ndarray, joint_set: str, size: int, margin: float = 1.25,
+                   min_confidence: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Person crops of a synthetic capture (it has no pixels): the 2D skeleton drawn, one colour
+    per bone, on black, in the square the pipeline crops a video around (the seen joints'
+    extent times ``margin``, at least 16 px, centred on it; as
+    :func:`epiflow.detection.crops.person_crops`).
+
+    Args:
+        keypoints2d: (T, C, J, 3) pixels and confidence. joint_set: their joint set (the bones).
+        size: the crops' side, pixels.
+
+    Returns:
+        crops (T, C, size, size, 3) uint8 RGB (zeros where fewer than two joints have
+        ``min_confidence``) and boxes (T, C, 4) float32 ``x0, y0, x1, y1`` pixels (NaN there).
+    """
+    import colorsys
+
+    import cv2
+    bones = get_joint_set(joint_set).bones
+    colours = [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.85, 1.0))
+               for i in range(len(bones))]
+    kp = np.asarray(keypoints2d, np.float64)
+    T, C = kp.shape[:2]
+    crops = np.zeros((T, C, size, size, 3), np.uint8)
+    boxes = np.full((T, C, 4), np.nan, np.float32)
+    for t, c in np.ndindex(T, C):
+        ok = np.isfinite(kp[t, c, :, :2]).all(-1) & (kp[t, c, :, 2] >= min_confidence)
+        if ok.sum() < 2:
+            continue
+        lo, hi = kp[t, c, ok, :2].min(0), kp[t, c, ok, :2].max(0)
+        side = max(float((hi - lo).max()) * margin, 16.0)
+        corner = (lo + hi) / 2 - side / 2
+        boxes[t, c] = (*corner, *(corner + side))
+        xy = np.round(np.nan_to_num(kp[t, c, :, :2] - corner) * (size / side)).astype(int)
+        for (a, b), colour in zip(bones, colours):
+            if ok[a] and ok[b]:
+                cv2.line(crops[t, c], tuple(xy[a]), tuple(xy[b]), colour, max(1, size // 32),
+                         cv2.LINE_AA)
+    return crops, boxes

@@ -18,10 +18,12 @@ from epiflow.config import ConfigError, apply_overrides, load_config
 from epiflow.models.image_model import EpipolarImageModel, ImageModelConfig
 from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransformerLifter,
                                     TransformerConfig)
+from epiflow.pipeline.config import (CalibrateConfig, RunConfig, SessionConfig, StoreConfig,
+                                     SyntheticConfig, TriangulateConfig)
 from epiflow.skeleton import JOINT_SETS, get_joint_set
 
 __all__ = ["SourceConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConfig",
-           "ExperimentConfig", "MODELS", "build_model", "load_experiment"]
+           "ExperimentConfig", "MODELS", "build_model", "load_experiment", "run_config"]
 
 #: Model name -> class; each class takes (its config section, n_joints).
 MODELS: dict[str, type[nn.Module]] = {"mlp": ResidualMLPLifter,
@@ -31,7 +33,8 @@ MODELS: dict[str, type[nn.Module]] = {"mlp": ResidualMLPLifter,
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """How to build the store when it does not exist yet (``kind = "store"``: never build).
+    """How the pipeline builds the store when the recipe names one it does not have
+    (``kind = "store"``: never build); :func:`run_config` is the run it becomes.
 
     ``cmu_synthetic``: synthetic captures of CMU ``clips`` (``02_01``...; read from
     ``data_dir/cmu_mocap`` when given, else the packaged clips) by a virtual rig of ``n_cameras``;
@@ -40,7 +43,7 @@ class SourceConfig:
     ``true``; pseudo-labels by robust multi-view triangulation (``robust``) or EpipolarPose's two
     views (``two_view``: cameras 0 and 1, unweighted; every camera's 2D still trains).
     ``crop_size`` > 0 also stores person crops (rendered from the 2D skeleton) for the image
-    model.
+    model. Every clip is captured by the same rig (``seed``).
     """
 
     kind: Literal["store", "cmu_synthetic"] = "store"
@@ -153,6 +156,30 @@ class ExperimentConfig:
         if self.loss.multiview > 0 and not self.data.views:
             raise ConfigError("config key 'loss.multiview' > 0 needs data.views = true (samples "
                               "with every camera of an instant)")
+
+
+def run_config(source: SourceConfig, store: str) -> RunConfig:
+    """The pipeline run (``epiflow run``) that builds the store ``store`` from ``source``: one
+    synthetic session per clip, named after it; cameras from people (with the true intrinsics
+    when ``intrinsics = "known"``) or the true ones (``calibrate.method = "given"``); labels by
+    the multi-view or the two-view triangulation; crops drawn from the 2D skeleton."""
+    if source.kind != "cmu_synthetic":
+        raise ConfigError(f"config key 'data.source.kind': only 'cmu_synthetic' builds a store; "
+                          f"got {source.kind!r}")
+    if not source.clips:
+        raise ConfigError("config key 'data.source.clips' is empty; name the CMU clips to "
+                          "capture, e.g. clips = ['02_01', '02_02']")
+    sessions = tuple(SessionConfig(name=clip, synthetic=SyntheticConfig(
+        clip=clip, n_cameras=source.n_cameras, seed=source.seed, layout=source.layout,
+        noise_px=source.noise_px, outlier_fraction=source.outlier_fraction,
+        data_dir=source.data_dir, fps=source.fps, radius=source.radius,
+        focal_px=source.focal_px)) for clip in source.clips)
+    calibrate = CalibrateConfig(method="given") if source.cameras == "true" else \
+        CalibrateConfig(method="people", intrinsics="given" if source.intrinsics == "known" else "")
+    return RunConfig(out=str(store), sessions=sessions, calibrate=calibrate,
+                     triangulate=TriangulateConfig(
+                         method="multiview" if source.labels == "robust" else "two_view"),
+                     store=StoreConfig(crop_size=source.crop_size))
 
 
 def build_model(config: ModelConfig, n_joints: int) -> nn.Module:

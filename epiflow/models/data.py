@@ -29,7 +29,7 @@ import torch
 from epiflow.calibration.camera import CameraRig
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["SessionArrays", "PreparedSession", "DataError", "session_from_store", "load_sessions",
+__all__ = ["SessionArrays", "PreparedSession", "DataError", "load_sessions",
            "normalize_keypoints", "labels_in_cameras", "prepare_session", "PoseDataset",
            "split_sessions", "collate_batch", "mirror_batch"]
 
@@ -77,32 +77,37 @@ class SessionArrays:
             raise DataError(f"session {self.name!r}: {C} cameras of keypoints but a rig of "
                             f"{len(self.rig)} ({self.rig.names})")
 
+    @classmethod
+    def from_store(cls, session, need_crops: bool = False) -> "SessionArrays":
+        """One store session read whole (every chunk at once) through its typed readers.
 
-def session_from_store(session, need_crops: bool = False) -> SessionArrays:
-    """Read one store session whole (every chunk at once) into memory.
+        Args:
+            session: an :class:`epiflow.store.Session` whose cameras are written.
+            need_crops: also read the person crops (an error when the session has none).
+        """
+        if need_crops and session.crops is None:
+            raise DataError(f"session {session.id!r} of {session.url!r} has no person crops; "
+                            f"the image model trains on crops: re-run the pipeline with "
+                            f"store.crop_size > 0")
+        labels = session.labels() if session.has_labels else None
+        truth = session.ground_truth()
+        usable = truth is not None and truth.frame != "source"  # a frame the cameras relate to
+        return cls(name=session.id, keypoints2d=np.asarray(session.keypoints2d[:], np.float32),
+                   rig=session.rig, joint_set=session.joint_set,
+                   pseudo3d=None if labels is None else labels.pseudo3d,
+                   pseudo3d_weight=None if labels is None else labels.weight,
+                   gt3d=truth.points if usable else None,
+                   gt_rig=truth.rig if usable else None,
+                   crops=np.asarray(session.crops[:]) if need_crops else None, fps=session.fps)
 
-    Args:
-        session: an :class:`epiflow.store.Session`.
-        need_crops: also read the person crops (an error when the session has none).
-    """
-    attrs = session.attrs
-    status = attrs.get("status", {})
-    has_labels = status.get("triangulate") == "done"
-    gt = session.gt3d
-    gt_toml = attrs.get("gt_cameras_toml")
-    crops = session.crops
-    if need_crops and crops is None:
-        raise DataError(f"session {session.id!r} of {session.url!r} has no person crops; the image "
-                        f"model trains on crops: re-run the pipeline with crops enabled")
-    from epiflow.calibration.formats import rig_from_toml
-    return SessionArrays(
-        name=session.id, keypoints2d=np.asarray(session.keypoints2d[:], np.float32),
-        rig=session.rig, joint_set=session.joint_set,
-        pseudo3d=np.asarray(session.pseudo3d[:], np.float32) if has_labels else None,
-        pseudo3d_weight=np.asarray(session.pseudo3d_weight[:], np.float32) if has_labels else None,
-        gt3d=None if gt is None or not attrs.get("gt3d_frame") else np.asarray(gt[:], np.float32),
-        gt_rig=rig_from_toml(gt_toml, f"{session.id}.gt_cameras_toml") if gt_toml else None,
-        crops=np.asarray(crops[:]) if need_crops else None, fps=session.fps)
+    @classmethod
+    def from_capture(cls, capture, name: str | None = None) -> "SessionArrays":
+        """A synthetic capture (:class:`epiflow.datasets.synthetic.SyntheticCapture`) as an
+        unlabelled session with its true cameras and ground truth: test data for evaluation,
+        never written to a store (the pipeline writes stores)."""
+        kp = capture.keypoints
+        return cls(name or capture.name, kp.data.astype(np.float32), capture.rig, kp.joint_set,
+                   gt3d=capture.points3d.astype(np.float32), gt_rig=capture.rig, fps=kp.fps)
 
 
 def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = False
@@ -117,7 +122,7 @@ def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = Fa
     from epiflow.store import PoseStore
     store = store if hasattr(store, "session_ids") else PoseStore.open(store, "r")
     sessions = [store.session(sid) for sid in (store.session_ids() if ids is None else ids)]
-    has_cameras = [s.status.get("calibrate") == "done" for s in sessions]
+    has_cameras = [s.has_cameras for s in sessions]
     ready = [s for s, ok in zip(sessions, has_cameras) if ok]
     skipped = [f"{s.id} (calibrate: {s.status.get('calibrate')})"
                for s, ok in zip(sessions, has_cameras) if not ok]
@@ -130,7 +135,7 @@ def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = Fa
     if not ready:
         raise DataError(f"pose store {store.url!r} has no session with cameras to train on; "
                         f"fill it with `epiflow run`")
-    return [session_from_store(s, need_crops) for s in ready]
+    return [SessionArrays.from_store(s, need_crops) for s in ready]
 
 
 def _tree_root(joint_set: str) -> int:

@@ -50,20 +50,24 @@ def given_rig(session: Session, session_cfg: SessionConfig) -> tuple[CameraRig, 
     from epiflow.calibration.from_people import fit_sizes
     if session_cfg.cameras:
         rig, warnings = match_rig(load_rig(session_cfg.cameras), session.camera_names)
-        rig, sized = fit_sizes(rig, np.asarray(session.attrs["image_size"]))
+        rig, sized = fit_sizes(rig, session.image_size)
         return rig, warnings + sized
-    text = session.attrs.get("gt_cameras_toml")
-    if not text:
-        raise ValueError(f"session {session.id!r} has no given cameras")
-    from epiflow.calibration.formats import rig_from_toml
-    return rig_from_toml(text, f"session {session.id} true cameras"), []
+    rig = session.gt_rig
+    if rig is None:
+        raise ValueError(f"session {session.id!r} has no given cameras: give its [[sessions]] "
+                         f"table a 'cameras' file, or use calibrate.method = 'people'")
+    return rig, []
 
 
-def _intrinsics(path: str, names: list[str]) -> CameraRig | None:
+def _intrinsics(session: Session, session_cfg: SessionConfig, path: str) -> CameraRig | None:
+    """The known intrinsics for calibration from people: the file ``path``, the session's given
+    cameras (``given``), or None (estimated)."""
     if not path:
         return None
+    if path == "given":
+        return given_rig(session, session_cfg)[0]
     from epiflow.calibration.formats import load_rig
-    return match_rig(load_rig(path), names)[0]
+    return match_rig(load_rig(path), session.camera_names)[0]
 
 
 def _board_intrinsics(session_cfg: SessionConfig, names: list[str],
@@ -89,7 +93,7 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
         return rig, "given", {"source": session_cfg.cameras or "synthetic true cameras",
                               "warnings": warnings}
     from epiflow.calibration.from_people import calibrate_from_people
-    intrinsics = _intrinsics(cfg.intrinsics, session.camera_names) if method == "people" \
+    intrinsics = _intrinsics(session, session_cfg, cfg.intrinsics) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)
     result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,

@@ -29,7 +29,10 @@ class SyntheticConfig:
     """A synthetic capture of a CMU clip (see :func:`epiflow.datasets.synthetic.cmu_capture`).
 
     ``frames`` = 0 keeps the whole clip; the corruption fields follow
-    :class:`epiflow.datasets.synthetic.Corruption`.
+    :class:`epiflow.datasets.synthetic.Corruption`. ``data_dir``: the folder holding
+    ``cmu_mocap/<subject>/<clip>.amc`` ("" = the clips packaged with epiflow); ``fps``: the
+    motion resampled to this rate; ``radius`` (metres from the capture centre) and ``focal_px``:
+    the virtual rig (:func:`epiflow.datasets.synthetic.make_rig`).
     """
 
     clip: str = "02_01"
@@ -37,6 +40,10 @@ class SyntheticConfig:
     frames: int = 0
     seed: int = 0
     layout: Literal["ring", "random"] = "ring"
+    data_dir: str = ""
+    fps: float = 30.0
+    radius: float = 5.0
+    focal_px: float = 1200.0
     noise_px: float = 2.0
     outlier_fraction: float = 0.02
     drop_fraction: float = 0.05
@@ -156,7 +163,9 @@ class CalibrateConfig:
             ``people``, ``given`` (the session's ``cameras`` file or a synthetic capture's true
             rig), ``board`` (intrinsics from the session's board images, extrinsics from people).
         intrinsics: a calibration file whose K and distortion are used for calibration from
-            people (cameras matched by name, else in order); "" = estimate them.
+            people (cameras matched by name, else in order); ``given``: those of the session's
+            given cameras (its ``cameras`` file, or a synthetic capture's true rig); "" =
+            estimate them.
         subject_height: the person's height, metres, for the metric scale (0 = from body
             proportions).
         board_pattern, board_square_size: inner corners (columns, rows) and square side,
@@ -176,12 +185,17 @@ class CalibrateConfig:
 
 @dataclass(frozen=True)
 class TriangulateConfig:
-    """How the pseudo-labels are made. ``options``: the ``[triangulate.options]`` table, the
-    keyword options of :func:`epiflow.calibration.triangulation.triangulate_sequence`
-    (``robust``, ``refine``, ``gate_px``, ``swap``, ``smooth``, ...:
+    """How the pseudo-labels are made. ``method``: ``multiview``
+    (:func:`epiflow.calibration.triangulation.triangulate_sequence`, every camera, robust,
+    weighted) or ``two_view`` (EpipolarPose's labels,
+    :func:`~epiflow.calibration.triangulation.triangulate_two_view`: cameras 0 and 1 only, plain
+    linear triangulation, every label weighted 1; a baseline). ``options``: the
+    ``[triangulate.options]`` table, the keyword options of ``triangulate_sequence`` (``robust``,
+    ``refine``, ``gate_px``, ``swap``, ``smooth``, ...:
     :class:`~epiflow.calibration.triangulation.TriangulationOptions`), checked when the config
     is read."""
 
+    method: Literal["multiview", "two_view"] = "multiview"
     options: TriangulationOptions = TriangulationOptions()
 
 
@@ -237,12 +251,18 @@ def resolve_paths(cfg: RunConfig, base) -> RunConfig:
     """The config with its relative paths made absolute against the folder ``base``."""
     base = Path(base)
     sessions = tuple(replace(s, **{k: _resolve(getattr(s, k), base) for k in
-                                   ("videos", "frames", "keypoints", "cameras", "board")})
+                                   ("videos", "frames", "keypoints", "cameras", "board")},
+                             synthetic=s.synthetic and replace(
+                                 s.synthetic, data_dir=_resolve(s.synthetic.data_dir, base)))
                      for s in cfg.sessions)
     return replace(cfg, out=_resolve(cfg.out, base), report=_resolve(cfg.report, base),
                    sessions=sessions, sessions_dir=_resolve(cfg.sessions_dir, base),
+                   synthetic=replace(cfg.synthetic,
+                                     data_dir=_resolve(cfg.synthetic.data_dir, base)),
                    calibrate=replace(cfg.calibrate,
-                                     intrinsics=_resolve(cfg.calibrate.intrinsics, base)))
+                                     intrinsics=cfg.calibrate.intrinsics if
+                                     cfg.calibrate.intrinsics == "given" else
+                                     _resolve(cfg.calibrate.intrinsics, base)))
 
 
 def load_run_config(path) -> RunConfig:

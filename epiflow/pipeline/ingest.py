@@ -195,7 +195,9 @@ def _synthetic_source(session: SessionConfig) -> Source:
     syn = session.synthetic
     corruption = Corruption(noise_px=syn.noise_px, outlier_fraction=syn.outlier_fraction,
                             drop_fraction=syn.drop_fraction, swap_fraction=syn.swap_fraction)
-    cap = cmu_capture(syn.clip, syn.n_cameras, corruption, seed=syn.seed, layout=syn.layout)
+    cap = cmu_capture(syn.clip, syn.n_cameras, corruption, seed=syn.seed, layout=syn.layout,
+                      data_dir=syn.data_dir or None, fps=syn.fps, radius=syn.radius,
+                      focal_px=syn.focal_px)
     kp, gt = cap.keypoints, cap.points3d
     if syn.frames:
         kp, gt = kp.frames(0, syn.frames), gt[:syn.frames]
@@ -233,8 +235,7 @@ def _resumable(store: PoseStore, sid: str, fingerprint: str) -> Session | None:
     if sid not in store:
         return None
     s = store.session(sid)
-    attrs = s.attrs
-    if attrs.get("fingerprint") == fingerprint and attrs.get("status", {}).get("ingest") == "done":
+    if s.fingerprint == fingerprint and s.status.get("ingest") == "done":
         return s
     if s.is_complete:
         raise StoreError(f"session {sid!r} in {store.url!r} is complete but was written with "
@@ -244,14 +245,13 @@ def _resumable(store: PoseStore, sid: str, fingerprint: str) -> Session | None:
 
 
 def _result(s: Session, kind: str) -> IngestResult:
-    attrs = s.attrs
     n_units = s.units_done().shape[0]
-    done = s.units_done() if attrs["status"].get("detect") != "done" else np.ones((1, 1), bool)
+    done = s.units_done() if s.status.get("detect") != "done" else np.ones((1, 1), bool)
     pending = [] if kind in ("keypoints", "synthetic") else \
         [(int(u), int(c)) for u, c in np.argwhere(~done)]
-    return IngestResult(s.id, kind, s.n_frames, len(s.camera_names), pending, list(attrs.get("streams", [])),
+    return IngestResult(s.id, kind, s.n_frames, len(s.camera_names), pending, s.streams,
                         [s.unit_frames(u) for u in range(n_units)], s.is_complete,
-                        list(attrs.get("warnings", [])))
+                        s.ingest_warnings)
 
 
 def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> IngestResult:
@@ -271,7 +271,7 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
     s = store.create_session(
         session.name, n_frames=src.n_frames, camera_names=src.camera_names, joint_set=joint_set,
         image_size=src.image_size, fps=src.fps, chunk_frames=cfg.detect.chunk_frames,
-        crop_size=cfg.store.crop_size if session.kind in ("videos", "frames") else 0,
+        crop_size=cfg.store.crop_size if session.kind != "keypoints" else 0,
         with_gt3d=src.gt3d is not None, source_joint_set=source_set,
         attrs={"source": {"kind": session.kind, "path": session.path},
                "config": run_settings(cfg, session), "fingerprint": fingerprint,
@@ -286,7 +286,23 @@ def _write_passthrough(s: Session, src: Source, joint_set: str) -> None:
         s.write_gt3d(src.gt3d[: s.n_frames], "gt_cameras" if src.rig is not None else "source",
                      src.rig)
     if src.keypoints is not None:
-        kp = src.keypoints.data[: s.n_frames]
-        s.write_all_units(to_store_joints(src.keypoints, joint_set).data[: s.n_frames],
-                          kp if s.keypoints2d_source is not None else None)
+        data = to_store_joints(src.keypoints, joint_set).data[: s.n_frames]
+        source = src.keypoints.data[: s.n_frames] if s.keypoints2d_source is not None else None
+        if s.crops is None:
+            s.write_all_units(data, source)
+        else:
+            _write_with_crops(s, data, source, joint_set)
         s.set_status("detect", "done")
+
+
+def _write_with_crops(s: Session, keypoints: np.ndarray, source: np.ndarray | None,
+                      joint_set: str) -> None:
+    """A synthetic session's (T, C, J, 3) keypoints unit by unit, each with the person crops
+    drawn from its 2D skeleton (:func:`epiflow.datasets.synthetic.skeleton_crops`)."""
+    from epiflow.datasets.synthetic import skeleton_crops
+    crops, boxes = skeleton_crops(keypoints, joint_set, s.crops.shape[2])
+    for unit in range(s.units_done().shape[0]):
+        start, stop = s.unit_frames(unit)
+        for c in range(keypoints.shape[1]):
+            s.write_unit(unit, c, keypoints[start:stop, c], crops[start:stop, c],
+                         boxes[start:stop, c], None if source is None else source[start:stop, c])

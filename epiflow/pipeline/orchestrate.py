@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.detect import DetectUnit, DetectWorker, UnitResult
 from epiflow.pipeline.ingest import IngestResult, ingest_session, plan_sessions
+from epiflow.pipeline.inprocess import check_in_process, run_in_process
 from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
@@ -306,7 +307,7 @@ def _reason(err: Exception) -> str:
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
-                 lease_wait_s: float = 0.0) -> RunReport:
+                 lease_wait_s: float = 0.0, in_process: bool = False) -> RunReport:
     """Run every session of ``cfg`` into the store ``cfg.out``; returns the run report (also
     written as JSON next to the store).
 
@@ -314,24 +315,32 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
     ``overwrite`` deletes this run's sessions from the store first. The run holds the store's
     lease (:class:`~epiflow.store_lease.StoreLease`) from before its first write to after the
     report: another run on the store is refused (LeaseError), or waited for up to
-    ``lease_wait_s`` seconds.
+    ``lease_wait_s`` seconds. ``in_process``: no Ray, the sessions one after the other here
+    (:mod:`epiflow.pipeline.inprocess`; only sources with nothing to detect).
     """
     if not cfg.out:
         raise ValueError("no output store: set 'out' in the config or pass --out STORE.zarr")
     sessions = plan_sessions(cfg)
+    if in_process:
+        check_in_process(sessions)
     PoseStore.open(cfg.out, "a")   # refuses what is not a store, creates a new one
     with StoreLease(cfg.out, wait_s=lease_wait_s):
-        return _run_leased(cfg, sessions, progress, overwrite)
+        return _run_leased(cfg, sessions, progress, overwrite, in_process)
 
 
 def _run_leased(cfg: RunConfig, sessions: list[SessionConfig], progress: bool,
-                overwrite: bool) -> RunReport:
+                overwrite: bool, in_process: bool = False) -> RunReport:
     """:func:`run_pipeline`'s work, under the store's lease."""
     store = PoseStore.open(cfg.out, "a")
     if overwrite:
         for s in sessions:
             if s.name in store:
                 store.delete_session(s.name)
+    if in_process:  # the same stages, here, without Ray
+        report = run_in_process(cfg, sessions, progress)
+        report.warnings = stored_warnings(cfg.out, [s.name for s in sessions])
+        report.write(report_url(cfg.out, cfg.report))
+        return report
     t0 = time.time()
     with ray_runtime(cfg.ray) as info:
         ray_start = time.time() - t0

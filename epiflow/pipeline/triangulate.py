@@ -29,14 +29,14 @@ def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
         median weight and reprojection error (pixels), per camera the share of the labels of
         joints it sees that used it (``camera_share``), and warnings (a camera dropped from most).
     """
-    from epiflow.calibration.triangulation import (camera_shares, dropped_camera_warnings,
-                                                   triangulate_sequence)
+    from epiflow.calibration.triangulation import camera_shares, dropped_camera_warnings
     kp = np.asarray(session.keypoints2d[:], dtype=np.float64)
     T, C, J, _ = kp.shape
-    tri = triangulate_sequence(session.rig, kp, joint_set=session.joint_set, fps=session.fps,
-                               **cfg.options.kwargs())
+    tri = _triangulation(session, kp, cfg)
     points = np.asarray(tri.points, dtype=np.float64).reshape(T, J, 3)
     weight = np.nan_to_num(np.asarray(tri.weight, dtype=np.float64).reshape(T, J))
+    if cfg.method == "two_view":  # EpipolarPose weighs every label alike
+        weight = np.ones_like(weight)
     error = np.asarray(tri.reproj_error, dtype=np.float64).reshape(T, J)
     labelled = np.isfinite(points).all(-1)
     weight[~labelled] = 0.0
@@ -50,4 +50,19 @@ def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
             "median_reproj_px": float(np.nanmedian(error[labelled])) if labelled.any() else None,
             "camera_share": {n: None if np.isnan(v) else float(v)
                              for n, v in zip(session.camera_names, shares)},
-            "warnings": dropped_camera_warnings(session.camera_names, shares)}
+            "warnings": dropped_camera_warnings(session.camera_names, shares)
+            if cfg.method == "multiview" else []}  # two_view leaves the other cameras out
+
+
+def _triangulation(session: Session, kp: np.ndarray, cfg: TriangulateConfig):
+    """The :class:`~epiflow.calibration.triangulation.Triangulation` of (T, C, J, 3) ``kp``
+    by ``cfg.method``, in the session's world frame."""
+    from epiflow.calibration import triangulation as tr
+    if cfg.method == "two_view":
+        return tr.triangulate_two_view(session.rig, kp, pair=(0, 1), frame="world",
+                                       joint_set=session.joint_set)
+    if cfg.method != "multiview":
+        raise ValueError(f"config key 'triangulate.method': expected 'multiview' or 'two_view'; "
+                         f"got {cfg.method!r}")
+    return tr.triangulate_sequence(session.rig, kp, joint_set=session.joint_set, fps=session.fps,
+                                   **cfg.options.kwargs())

@@ -14,12 +14,10 @@ from epiflow.models.checkpoint import load_model
 from epiflow.models.data import prepare_session
 from epiflow.models.lifters import MLPConfig
 from epiflow.models.predict import default_camera, predict_keypoints
-from epiflow.models.sources import oracle_session, write_session
-from epiflow.store import PoseStore
 
 
-def test_pose_metrics_on_known_answers():
-    s = oracle_session("02_04", seed=0)
+def test_pose_metrics_on_known_answers(oracle):
+    s = oracle("02_04", seed=0)
     gt = prepare_session(s, "gt").y[:, 0]
     exact = pose_metrics(gt, gt)
     assert exact["mpjpe_mm"] < 1e-6 and exact["pss50"] == 1.0 and exact["pck3d"] == 1.0
@@ -31,12 +29,10 @@ def test_pose_metrics_on_known_answers():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, make_store):
     """A small MLP trained on two clips, its store (with ground truth) and the out folder."""
     root = tmp_path_factory.mktemp("run")
-    store = PoseStore.open(root / "s.zarr", "a")
-    for clip, seed in (("02_01", 0), ("02_04", 1), ("02_03", 2)):
-        write_session(store, oracle_session(clip, seed, 0.01))
+    make_store(root / "s.zarr", {"02_01": 0, "02_04": 1, "02_03": 2})
     cfg = ExperimentConfig(
         data=DataConfig(store=str(root / "s.zarr"), val_sessions=("02_03",)),
         model=ModelConfig(mlp=MLPConfig(hidden=64, blocks=1, dropout=0.0)),
@@ -58,8 +54,8 @@ def test_evaluate_command_writes_per_clip_json(trained, capsys):
     assert "MPJPE" in capsys.readouterr().out
 
 
-def test_predict_from_keypoints_matches_evaluation(trained, tmp_path):
-    session = oracle_session("02_03", 2)
+def test_predict_from_keypoints_matches_evaluation(trained, tmp_path, oracle):
+    session = oracle("02_03", 2)
     kp = Keypoints(session.keypoints2d, "h36m17", tuple(session.rig.names), session.rig.sizes, 30.0)
     save_npz(kp, tmp_path / "kp.npz")
     save_toml(session.rig, tmp_path / "cams.toml")
@@ -80,8 +76,8 @@ def test_predict_from_keypoints_matches_evaluation(trained, tmp_path):
     assert np.nanmean(np.linalg.norm(guess - points, axis=-1)) < 0.05
 
 
-def test_predict_needs_a_camera(trained, tmp_path, capsys):
-    s = oracle_session("02_03", 2)
+def test_predict_needs_a_camera(trained, tmp_path, capsys, oracle):
+    s = oracle("02_03", 2)
     kp = Keypoints(s.keypoints2d, "h36m17", tuple(s.rig.names), s.rig.sizes)
     save_npz(kp, tmp_path / "k.npz")
     ckpt = str(trained / "out" / "checkpoint.pt")

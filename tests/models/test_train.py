@@ -15,14 +15,12 @@ from epiflow.models.config import (DataConfig, ExperimentConfig, LossConfig, Mod
 from epiflow.models.data import DataError, PoseDataset, prepare_session
 from epiflow.models.image_model import ImageModelConfig
 from epiflow.models.lifters import MLPConfig, TransformerConfig
-from epiflow.models.sources import oracle_session, write_session
 from epiflow.store import PoseStore
 
 
 @pytest.fixture(scope="module")
-def sessions():
-    return [oracle_session("02_01", 0, 0.01), oracle_session("02_04", 1, 0.01),
-            oracle_session("02_03", 2, 0.01)]
+def sessions(oracle):
+    return [oracle("02_01", 0, 0.01), oracle("02_04", 1, 0.01), oracle("02_03", 2, 0.01)]
 
 
 def _config(**train) -> ExperimentConfig:
@@ -112,16 +110,16 @@ def test_transformer_trains_on_windows(tmp_path, sessions):
     assert load_checkpoint(tmp_path / "checkpoint.pt").data["model"]["input_window"] == 9
 
 
-def test_image_model_trains_on_stored_crops(tmp_path):
-    session = oracle_session("02_04", 1, crop_size=64)
-    store = PoseStore.open(tmp_path / "s.zarr", "a")
-    write_session(store, session)
+def test_image_model_trains_on_stored_crops(tmp_path, make_store):
+    store = make_store(tmp_path / "s.zarr", {"02_04": 1}, crop_size=64)
+    crops = store.session("02_04").crops[:]
+    assert (crops > 0).any(axis=(2, 3, 4)).mean() > 0.9  # a skeleton drawn in nearly every crop
     cfg = ExperimentConfig(
         data=DataConfig(store=str(tmp_path / "s.zarr"), val_fraction=0.0),
         model=ModelConfig(name="image", image=ImageModelConfig(width=8, deconv=32)),
         train=TrainConfig(epochs=3, batch_size=32, lr=2e-3, progress=False, threads=1))
     data = T.build_data(cfg)
-    np.testing.assert_array_equal(data.train.crops, session.crops.reshape(-1, 4, 64, 64, 3))
+    np.testing.assert_array_equal(data.train.crops, crops.reshape(-1, 4, 64, 64, 3))
     h = T.fit(cfg, tmp_path / "run", data).history
     assert h[-1]["train_loss"] < 0.6 * h[0]["train_loss"]
 
@@ -136,9 +134,10 @@ class TestBadInput:
         with pytest.raises(ConfigError, match="data.joint_set.*h36m17"):
             load_experiment(path)
 
-    def test_store_without_pseudo_labels(self, tmp_path, sessions):
+    def test_store_without_pseudo_labels(self, tmp_path, make_store):
+        make_store(tmp_path / "s.zarr", {"02_01": 0}, frames=20)
         store = PoseStore.open(tmp_path / "s.zarr", "a")
-        write_session(store, replace(sessions[0], pseudo3d=None, pseudo3d_weight=None))
+        store.session("02_01").set_status("triangulate", "pending")  # as if killed before it
         cfg = replace(_config(), data=DataConfig(store=str(tmp_path / "s.zarr")))
         with pytest.raises(DataError, match="no pseudo-labels"):
             T.build_data(cfg)
@@ -175,10 +174,8 @@ class TestBadInput:
 
 
 @pytest.mark.ray
-def test_ray_train_with_two_cpu_workers(tmp_path, sessions):
-    store = PoseStore.open(tmp_path / "s.zarr", "a")
-    for s in sessions[1:]:
-        write_session(store, s)
+def test_ray_train_with_two_cpu_workers(tmp_path, sessions, make_store):
+    make_store(tmp_path / "s.zarr", {"02_04": 1, "02_03": 2})
     cfg = replace(_config(epochs=1, ray_workers=2),
                   data=DataConfig(store=str(tmp_path / "s.zarr"), val_sessions=("02_03",)))
     result = T.train(cfg, tmp_path / "run")
@@ -190,10 +187,8 @@ def test_ray_train_with_two_cpu_workers(tmp_path, sessions):
     assert np.isfinite(result.history[0]["val_gt_mm"])
 
 
-def test_train_command(tmp_path, sessions, capsys):
-    store = PoseStore.open(tmp_path / "s.zarr", "a")
-    for s in sessions[1:]:
-        write_session(store, s)
+def test_train_command(tmp_path, make_store, capsys):
+    make_store(tmp_path / "s.zarr", {"02_04": 1, "02_03": 2})
     recipe = tmp_path / "recipe.toml"
     recipe.write_text('[data]\nstore = "s.zarr"\nval_sessions = ["02_03"]\n'
                       '[model.mlp]\nhidden = 32\nblocks = 1\n'
@@ -213,11 +208,25 @@ def test_the_store_is_built_when_missing(tmp_path):
     cfg = replace(_config(), data=DataConfig(store=str(tmp_path / "s.zarr"), source=source,
                                              val_sessions=("02_03",)))
     data = T.build_data(cfg)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no half-built store left
+    # the pipeline built it: the store and its run report, nothing half-built beside them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr", "s.zarr.report.json"]
     assert len(data.train) > 0.9 * 4 * 86 and len(data.val) > 0.9 * 4 * 44
     store = PoseStore.open(tmp_path / "s.zarr")
     session = store.session("02_01")
     assert session.is_complete and session.crops.shape == (86, 4, 32, 32, 3)
+    # ... as `epiflow run` writes a session: frame rate, source, settings, camera quality,
+    # reprojection errors, the views of each label, the given (true) cameras
+    assert session.fps == 30.0 and session.source["kind"] == "synthetic" and session.fingerprint
+    assert session.calibration["method"] == "given"
+    assert 0.5 < session.label_summary["median_reproj_px"] < 5.0  # 2 px of 2D noise
+    labels = session.labels()
+    seen = labels.weight > 0
+    assert np.isfinite(labels.reproj_error[seen]).all() and labels.views.any(1)[seen].all()
+    # a second build is a check of the store, not a rebuild
+    import time
+    t0 = time.perf_counter()
+    T.ensure_store(cfg)
+    assert time.perf_counter() - t0 < 2.0
     # the robust pseudo-labels of the true cameras are within a few cm of the truth
     err = np.linalg.norm(data.train.y - data.train.gt, axis=-1)[data.train.w > 0]
     assert np.median(err) < 0.02
