@@ -30,7 +30,8 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
            "plot_reprojections", "plot_reprojection_errors", "plot_skeletons_3d",
-           "read_metrics_csv", "plot_training_curves", "save_png"]
+           "read_metrics_csv", "plot_training_curves", "save_png", "camera_to_display",
+           "plot_prediction"]
 
 CAMERA_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                  "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -506,3 +507,28 @@ def save_png(fig: Figure, path, dpi: int = 100) -> Path:
     with atomic_open(path, "wb") as f:
         fig.savefig(f, dpi=dpi, format="png")
     return path
+
+
+# -- predictions -----------------------------------------------------------------------------------
+def camera_to_display(points: np.ndarray) -> np.ndarray:
+    """Camera-frame points (x right, y down, z forward) as a Z-up world for drawing:
+    ``(x, z, -y)`` (the camera looks along +Y, its up is +Z). Shape (..., 3) kept."""
+    points = np.asarray(points, float)
+    return np.stack([points[..., 0], points[..., 2], -points[..., 1]], -1)
+
+
+def plot_prediction(points3d: np.ndarray, joint_set: str = "h36m17", n_frames: int = 4,
+                    title: str | None = None) -> Figure:
+    """A few evenly spaced frames of a predicted sequence (``epiflow predict``'s picture).
+
+    Args:
+        points3d: (T, J, 3) root-relative metres in the camera's frame, T >= 1.
+        n_frames: how many frames to draw (all when T is smaller).
+
+    Returns:
+        The figure, one column per frame.
+    """
+    T = points3d.shape[0]
+    idx = np.unique(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int))
+    return plot_skeletons_3d({"prediction": camera_to_display(points3d[idx])}, joint_set=joint_set,
+                             frame_labels=[f"frame {i}" for i in idx], title=title)

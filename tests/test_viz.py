@@ -235,3 +235,17 @@ class TestTrainingCurves:
             viz.read_metrics_csv(tmp_path / "none.csv")
         with pytest.raises(ValueError, match="no metric columns"):
             viz.plot_training_curves({"step": np.arange(3.0)})
+
+
+class TestPrediction:
+    def test_camera_frame_shown_z_up(self):
+        # camera frame: x right, y down, z forward -> display (x, z, -y): up is +Z, depth is +Y
+        pts = np.array([[1.0, -2.0, 3.0]])
+        np.testing.assert_array_equal(viz.camera_to_display(pts), [[1.0, 3.0, 2.0]])
+
+    def test_prediction_draws_evenly_spaced_frames(self, tmp_path):
+        points = np.zeros((10, 17, 3)) + np.linspace(0, 1, 17)[None, :, None]
+        fig = viz.plot_prediction(points, n_frames=4, title="t")
+        titles = [ax.get_title().removeprefix("prediction: ") for ax in fig.axes]
+        assert titles == ["frame 0", "frame 3", "frame 6", "frame 9"]
+        assert viz.save_png(fig, tmp_path / "p.png").stat().st_size > 1000

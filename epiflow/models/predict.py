@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from epiflow.calibration.camera import Camera, CameraRig
-from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
-                                       load_model)
+from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
 from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -114,7 +113,6 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     from epiflow.keypoints import load_npz
     model, ckpt = _model_for(checkpoint)
     kp = load_npz(npz_path)
-    check_input(ckpt, str(npz_path), joint_set=kp.joint_set, has_images=False)
     if camera_name not in kp.camera_names:
         raise KeyError(f"{npz_path}: no camera {camera_name!r}; it has: "
                        f"{', '.join(kp.camera_names)}")
@@ -180,9 +178,10 @@ def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Pa
                             **extra)
     png = None
     if plot:
-        from epiflow.models.plots import plot_prediction
+        from epiflow import viz
         seen = np.isfinite(pred.points3d).all((1, 2))
         if seen.any():
-            png = plot_prediction(pred.points3d[seen], path.with_suffix(".png"), pred.joint_set,
-                                  title=f"{pred.camera}: predicted 3D pose (camera frame)")
+            fig = viz.plot_prediction(pred.points3d[seen], pred.joint_set,
+                                      title=f"{pred.camera}: predicted 3D pose (camera frame)")
+            png = viz.save_png(fig, path.with_suffix(".png"))
     return path, png

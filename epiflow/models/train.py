@@ -437,8 +437,9 @@ def _save(run: _Run, cfg: ExperimentConfig, out_dir: Path, row: dict, last: bool
                     scheduler=run.scheduler, epoch=run.epoch, step=run.step, metrics=row)
     _write_history(out_dir, run.history)
     if last or time.monotonic() - run.plotted > 30:
-        from epiflow.models.plots import plot_curves
-        plot_curves(run.history, out_dir / CURVES_FILE)
+        from epiflow import viz  # matplotlib: imported when the first plot is drawn
+        fig = viz.plot_training_curves(out_dir / METRICS_FILE, title=f"training: {out_dir.name}")
+        viz.save_png(fig, out_dir / CURVES_FILE)
         run.plotted = time.monotonic()
 
 
