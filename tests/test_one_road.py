@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "epiflow"
@@ -66,3 +67,65 @@ def test_every_recipe_source_maps_onto_a_pipeline_run(recipe):
     syn = run.sessions[0].synthetic
     assert (syn.data_dir, syn.fps, syn.radius, syn.focal_px, syn.noise_px) == (
         cfg.data.source.data_dir, 30.0, 5.0, 1200.0, 2.0)
+
+
+def _synthetic_run(out, frames: int = 12, **calibrate):
+    from epiflow.pipeline.config import (CalibrateConfig, RunConfig, SessionConfig,
+                                         SyntheticConfig)
+    return RunConfig(out=str(out), calibrate=CalibrateConfig(**calibrate),
+                     sessions=(SessionConfig(name="syn", synthetic=SyntheticConfig(
+                         clip="02_04", frames=frames, seed=1)),))
+
+
+def test_typed_readers_of_a_pipeline_session(tmp_path):
+    from epiflow.pipeline.orchestrate import run_pipeline
+    from epiflow.store import PoseStore, StoreError
+    report = run_pipeline(_synthetic_run(tmp_path / "s.zarr", method="given"), progress=False,
+                          in_process=True)
+    assert report.sessions["syn"]["status"] == "complete" and report.ray["address"] == "in-process"
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    s = store.session("syn")
+    assert s.has_cameras and s.has_labels and s.fps == 30.0 and s.n_frames == 12
+    assert s.source["kind"] == "synthetic" and s.calibration["method"] == "given"
+    assert (s.image_size == s.rig.sizes).all() and s.image_size.shape == (4, 2)
+    labels = s.labels()
+    assert labels.pseudo3d.shape == (12, 17, 3) and labels.views.shape == (12, 4, 17)
+    seen = labels.weight > 0
+    assert seen.mean() > 0.9 and np.isfinite(labels.reproj_error[seen]).all()
+    assert np.nanmedian(labels.reproj_error) < 5.0 and s.label_summary["labelled"] > 0.9
+    truth = s.ground_truth()
+    assert truth.frame == "gt_cameras" and truth.rig.names == s.rig.names
+    assert np.nanmedian(np.linalg.norm(labels.pseudo3d - truth.points, axis=-1)) < 0.03
+    bare = store.create_session("bare", n_frames=5, camera_names=["a", "b"], joint_set="h36m17",
+                                image_size=[[640, 480]] * 2, fps=None, chunk_frames=5)
+    assert not bare.has_labels and not bare.has_cameras
+    assert bare.ground_truth() is None and bare.gt_rig is None and bare.source == {}
+    with pytest.raises(StoreError, match="no pseudo-labels.*'pending'.*epiflow run"):
+        bare.labels()
+
+
+def test_in_process_refuses_detection_before_writing(tmp_path):
+    from epiflow.config import ConfigError
+    from epiflow.pipeline.config import RunConfig, SessionConfig
+    from epiflow.pipeline.orchestrate import run_pipeline
+    (tmp_path / "videos").mkdir()
+    cfg = RunConfig(out=str(tmp_path / "s.zarr"),
+                    sessions=(SessionConfig(name="take", videos=str(tmp_path / "videos")),))
+    with pytest.raises(ConfigError, match=r"take \(videos\) need 2D detection.*Ray"):
+        run_pipeline(cfg, progress=False, in_process=True)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_recipe_store_is_the_pipeline_s_and_resumes(tmp_path):
+    """The store a recipe builds is the store `epiflow run` writes for the same sessions (one
+    fingerprint), so either finishes what the other started."""
+    from epiflow.models.config import SourceConfig, run_config
+    from epiflow.pipeline.orchestrate import run_pipeline
+    from epiflow.store import PoseStore
+    source = SourceConfig(kind="cmu_synthetic", clips=("02_04",), seed=1, cameras="true")
+    run = run_config(source, str(tmp_path / "s.zarr"))
+    first = run_pipeline(run, progress=False, in_process=True)
+    assert first.sessions["02_04"]["status"] == "complete"
+    again = run_pipeline(run, progress=False, in_process=True)
+    assert again.sessions["02_04"]["status"] == "already complete"
+    assert PoseStore.open(tmp_path / "s.zarr").session("02_04").is_complete
