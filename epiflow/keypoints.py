@@ -19,7 +19,12 @@ import numpy as np
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["Keypoints", "load_npz", "save_npz"]
+__all__ = ["Keypoints", "load_npz", "save_npz", "check_keypoint_values", "normalised_units",
+           "NPZ_LAYOUT"]
+
+#: The keypoints npz's layout, as errors quote it.
+NPZ_LAYOUT = ("keypoints (C, T, J, 3) float (x, y pixels, confidence in [0, 1]), joint_set, "
+              "camera_names (C,), image_size (C, 2) (width, height), fps (optional)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,21 +111,102 @@ def save_npz(kp: Keypoints, path) -> None:
 
 
 def load_npz(path) -> Keypoints:
-    """Read the keypoints npz; errors name the file and the key that is missing or malformed."""
+    """Read the keypoints npz (layout in the module docstring), checked: errors name the file,
+    what it holds and what was expected (:data:`NPZ_LAYOUT`, :func:`check_keypoint_values`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"keypoints file {str(path)!r} does not exist")
-    with np.load(path, allow_pickle=False) as z:
+    with _open_npz(path) as z:
         missing = [k for k in ("keypoints", "joint_set", "camera_names", "image_size") if k not in z]
         if missing:
-            raise ValueError(f"{path}: missing {missing}; a keypoints npz holds keypoints "
-                             f"(C, T, J, 3), joint_set, camera_names (C,), image_size (C, 2), fps")
-        arr = z["keypoints"]
-        if arr.ndim != 4:
-            raise ValueError(f"{path}: keypoints must be (C, T, J, 3); got shape {arr.shape}")
+            raise ValueError(f"{path}: missing {missing}; it holds {sorted(z.files)}; expected a "
+                             f"keypoints npz: {NPZ_LAYOUT}")
+        arr = _npz_array(z, "keypoints", path)
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"{path}: keypoints must be (C, T, J, 3) = cameras, frames, joints, "
+                             f"(x, y, confidence); got shape {arr.shape}")
+        data = arr.transpose(1, 0, 2, 3)
+        check_keypoint_values(data, str(path))
         try:
-            return Keypoints(arr.transpose(1, 0, 2, 3), str(z["joint_set"]),
-                             tuple(z["camera_names"].tolist()), z["image_size"],
-                             float(z["fps"]) if "fps" in z else None)
-        except ValueError as err:
+            return Keypoints(data, str(_npz_array(z, "joint_set", path)),
+                             tuple(_npz_array(z, "camera_names", path).tolist()),
+                             _npz_array(z, "image_size", path),
+                             float(_npz_array(z, "fps", path)) if "fps" in z else None)
+        except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+def _open_npz(path: Path):
+    """``np.load`` of an npz, or a ValueError saying what the file is instead."""
+    import zipfile
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not an npz file (a zip of numpy arrays as numpy.savez writes; "
+                         f"{type(err).__name__}: {err}); expected a keypoints npz: "
+                         f"{NPZ_LAYOUT}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: holds a single {type(z).__name__} (an .npy), not an npz of "
+                         f"named arrays; expected a keypoints npz: {NPZ_LAYOUT}")
+    return z
+
+
+def _npz_array(z, key: str, path: Path) -> np.ndarray:
+    """``z[key]``, or a ValueError when it is an object array (which would need pickle)."""
+    try:
+        return z[key]
+    except ValueError as err:
+        raise ValueError(f"{path}: {key} cannot be read without pickle ({err}); write it as "
+                         f"numbers or strings, expected: {NPZ_LAYOUT}") from None
+
+
+def check_keypoint_values(data: np.ndarray, source: str) -> None:
+    """Raise ValueError naming ``source`` unless raw keypoints hold something to work with.
+
+    Args:
+        data: (T, C, J, 3) as read, before :class:`Keypoints` marks missing observations.
+
+    Refused: a dtype that is not floating point (integers, text, objects); no frames or no
+    cameras; a finite confidence outside [0, 1] (percentages, logits); an x or y that is NaN or
+    inf while its confidence is above 0 (a missing observation is NaN with confidence 0).
+    """
+    if data.dtype.kind != "f":
+        raise ValueError(f"{source}: keypoints have dtype {data.dtype}; expected floating point "
+                         f"(x, y pixels, confidence in [0, 1], NaN where missing)")
+    T, C = data.shape[:2]
+    if T == 0 or C == 0:
+        raise ValueError(f"{source}: keypoints hold {T} frames of {C} cameras (shape (T, C, J, 3) "
+                         f"= {data.shape}); expected at least one frame and one camera")
+    conf = data[..., 2]
+    bad = np.isfinite(conf) & ((conf < 0) | (conf > 1))
+    if bad.any():
+        raise ValueError(f"{source}: {int(bad.sum())} confidences lie outside [0, 1] (from "
+                         f"{np.nanmin(conf):g} to {np.nanmax(conf):g}); expected a probability in "
+                         f"[0, 1] per keypoint: rescale them (percentages / 100, logits through a "
+                         f"sigmoid)")
+    lost = (conf > 0) & ~np.isfinite(data[..., :2]).all(-1)
+    if lost.any():
+        t, c, j = np.argwhere(lost)[0]
+        raise ValueError(f"{source}: {int(lost.sum())} keypoints have a NaN or inf x or y but a "
+                         f"confidence above 0 (the first: frame {t}, camera {c}, joint {j}); a "
+                         f"missing keypoint is NaN with confidence 0: set their confidence to 0")
+
+
+def normalised_units(xy: np.ndarray, sizes: np.ndarray) -> str | None:
+    """What is wrong when keypoints look normalised instead of in pixels, or None.
+
+    The rule: every finite x, y lies within [-1.5, 1.5] (a whole person inside a pixel and a
+    half) while the images are larger than 16 pixels, or of unknown size (0).
+
+    Args:
+        xy: (..., 2) keypoints, pixels expected. sizes: (C, 2) image (width, height), 0 unknown.
+    """
+    finite = xy[np.isfinite(xy).all(-1)]
+    sizes = np.asarray(sizes)
+    if not len(finite) or np.abs(finite).max() > 1.5 or 0 < sizes.max() <= 16:
+        return None
+    images = (f"the images are {sizes[0][0]}x{sizes[0][1]} pixels" if sizes.max() > 0
+              else "pixels were expected")
+    return (f"the keypoints look normalised (every x, y within [{finite.min():.2f}, "
+            f"{finite.max():.2f}]) but {images}; epiflow needs pixel coordinates: multiply x by "
+            f"the image width and y by its height")

@@ -22,7 +22,7 @@ import numpy as np
 
 from epiflow.calibration.camera import CalibrationError, CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
-from epiflow.keypoints import Keypoints
+from epiflow.keypoints import Keypoints, normalised_units
 
 __all__ = ["image_sizes", "check_keypoints", "check_subject_height", "motion_spread",
            "check_rig"]
@@ -73,14 +73,9 @@ def image_sizes(keypoints: Keypoints, intrinsics: CameraRig | None) -> np.ndarra
 
 
 def _check_pixels(keypoints: Keypoints, sizes: np.ndarray) -> None:
-    xy = keypoints.xy
-    finite = xy[np.isfinite(xy).all(-1)]
-    if len(finite) and np.abs(finite).max() <= 1.5 and sizes.max() > 16:
-        raise CalibrationError(
-            f"the keypoints look normalised (every x, y within [{finite.min():.2f}, "
-            f"{finite.max():.2f}]) but the images are {sizes[0][0]}x{sizes[0][1]} pixels; "
-            f"calibration needs pixel coordinates: multiply x by the image width and y by its "
-            f"height (cameras {list(keypoints.camera_names)})")
+    problem = normalised_units(keypoints.xy, sizes)
+    if problem:
+        raise CalibrationError(f"{problem} (cameras {list(keypoints.camera_names)})")
 
 
 def motion_spread(xy: np.ndarray, seen: np.ndarray) -> np.ndarray:

@@ -78,12 +78,15 @@ def _keypoints(args):
     if args.videos:
         from epiflow.keypoints import save_npz
         from epiflow.detection.detectors import detect_videos
+        from epiflow.pipeline.ingest import probe_videos
+        probe_videos(args.videos)  # two or more readable videos, before minutes of detection
         kp = detect_videos(args.videos)
         if args.save_keypoints:
             save_npz(kp, args.save_keypoints)
         return kp
     from epiflow.datasets.io import load_keypoints
-    return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size)
+    return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size,
+                          min_cameras=2)
 
 
 def _plain(value):

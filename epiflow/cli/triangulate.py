@@ -70,19 +70,22 @@ def write_poses(path, tri, joint_names, camera_names, joint_set: str, fps) -> No
 
 
 def run(args) -> int:
+    from epiflow.calibration.camera import match_rig
     from epiflow.calibration.formats import load_rig
     from epiflow.calibration.from_people import fit_sizes
     from epiflow.calibration.triangulation import (camera_shares, dropped_camera_warnings,
-                                                   match_cameras, triangulate_sequence)
+                                                   triangulate_sequence)
     from epiflow.cli import print_warnings
     from epiflow.datasets.io import load_keypoints
     from epiflow.skeleton import get_joint_set
 
     check_outputs_not_inputs({"--out": args.out},
                              {"--keypoints": args.keypoints, "--cameras": args.cameras})
-    kp = load_keypoints(args.keypoints, joint_set=args.joint_set)
-    rig, warnings = fit_sizes(match_cameras(load_rig(args.cameras), kp.camera_names),
-                              kp.image_size)
+    kp = load_keypoints(args.keypoints, joint_set=args.joint_set, min_cameras=2)
+    rig, warnings = match_rig(load_rig(args.cameras), kp.camera_names, args.cameras,
+                              by_order=True)
+    rig, sized = fit_sizes(rig, kp.image_size)
+    warnings += sized
     smooth = None if args.smooth == "none" else args.smooth
     fps = args.fps if args.fps is not None else kp.fps
     tri = triangulate_sequence(

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.keypoints import Keypoints
+from epiflow.keypoints import Keypoints, check_keypoint_values
 from epiflow.naming import natural_key
 from epiflow.skeleton import get_joint_set
 
@@ -61,10 +61,12 @@ def read_openpose_frame(path) -> np.ndarray:
     path = Path(path)
     try:
         people = json.loads(path.read_text()).get("people", [])
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path}: not an OpenPose JSON file ({err}); expected "
-                         f'{{"people": [{{"pose_keypoints_2d": [...]}}]}}') from None
-    arrays = [np.asarray(p.get("pose_keypoints_2d", []), dtype=np.float64) for p in people]
+        arrays = [np.asarray(p.get("pose_keypoints_2d", []), dtype=np.float64) for p in people]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError,
+            ValueError) as err:
+        raise ValueError(f"{path}: not an OpenPose JSON file ({type(err).__name__}: {err}); "
+                         f'expected {{"people": [{{"pose_keypoints_2d": [x0, y0, c0, ...]}}]}}'
+                         ) from None
     arrays = [a for a in arrays if a.size]
     if not arrays:
         return np.zeros((0, 0, 3))
@@ -178,5 +180,6 @@ def read_openpose(root, joint_set: str | None = None, image_size=None,
             if person is not None:
                 data[t - first, c] = person
     names = tuple(re.sub(r"_json$", "", d.name) for d in folders)
+    check_keypoint_values(data, str(root))
     return Keypoints(data, _resolve_joint_set(n_joints, joint_set, data, root), names,
                      _sizes(image_size, len(folders)), fps)

@@ -110,9 +110,9 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     Args:
         calibration: a camera TOML holding that camera, or None (see the module docstring).
     """
-    from epiflow.keypoints import load_npz
+    from epiflow.datasets.io import load_keypoints
+    kp = load_keypoints(npz_path)  # checked (units, confidences...) before the model loads
     model, ckpt = _model_for(checkpoint)
-    kp = load_npz(npz_path)
     if camera_name not in kp.camera_names:
         raise KeyError(f"{npz_path}: no camera {camera_name!r}; it has: "
                        f"{', '.join(kp.camera_names)}")

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from epiflow.calibration.camera import CameraRig
 
 __all__ = ["Source", "IngestResult", "plan_sessions", "read_source", "ingest_session",
-           "IMAGE_SUFFIXES", "to_store_joints"]
+           "IMAGE_SUFFIXES", "to_store_joints", "check_sources", "probe_videos", "MIN_CAMERAS"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _GENERIC_NAMES = {"videos", "video", "frames", "images", "keypoints", "json"}
+MIN_CAMERAS = 2  #: synchronized cameras a session needs (to calibrate or triangulate)
 
 
 @dataclass
@@ -137,9 +138,26 @@ def _check_lengths(names: list[str], counts: list[int], fps: list[float], where:
     return min(counts), warnings
 
 
+def probe_videos(folder, min_videos: int = MIN_CAMERAS) -> list:
+    """The videos of ``folder``, one per camera in natural order, as
+    :class:`~epiflow.detection.detectors.VideoInfo`, each opened and its first frame decoded
+    (milliseconds a video, no full decode). Errors name the folder, or the file that cannot
+    serve (missing, empty, not a video); fewer than ``min_videos`` videos are refused with the
+    names of those found."""
+    from epiflow.detection.detectors import list_videos, read_frames, video_info
+    videos = list_videos(folder)
+    if len(videos) < min_videos:
+        raise ValueError(f"videos folder {str(folder)!r} holds {len(videos)} video(s) "
+                         f"{[p.name for p in videos]}; expected one video per camera, at least "
+                         f"{min_videos} synchronized cameras")
+    infos = [video_info(p) for p in videos]
+    for p in videos:
+        read_frames(p, 0, 1)
+    return infos
+
+
 def _video_source(session: SessionConfig, trim: bool) -> Source:
-    from epiflow.detection.detectors import list_videos, video_info
-    infos = [video_info(p) for p in list_videos(session.videos)]
+    infos = probe_videos(session.videos)
     T, warnings = _check_lengths([i.path.name for i in infos], [i.n_frames for i in infos],
                                  [i.fps for i in infos], f"videos in {session.videos!r}", trim)
     return Source([i.path.stem for i in infos], T, infos[0].fps or session.fps or None,
@@ -218,6 +236,40 @@ def read_source(session: SessionConfig, trim: bool = False, max_frames: int = 0)
         src.keypoints = None if src.keypoints is None else src.keypoints.frames(0, max_frames)
         src.gt3d = None if src.gt3d is None else src.gt3d[:max_frames]
     return src
+
+
+def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
+    """Refuse bad input before Ray starts and before anything is written: every session's source
+    is read as ingest will read it (videos probed and their first frame decoded, image folders'
+    first images, keypoint files read and checked), it must give :data:`MIN_CAMERAS` cameras or
+    more, its cameras file must load, pass :func:`~epiflow.calibration.input_checks.check_rig`
+    and match its cameras, its board folder must exist. Synthetic sessions need nothing.
+
+    Raises:
+        FileNotFoundError or ValueError (exit code 2 in the CLI) naming the session and the file.
+    """
+    for session in sessions:
+        if session.kind == "synthetic":
+            continue
+        try:
+            _check_source(session, cfg)
+        except (FileNotFoundError, ValueError) as err:
+            kind = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
+            raise kind(f"session {session.name!r}: {err}") from None
+
+
+def _check_source(session: SessionConfig, cfg: RunConfig) -> None:
+    src = read_source(session, cfg.ingest.trim)
+    if len(src.camera_names) < MIN_CAMERAS:
+        raise ValueError(f"{session.kind} {session.path!r} gives {len(src.camera_names)} "
+                         f"camera(s) {src.camera_names}; a session needs at least {MIN_CAMERAS} "
+                         f"synchronized cameras (one video, image folder or keypoint folder each)")
+    if session.cameras:
+        from epiflow.calibration.formats import load_rig
+        match_rig(load_rig(session.cameras), src.camera_names, session.cameras, by_order=True)
+    if session.board and not Path(session.board).is_dir():
+        raise FileNotFoundError(f"board folder {session.board!r} does not exist; expected one "
+                                f"folder of checkerboard images per camera")
 
 
 def to_store_joints(kp: Keypoints, joint_set: str) -> Keypoints:

@@ -107,7 +107,8 @@ class TestEveryReader:
         good = {"K": [1000, 0, 500, 0, 1000, 400, 0, 0, 1],
                 "RT": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3], "imgSize": [1032, 776]}
         path = tmp_path / "calibration.json"
-        path.write_text(json.dumps({"0": good, "1": {**good, "K": [0, 0, 500, 0, 0, 400, 0, 0, 1]}}))
+        bad = {**good, "K": [0, 0, 500, 0, 0, 400, 0, 0, 1]}
+        path.write_text(json.dumps({"0": good, "1": bad}))
         with pytest.raises(CalibrationError, match=r"calibration\.json: camera '1': .*fx is 0"):
             load_rig(path)
 
@@ -128,7 +129,8 @@ class TestEveryReader:
     def test_caliscope_zero_size(self, tmp_path):
         path = tmp_path / "config.toml"
         path.write_text(_CALISCOPE_CAM.replace("size = [ 1280, 720,]", "size = [ 0, 0,]"))
-        with pytest.raises(CalibrationError, match=r"config\.toml: camera 'cam_0': size is \(0, 0\)"):
+        with pytest.raises(CalibrationError,
+                           match=r"config\.toml: camera 'cam_0': size is \(0, 0\)"):
             load_rig(path)
 
     def test_camera_toml_read_directly(self, capture, tmp_path):
