@@ -5,7 +5,8 @@ Each worker runs the training loop it is given (:func:`epiflow.models.train.fit`
 own memory, Ray wraps the model in DistributedDataParallel (``prepare_model``) and
 shards the loader (``prepare_data_loader``). Rank 0 writes the checkpoint, metrics log and plot
 into the output folder, which must therefore be on storage every node sees (like the store).
-Locally ``ray.init`` starts a Ray runtime; ``train.ray_address`` joins an existing cluster.
+Locally a Ray runtime is started on 127.0.0.1 (:func:`~epiflow.pipeline.ray_setup.init_local_ray`);
+``train.ray_address`` joins an existing cluster.
 
 This module is the Ray plumbing only: it imports nothing of the training loop, so ``train`` can
 call it without an import cycle.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from epiflow.config import from_dict, to_dict
 from epiflow.models.config import ExperimentConfig
+from epiflow.pipeline.ray_setup import init_local_ray, use_cluster_token
 
 __all__ = ["train_with_ray"]
 
@@ -35,11 +37,12 @@ def _init_ray(cfg: ExperimentConfig) -> bool:
     if ray.is_initialized():
         return False
     if cfg.train.ray_address:
+        use_cluster_token()
         ray.init(address=cfg.train.ray_address)
         return True
-    # A local runtime with one logical CPU per worker plus one for the controller.
-    cpus = max(os.cpu_count() or 1, cfg.train.ray_workers + 1)
-    ray.init(num_cpus=cpus, include_dashboard=False)
+    # A local runtime with one logical CPU per worker plus one for the controller, on
+    # 127.0.0.1 only and without the dashboard.
+    init_local_ray(max(os.cpu_count() or 1, cfg.train.ray_workers + 1))
     return True
 
 

@@ -9,7 +9,8 @@ session as its results arrive, so many sessions are in flight at once. Work the 
 done is skipped, so the same command after a crash finishes the store. A session that fails is
 recorded with its reason; the others go on.
 
-Ray: a local Ray is started by default (``ray.num_cpus`` CPUs, the machine's count when 0), or
+Ray: a local Ray is started by default (``ray.num_cpus`` CPUs, the machine's count when 0;
+listening on 127.0.0.1 only, no dashboard: :mod:`epiflow.pipeline.ray_setup`), or
 an existing cluster is joined (``ray.address``); a Ray already initialised in this process is
 used as it is. Every node must reach the store (a shared folder or an object-store URL) and
 the inputs (shared storage; the driver too, for video and image folders).
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field, replace
 
 from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.detect import DetectUnit, DetectWorker, UnitResult
-from epiflow.pipeline.ingest import (IngestResult, check_sources, ingest_session,
-                                     plan_sessions)
+from epiflow.pipeline.ingest import IngestResult, ingest_session, plan_sessions
 from epiflow.pipeline.inprocess import check_in_process, run_in_process
+from epiflow.pipeline.ray_setup import init_local_ray, use_cluster_token
 from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
@@ -40,22 +41,6 @@ __all__ = ["run_pipeline", "ray_runtime", "use_cluster_token", "stored_warnings"
 RESTARTS = 3
 #: Sources whose ingest is a probe of files (done in the driver, no worker needed).
 _PROBED = ("videos", "frames")
-
-
-def use_cluster_token() -> None:
-    """Send the Ray cluster's auth token when joining one that has a token here (``ray start``
-    enables token auth by default; ``ray.init(address=...)`` only sends the token in token
-    mode). Respects ``RAY_AUTH_MODE`` when it is set."""
-    try:
-        from ray._private.authentication import authentication_token_setup as auth
-    except ImportError:  # a Ray without token authentication
-        return
-    quiet = logging.getLogger(auth.__name__)
-    level, quiet.level = quiet.level, logging.ERROR
-    try:
-        auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-    finally:
-        quiet.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -71,8 +56,8 @@ def ray_runtime(cfg):
     if cfg.address:
         use_cluster_token()
         ray.init(address=cfg.address, **quiet)
-    else:
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False, **quiet)
+    else:  # on 127.0.0.1 only, no dashboard, Ray's token authentication
+        init_local_ray(cfg.num_cpus or os.cpu_count(), **quiet)
     try:
         yield {"address": cfg.address or "local", "cpus": ray.cluster_resources().get("CPU", 0)}
     finally:
@@ -324,7 +309,6 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
     sessions = plan_sessions(cfg)
     if in_process:
         check_in_process(sessions)
-    check_sources(sessions, cfg)  # bad input refused before Ray starts and anything is written
     PoseStore.open(cfg.out, "a")   # refuses what is not a store, creates a new one
     with StoreLease(cfg.out, wait_s=lease_wait_s):
         return _run_leased(cfg, sessions, progress, overwrite, in_process)
