@@ -103,12 +103,12 @@ def main() -> None:
     import ray
     from epiflow.config import apply_overrides, to_dict
     from epiflow.pipeline.config import load_run_config
+    from epiflow.pipeline.ray_setup import init_local_ray
     detect_cfg = apply_overrides(load_run_config(args.config), args.set).detect
     peer = baseline(Path(args.videos), detect_cfg)
     ours_steady = steady_cpu(Path(args.videos), detect_cfg)
     t0 = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
+    init_local_ray(os.cpu_count(), logging_level="ERROR", log_to_driver=False)  # as `epiflow run`
     ray_start = time.perf_counter() - t0
     given = pipeline(Path(args.videos), args.cameras, detect_cfg)
     people = pipeline(Path(args.videos), "", detect_cfg)
