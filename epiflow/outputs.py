@@ -52,14 +52,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _clash(out: Path, inp: Path) -> str | None:
-    """How the output ``out`` would hurt the input ``inp``, or None."""
+def _clash(out: Path, inp: Path) -> tuple[str, str] | None:
+    """How the output ``out`` would hurt the input ``inp`` (relation, harm), or None."""
     if _same_file(out, inp):
-        return "is the same file as"
+        return "is the same file as", "overwrite the input"
     if inp in out.parents:
-        return "lies inside"
+        return "lies inside", "change the input"
     if out in inp.parents:
-        return "is a folder that contains"
+        return "is a folder that contains", "write over the input"
     return None
 
 
@@ -81,11 +81,11 @@ def check_outputs_not_inputs(outputs: Mapping[str, object | None],
             continue
         real = _real(out)
         for in_name, inp, in_real in ins:
-            how = _clash(real, in_real)
-            if how:
+            clash = _clash(real, in_real)
+            if clash:
                 raise OutputError(
-                    f"{out_name} {os.fspath(out)!r} {how} {in_name} {os.fspath(inp)!r}: writing "
-                    f"it would destroy the input; give {out_name} a path outside the inputs")
+                    f"{out_name} {os.fspath(out)!r} {clash[0]} {in_name} {os.fspath(inp)!r}: "
+                    f"writing it would {clash[1]}; give a path outside the inputs")
 
 
 def _temp_name(path: Path, keep_suffix: bool) -> Path:

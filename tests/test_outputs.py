@@ -27,7 +27,8 @@ class TestCheckOutputsNotInputs:
 
     def test_same_path_names_both_arguments(self, tmp_path):
         with pytest.raises(O.OutputError, match=r"--out '.*k.npz' is the same file as "
-                                                r"--keypoints '.*k.npz'.*outside the inputs"):
+                                                r"--keypoints '.*k.npz': writing it would "
+                                                r"overwrite the input; give a path outside"):
             O.check_outputs_not_inputs({"--out": tmp_path / "k.npz"},
                                        {"--keypoints": tmp_path / "sub" / ".." / "k.npz"})
 
@@ -116,7 +117,7 @@ class TestCommandsNeverWriteOverTheirInputs:
         for out, name in ((kp, "--keypoints"), (tmp_path / "link.npz", "--keypoints"),
                           (cams, "--cameras")):
             _refused(["triangulate", "--keypoints", str(kp), "--cameras", str(cams), "--out",
-                      str(out)], capsys, "--out", name, "destroy")
+                      str(out)], capsys, "--out", name, "overwrite the input")
         assert (kp.read_bytes(), cams.read_bytes()) == before
 
     def test_calibrate(self, capture, capsys):
@@ -147,8 +148,9 @@ class TestCommandsNeverWriteOverTheirInputs:
         s.write_labels(np.ones((8, 17, 3)), np.full((8, 17), 0.5), np.zeros((8, 17)))
         listing = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
         for name in ("x.trc", "cameras.toml"):
-            _refused(["export", str(tmp_path / "S.zarr"), "--out", str(tmp_path / "S.zarr" / name)],
-                     capsys, "--out", "lies inside the source")
+            out = tmp_path / "S.zarr" / name
+            _refused(["export", str(tmp_path / "S.zarr"), "--out", str(out)], capsys, "--out",
+                     "lies inside the source")
         assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == listing
 
     def test_run_predict_evaluate(self, capture, capsys, tmp_path):

@@ -41,7 +41,7 @@ def run(args) -> int:
     from epiflow.demo import DemoConfig, DemoError, run_demo
     out = Path(args.out)
     check_outputs_not_inputs(
-        {f"--out's {name}": out / name for name in ("store.zarr", "run_report.json", "train",
+        {f"--out (its {name})": out / name for name in ("store.zarr", "run_report.json", "train",
                                                     "report")},
         {"--videos": args.videos, "--reference-cameras": args.reference_cameras,
          "--intrinsics": args.intrinsics})

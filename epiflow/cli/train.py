@@ -56,8 +56,8 @@ def _check_out(out: Path, cfg, config: str, fresh: bool) -> None:
         raise OutputError(f"--out {str(out)!r} is a file; training writes {CHECKPOINT_FILE}, "
                           f"{METRICS_FILE} and {CURVES_FILE} into a folder: give a new folder or "
                           f"a previous run's")
-    check_outputs_not_inputs({f"--out's {n}": out / n for n in (CHECKPOINT_FILE, METRICS_FILE,
-                                                                 CURVES_FILE)},
+    check_outputs_not_inputs({f"--out (its {n})": out / n for n in (CHECKPOINT_FILE, METRICS_FILE,
+                                                                     CURVES_FILE)},
                              {"the config": config, "its data.store": cfg.data.store})
     if not fresh and (out / CHECKPOINT_FILE).exists():
         check_resumable(out / CHECKPOINT_FILE, cfg)

@@ -136,7 +136,7 @@ def load_checkpoint(path) -> Checkpoint:
 
 def _first_line(err: BaseException) -> str:
     """``Type: first sentence of the message`` (at most 200 characters), for any exception;
-    torch's advice to retry with ``weights_only=False`` (which would run the file's code) is cut."""
+    torch's advice to retry with ``weights_only=False`` (it would run the file's code) is cut."""
     lines = str(err).strip().splitlines()
     first = lines[0].split(". ")[0].rstrip(".")[:200] if lines else ""
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
