@@ -136,4 +136,4 @@ class TestCameras:
         path = self._rig_file(tmp_path, ["left", "middle", "right"])
         _refused(capsys, tmp_path, _run(tmp_path, "--videos", str(videos), "--cameras",
                                         str(path)),
-                 "['left', 'middle', 'right']", ["['cam01', 'cam02']", "do not match"])
+                 path, ["left", "cam01", "cam02", "match"])
