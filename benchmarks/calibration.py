@@ -171,7 +171,8 @@ def lab_stature(demo: Path, lab) -> dict | None:
     with two alternatives, for the record: head top minus the lowest heel/toe point, and head
     top above the lab's z = 0.
     """
-    from epiflow.calibration.triangulation import match_cameras, triangulate_sequence
+    from epiflow.calibration.camera import match_rig
+    from epiflow.calibration.triangulation import triangulate_sequence
     from epiflow.calibration.world_frame import ANKLE_HEIGHT_RATIO
     from epiflow.datasets.openpose import read_openpose
     from epiflow.skeleton import get_joint_set
@@ -179,7 +180,7 @@ def lab_stature(demo: Path, lab) -> dict | None:
     if not folder.is_dir():
         return None
     kp = read_openpose(folder, joint_set="body25b")
-    P = triangulate_sequence(match_cameras(lab, kp.camera_names), kp, joint_set="body25b").points
+    P = triangulate_sequence(match_rig(lab, kp.camera_names)[0], kp, joint_set="body25b").points
     js = get_joint_set("body25b")
 
     def z(*names):

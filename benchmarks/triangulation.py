@@ -180,7 +180,8 @@ _TRC_TO_BODY25B = {"Neck": "UpperNeck", "Head": "HeadTop"}
 
 def real() -> None:
     from epiflow.calibration.formats import load_rig
-    from epiflow.calibration.triangulation import match_cameras, triangulate_sequence
+    from epiflow.calibration.camera import match_rig
+    from epiflow.calibration.triangulation import triangulate_sequence
     from epiflow.datasets.openpose import read_openpose
     from epiflow.skeleton import get_joint_set
     demo = DATA / "pose2sim_demo"
@@ -188,7 +189,7 @@ def real() -> None:
         print(f"\n(c) real data: skipped, {demo} not found (set EPIFLOW_DATA)")
         return
     kp = read_openpose(demo / "openpose_body25b_single_person", joint_set="body25b")
-    rig = match_cameras(load_rig(demo / "calibration" / "Calib_qualisys.toml"), kp.camera_names)
+    rig = match_rig(load_rig(demo / "calibration" / "Calib_qualisys.toml"), kp.camera_names)[0]
     names, trc = read_trc(demo / "reference_pose2sim_triangulated.trc")
     js = get_joint_set("body25b")
     idx = [js.index(_TRC_TO_BODY25B.get(n, n)) for n in names]

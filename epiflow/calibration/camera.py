@@ -8,6 +8,7 @@ re-sorted by name.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
@@ -17,7 +18,8 @@ from scipy.spatial.transform import Rotation
 
 from epiflow.calibration import projection as P
 
-__all__ = ["Camera", "CameraRig", "CalibrationError"]
+__all__ = ["Camera", "CameraRig", "CalibrationError", "CAMERA_NAME_RULE", "match_camera_names",
+           "match_rig", "loose_camera_name"]
 
 
 class CalibrationError(ValueError):
@@ -262,3 +264,91 @@ class CameraRig:
         t = np.zeros(3) if t is None else np.asarray(t, dtype=np.float64)
         return CameraRig(c.replace(R=c.R @ R.T, t=scale * c.t - c.R @ R.T @ t) for c in self)
 
+
+# -- camera names ----------------------------------------------------------------------------------
+#: How a camera name of one input (keypoints, videos, ``--camera``) finds its camera in another (a
+#: calibration file, keypoints), in every command: the one rule.
+CAMERA_NAME_RULE = ("exactly; else the one camera equal ignoring case; else the one camera equal "
+                    "ignoring case, separators and leading zeros: cam1 = cam_01 = Cam01 = CAM-1")
+
+
+def loose_camera_name(name: str) -> str:
+    """``name`` without case, separators or leading zeros of its numbers: ``Cam_01`` -> ``cam1``."""
+    return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"[^0-9a-z]", "", str(name).lower()))
+
+
+_NAME_LEVELS = (str, str.lower, loose_camera_name)  # exact, then ignoring case, then loose
+
+
+def _candidates(name: str, available: list[str]) -> list[int]:
+    """Positions of the cameras ``name`` matches at the first level where it matches any."""
+    for key in _NAME_LEVELS:
+        hits = [i for i, a in enumerate(available) if key(a) == key(name)]
+        if hits:
+            return hits
+    return []
+
+
+def match_camera_names(names: Sequence[str], available: Sequence[str],
+                       where: str = "the calibration") -> list[int]:
+    """Position in ``available`` of the camera each of ``names`` means, by
+    :data:`CAMERA_NAME_RULE`.
+
+    Args:
+        names: the names looked for (e.g. the keypoints' cameras).
+        available: the names looked in (e.g. a calibration's cameras), unique.
+        where: what ``available`` belongs to (a file name, ``"intrinsics"``), named in errors.
+
+    Raises:
+        CalibrationError: a name matching no camera (all such names and the cameras are listed),
+            a name matching several cameras at its first matching level (the candidates are
+            listed), or two names matching one camera.
+    """
+    available, names = [str(a) for a in available], [str(n) for n in names]
+    found, missing = [], []
+    for name in names:
+        hits = _candidates(name, available)
+        if len(hits) > 1:
+            raise CalibrationError(f"{where}: camera name {name!r} is ambiguous, it matches "
+                                   f"{[available[i] for i in hits]}; rename the cameras so that "
+                                   f"each name matches one ({CAMERA_NAME_RULE})")
+        if hits:
+            found.append(hits[0])
+        else:
+            missing.append(name)
+    if missing:
+        raise CalibrationError(f"{where}: no camera for {missing} among {available} (names match "
+                               f"{CAMERA_NAME_RULE}); rename the cameras so that they match")
+    twice = sorted({available[i] for i in found if found.count(i) > 1})
+    if twice:
+        raise CalibrationError(f"{where}: cameras {twice} are each matched by several of the "
+                               f"names {names}; rename the cameras so that each matches one")
+    return found
+
+
+def match_rig(rig: CameraRig, names: Sequence[str], where: str = "the calibration",
+              by_order: bool = False) -> tuple[CameraRig, list[str]]:
+    """The cameras of ``rig`` that ``names`` mean (:data:`CAMERA_NAME_RULE`), in that order and
+    renamed to them, and warnings.
+
+    With ``by_order`` (for commands that print the warning), a rig none of whose cameras any
+    name matches, with as many cameras as there are names, is taken in order, first to first,
+    with a warning saying so; without it, that is an error like any name matching nothing.
+
+    Raises:
+        CalibrationError: see :func:`match_camera_names`.
+    """
+    names = [str(n) for n in names]
+    if by_order and len(rig) == len(names) and not any(_candidates(n, rig.names) for n in names):
+        return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
+            f"{where} cameras {rig.names} match none of the names {names}; matched in order "
+            f"(first to first): if the orders differ, each camera gets another's calibration; "
+            f"rename the cameras in the {where} file to these names"]
+    try:
+        found = match_camera_names(names, rig.names, where)
+    except CalibrationError as err:
+        if not by_order:
+            raise
+        raise CalibrationError(f"{err}; cameras are matched in order only when no name matches "
+                               f"and the counts agree (here {len(rig)} vs {len(names)})") from None
+    return CameraRig(rig[i].replace(name=n) for i, n in zip(found, names)), []

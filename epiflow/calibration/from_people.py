@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from epiflow.calibration.bundle_adjustment import INTRINSIC_PARAMETERS, bundle_adjust
-from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_rig
 from epiflow.calibration.input_checks import (HEIGHT_RANGE_M, check_keypoints,
                                             check_subject_height, image_sizes)
 from epiflow.calibration.mirroring import apply_flips, relabel_flips
@@ -43,7 +43,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate_from_people", "guess_intrinsics",
-           "match_intrinsics", "fit_sizes"]
+           "fit_sizes"]
 
 
 @dataclass(frozen=True)
@@ -163,32 +163,6 @@ def guess_intrinsics(names: list[str], sizes: np.ndarray, focal_guess: float = 1
     return CameraRig(cams)
 
 
-def _normal_name(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
-def match_intrinsics(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[str]]:
-    """The rig's cameras renamed and ordered as ``names``, and warnings.
-
-    Matched by name (exactly, or ignoring case and punctuation: ``cam_01`` = ``cam01``); else
-    in order when the counts agree (with a warning); else an error naming both lists.
-    """
-    exact = {c.name: c for c in rig}
-    loose = {_normal_name(c.name): c for c in rig}
-    found = [exact.get(n) or loose.get(_normal_name(n)) for n in names]
-    if all(c is not None for c in found):
-        return CameraRig(c.replace(name=n) for c, n in zip(found, names)), []
-    if len(rig) == len(names) and not any(found):
-        return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
-            f"intrinsics cameras {rig.names} do not match the keypoints' cameras {list(names)} "
-            f"by name; matched in order (first to first): if the orders differ, every camera "
-            f"gets another's lens; rename the cameras in the intrinsics file to match"]
-    missing = [n for n, c in zip(names, found) if c is None]
-    raise CalibrationError(f"intrinsics: no camera for {missing} among {rig.names} (matched by "
-                           f"name, ignoring case and punctuation; in order only when no name "
-                           f"matches and the counts agree, here {len(rig)} vs {len(names)})")
-
-
 def fit_sizes(rig: CameraRig, sizes: np.ndarray) -> tuple[CameraRig, list[str]]:
     """Cameras made to fit the 2D keypoints' image sizes ``sizes`` (C, 2) (w, h) pixels (0 =
     unknown, kept), and a warning per camera whose size differed; see :func:`_fit_size`."""
@@ -267,7 +241,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     names = list(keypoints.camera_names)
     warnings: list[str] = []
     if intrinsics is not None:
-        intrinsics, w = match_intrinsics(intrinsics, names)
+        intrinsics, w = match_rig(intrinsics, names, "intrinsics", by_order=True)
         warnings += w
     sizes = image_sizes(keypoints, intrinsics)
     warnings += check_keypoints(keypoints, sizes, config)

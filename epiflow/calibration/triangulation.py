@@ -26,7 +26,6 @@ skeleton and time: the left/right swap test per camera-frame and optional tempor
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from typing import Literal
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from epiflow.calibration import smoothing
-from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.camera import CameraRig, match_rig
 from epiflow.calibration.multiview import (Observations, Solution, finite, leave_one_out,
                                            map_blocks, nan_unless, normal_equation_matrix,
                                            pixel_errors, solve_reweighted)
@@ -49,7 +48,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["Reason", "Triangulation", "triangulate", "triangulate_linear", "triangulate_sequence",
-           "triangulate_two_view", "match_cameras", "TriangulationOptions", "camera_shares",
+           "triangulate_two_view", "TriangulationOptions", "camera_shares",
            "dropped_camera_warnings", "MIN_CAMERA_SHARE"]
 
 
@@ -395,44 +394,12 @@ def _smallest_eigenvector(M: torch.Tensor, iterations: int = 2) -> torch.Tensor:
 
 
 # -- sequences --------------------------------------------------------------------------------
-def _name_key(name: str) -> str:
-    """A camera name without case, separators or leading zeros: ``cam_01`` and ``Cam1`` match."""
-    return re.sub(r"(?<!\d)0+(?=\d)", "", re.sub(r"[^0-9a-z]", "", name.lower()))
-
-
-def match_cameras(rig: CameraRig, names) -> CameraRig:
-    """The cameras of ``rig`` in the order of ``names`` (the keypoints' camera names).
-
-    Names match exactly, else after dropping case, separators and leading zeros (``cam01`` is
-    ``cam_01``). Cameras of the rig that are not named are left out.
-
-    Raises:
-        ValueError naming the keypoint cameras the rig lacks and the rig's cameras.
-    """
-    names = [str(n) for n in names]
-    if list(names) == rig.names:
-        return rig
-    exact = {n: n for n in names if n in rig.names}
-    keys = {}
-    for cam in rig.names:
-        keys.setdefault(_name_key(cam), []).append(cam)
-    for n in names:
-        if n not in exact and len(keys.get(_name_key(n), [])) == 1:
-            exact[n] = keys[_name_key(n)][0]
-    missing = [n for n in names if n not in exact]
-    if missing or len(set(exact.values())) != len(names):
-        raise ValueError(f"the keypoints' cameras {names} do not match the calibration's "
-                         f"{rig.names}: no camera for {missing or 'some (two names map to one)'}; "
-                         f"rename the cameras in the calibration or the keypoints so they match")
-    return rig.subset([exact[n] for n in names])
-
-
 def _sequence_input(rig: CameraRig, keypoints2d, joint_set: str | None):
     """(rig matched to the keypoints, kp (T, C, J, 3) float64 tensor, joint set, fps, np_in,
     out dtype)."""
     fps = None
     if isinstance(keypoints2d, Keypoints):
-        rig = match_cameras(rig, keypoints2d.camera_names)
+        rig = match_rig(rig, keypoints2d.camera_names)[0]
         joint_set, fps = keypoints2d.joint_set, keypoints2d.fps
         keypoints2d = keypoints2d.data
     kp, np_in = _to_tensor(keypoints2d, "keypoints2d")
@@ -547,8 +514,9 @@ def triangulate_sequence(rig: CameraRig, keypoints2d, joint_set: str | None = "h
     """Triangulate a sequence of skeletons: every frame and joint at once, plus the swap test.
 
     Args:
-        rig: the cameras; with :class:`~epiflow.keypoints.Keypoints` input, matched to
-            its camera names (:func:`match_cameras`), else in the order of axis 1.
+        rig: the cameras; with :class:`~epiflow.keypoints.Keypoints` input, matched to its
+            camera names (:func:`~epiflow.calibration.camera.match_rig`), else in the order of
+            axis 1.
         keypoints2d: (T, C, J, 3) x, y pixels and confidence (numpy or torch), or ``Keypoints``
             (which also gives the joint set and fps).
         joint_set: the joint set of the keypoints (its left/right pairs drive the swap test).

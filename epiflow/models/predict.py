@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from epiflow.calibration.camera import Camera, CameraRig
-from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
-                                       load_model)
+from epiflow.calibration.camera import (CalibrationError, Camera, CameraRig, match_camera_names,
+                                        match_rig)
+from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
 from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -114,11 +114,11 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     from epiflow.datasets.io import load_keypoints
     kp = load_keypoints(npz_path)  # checked (units, confidences...) before the model loads
     model, ckpt = _model_for(checkpoint)
-    check_input(ckpt, str(npz_path), joint_set=kp.joint_set, has_images=False)
-    if camera_name not in kp.camera_names:
-        raise KeyError(f"{npz_path}: no camera {camera_name!r}; it has: "
-                       f"{', '.join(kp.camera_names)}")
-    c = kp.camera_names.index(camera_name)
+    try:
+        c = match_camera_names([camera_name], kp.camera_names, str(npz_path))[0]
+    except CalibrationError as err:
+        raise KeyError(f"{err}; pass --camera NAME") from None
+    camera_name = kp.camera_names[c]
     camera = (_calibrated_camera(calibration, camera_name) if calibration
               else default_camera(camera_name, tuple(kp.image_size[c])))
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
@@ -133,13 +133,12 @@ def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.nda
 
 
 def _calibrated_camera(calibration, name: str) -> Camera:
-    """The camera ``name`` of a calibration file, matched as the pipeline matches cameras
-    (exactly, else ignoring case, separators and leading zeros: ``cam01`` is ``cam_01``)."""
+    """The camera ``name`` of a calibration file, matched as every command matches cameras
+    (:data:`~epiflow.calibration.camera.CAMERA_NAME_RULE`: ``cam01`` is ``cam_01``)."""
     from epiflow.calibration.formats import load_toml
-    from epiflow.calibration.triangulation import match_cameras
     try:
-        return match_cameras(load_toml(calibration), [name])[0]
-    except ValueError as err:
+        return match_rig(load_toml(calibration), [name], str(calibration))[0][0]
+    except CalibrationError as err:
         raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
 
 

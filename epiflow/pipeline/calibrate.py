@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.camera import CameraRig, match_rig
 from epiflow.pipeline.config import CalibrateConfig, SessionConfig
 from epiflow.store import Session
 
-__all__ = ["calibration_method", "match_rig", "given_rig", "calibrate_session", "rig_quality"]
+__all__ = ["calibration_method", "given_rig", "calibrate_session", "rig_quality"]
 
 
 def calibration_method(session: SessionConfig, cfg: CalibrateConfig) -> str:
@@ -29,27 +29,14 @@ def calibration_method(session: SessionConfig, cfg: CalibrateConfig) -> str:
     return cfg.method
 
 
-def match_rig(rig: CameraRig, names: list[str]) -> tuple[CameraRig, list[str]]:
-    """The rig's cameras in the order ``names``: by name, else in order when the counts agree
-    (with a warning saying so)."""
-    if set(names) <= set(rig.names):
-        return rig.subset(names), []
-    if len(rig) != len(names):
-        raise ValueError(f"calibration cameras {rig.names} do not match the session's cameras "
-                         f"{names} by name, and their counts differ ({len(rig)} vs {len(names)})")
-    return CameraRig(c.replace(name=n) for c, n in zip(rig, names)), [
-        f"calibration camera names {rig.names} differ from the session's {names}; matched in "
-        f"order (first to first): if the orders differ, the cameras are swapped and the labels "
-        f"wrong; rename the cameras in the calibration file to the session's names"]
-
-
 def given_rig(session: Session, session_cfg: SessionConfig) -> tuple[CameraRig, list[str]]:
     """The session's given cameras in its camera order, fitted to its image sizes, and warnings
     (cameras matched in order, image sizes that differ from the calibration's)."""
     from epiflow.calibration.formats import load_rig
     from epiflow.calibration.from_people import fit_sizes
     if session_cfg.cameras:
-        rig, warnings = match_rig(load_rig(session_cfg.cameras), session.camera_names)
+        rig, warnings = match_rig(load_rig(session_cfg.cameras), session.camera_names,
+                                  session_cfg.cameras, by_order=True)
         rig, sized = fit_sizes(rig, session.image_size)
         return rig, warnings + sized
     rig = session.gt_rig
@@ -67,7 +54,7 @@ def _intrinsics(session: Session, session_cfg: SessionConfig, path: str) -> Came
     if path == "given":
         return given_rig(session, session_cfg)[0]
     from epiflow.calibration.formats import load_rig
-    return match_rig(load_rig(path), session.camera_names)[0]
+    return match_rig(load_rig(path), session.camera_names, path, by_order=True)[0]
 
 
 def _board_intrinsics(session_cfg: SessionConfig, names: list[str],

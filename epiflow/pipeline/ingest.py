@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from epiflow.calibration.camera import match_rig
 from epiflow.config import ConfigError
 from epiflow.keypoints import Keypoints
 from epiflow.naming import natural_key
@@ -202,8 +203,8 @@ def _keypoint_source(session: SessionConfig) -> Source:
     size = kp.image_size
     if (size <= 0).any() and session.cameras:
         from epiflow.calibration.formats import load_rig
-        from epiflow.pipeline.calibrate import match_rig
-        size = match_rig(load_rig(session.cameras), list(kp.camera_names))[0].sizes
+        size = match_rig(load_rig(session.cameras), list(kp.camera_names), session.cameras,
+                         by_order=True)[0].sizes
         kp = replace(kp, image_size=size)
     return Source(list(kp.camera_names), kp.n_frames, kp.fps, kp.image_size, keypoints=kp)
 

@@ -13,10 +13,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_rig
 from epiflow.calibration.formats import load_toml
 from epiflow.calibration.from_people import (CalibrationConfig, _fit_size, calibrate_from_people,
-                                             guess_intrinsics, match_intrinsics)
+                                             guess_intrinsics)
 from epiflow.calibration.world_frame import bone_lengths, estimate_height
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.datasets.synthetic import Corruption, capture_center, cmu_capture, make_rig, synthesize
@@ -229,13 +229,14 @@ class TestWorldFrame:
 class TestIntrinsics:
     def test_matched_by_name_ignoring_case_and_punctuation(self):
         rig = make_rig(3, focal_px=(900, 1500), seed=1)  # cam_01, cam_02, cam_03
-        matched, warnings = match_intrinsics(rig, ["CAM03", "cam-01", "cam_02"])
+        matched, warnings = match_rig(rig, ["CAM03", "cam-01", "cam_02"], "intrinsics",
+                                      by_order=True)
         assert matched.names == ["CAM03", "cam-01", "cam_02"] and warnings == []
         np.testing.assert_array_equal(matched.K, rig.K[[2, 0, 1]])
 
     def test_in_order_with_a_warning_when_no_name_matches(self):
         rig = make_rig(2, seed=1)
-        matched, warnings = match_intrinsics(rig, ["left", "right"])
+        matched, warnings = match_rig(rig, ["left", "right"], "intrinsics", by_order=True)
         np.testing.assert_array_equal(matched.K, rig.K)
         assert len(warnings) == 1 and "matched in order" in warnings[0]
         assert "['cam_01', 'cam_02']" in warnings[0] and "['left', 'right']" in warnings[0]
@@ -244,9 +245,9 @@ class TestIntrinsics:
         rig = make_rig(3, seed=1)
         with pytest.raises(CalibrationError, match=r"no camera for \['cam_09'\] among "
                                                    r"\['cam_01', 'cam_02', 'cam_03'\]"):
-            match_intrinsics(rig, ["cam_01", "cam_09", "cam_02"])
-        with pytest.raises(CalibrationError, match=r"here 3 vs 2"):
-            match_intrinsics(rig, ["left", "right"])
+            match_rig(rig, ["cam_01", "cam_09", "cam_02"], "intrinsics", by_order=True)
+        with pytest.raises(CalibrationError, match=r"no camera for \['left', 'right'\]"):
+            match_rig(rig, ["left", "right"], "intrinsics", by_order=True)
 
     def test_image_size_differences(self):
         cam = Camera("cam01", [[1680, 0, 533], [0, 1680, 948], [0, 0, 1]], size=(1088, 1920))

@@ -8,8 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 from epiflow.calibration.camera import Camera, CameraRig
-from epiflow.calibration.triangulation import (Reason, match_cameras, triangulate,
-                                               triangulate_linear)
+from epiflow.calibration.triangulation import Reason, triangulate, triangulate_linear
 from epiflow.datasets.synthetic import make_rig
 
 
@@ -249,12 +248,3 @@ def test_principal_point_and_skew_are_honoured():
     X = np.random.default_rng(5).uniform(-0.5, 0.5, (50, 3)) + [0, 0, 1]
     tri = triangulate(rig, rig.project(X))
     assert _err(tri.points, X).max() < 1e-9
-
-
-def test_match_cameras_by_name():
-    rig = make_rig(3)  # cam_01, cam_02, cam_03
-    assert match_cameras(rig, ["Cam3", "cam01"]).names == ["cam_03", "cam_01"]
-    big = CameraRig(c.replace(name=n) for c, n in zip(rig, ["cam_10", "cam_100", "cam_2"]))
-    assert match_cameras(big, ["cam100", "cam010", "CAM-2"]).names == ["cam_100", "cam_10", "cam_2"]
-    with pytest.raises(ValueError, match=r"calibration's \['cam_01'.*no camera for \['side'\]"):
-        match_cameras(rig, ["cam_01", "side"])

@@ -86,7 +86,7 @@ def test_predict_needs_a_camera(trained, tmp_path, capsys, oracle):
     assert main(["predict", ckpt, "--keypoints", str(tmp_path / "k.npz"), "--camera", "cam_9",
                  "--out", str(tmp_path / "p.npz")]) == 2
     err = capsys.readouterr().err
-    assert "--camera NAME" in err and "no camera 'cam_9'" in err
+    assert "--camera NAME" in err and "no camera for ['cam_9']" in err
 
 
 def test_predict_from_a_video(trained, tmp_path, shared_data):
