@@ -9,10 +9,14 @@ user would run them:
    weighted triangulation into 3D pseudo-labels;
 2. ``epiflow train``: a small MLP lifter trained on the pseudo-labels (``OUT/train``), the last
    clip held out for validation;
-3. evaluation of the lifter against the ground truth, and of the cameras and pseudo-labels
-   against the true ones;
-4. ``OUT/report/index.html``: camera layout estimated against true, 2D reprojections,
-   reprojection errors over frames, 3D skeletons beside the truth, training curves, the metrics.
+3. evaluation of the lifter against the ground truth beside two baselines (the pseudo-labels
+   themselves, the mean training pose), per session and per joint, and of the cameras and
+   pseudo-labels against the true ones (with the rank correlation of the labels' weights and
+   their true errors);
+4. ``OUT/report/index.html``: for every session, the camera layout estimated against true, 2D
+   reprojections, reprojection errors over frames, 3D skeletons beside the truth; the training
+   curves, the label weight against the true error, the metrics, and the stage times (which add
+   up to the total).
 
 With ``videos``: the same on a folder of synchronized videos (one per camera; MediaPipe 2D) with
 no ground truth; ``reference_cameras`` (a calibration file) adds the camera comparison.
@@ -27,11 +31,13 @@ from typing import Callable
 
 import numpy as np
 
-from epiflow.report import ReportInputs, write_report
+from epiflow.report import (ReportInputs, SessionView, label_weight_errors, make_figures,
+                            spearman_rho, write_page)
 
 __all__ = ["DemoConfig", "DemoResult", "DemoError", "run_demo", "demo_sessions", "held_out",
            "pipeline_config", "experiment_config", "camera_tables", "label_tables",
-           "model_tables", "video_frames", "report_inputs"]
+           "model_tables", "baseline_metrics", "comparison_table", "joint_table", "time_table",
+           "video_frames", "report_inputs"]
 
 #: the packaged clips, the held-out (validation) one last
 DEMO_CLIPS = ("02_03", "02_04", "02_01")
@@ -167,12 +173,14 @@ def _label_row(s) -> dict:
         gt = np.asarray(s.gt3d, np.float64)
         sim, R, t = similarity_from_points(labels.reshape(-1, 3), gt.reshape(-1, 3))
         row["MPJPE vs truth, one similarity (mm)"] = 1000 * mpjpe(sim * labels @ R.T + t, gt)
+        row["Spearman's rho, weight vs error"] = spearman_rho(*label_weight_errors(_view(s)))
     return row
 
 
 def label_tables(sessions) -> dict[str, dict]:
     """Per session: labelled joints, weights, reprojection error and, with ground truth, the
-    pseudo-labels' MPJPE after one similarity for the sequence (the world's gauge)."""
+    pseudo-labels' MPJPE after one similarity for the sequence (the world's gauge) and the rank
+    correlation of their weights with their errors (negative: heavier labels are better)."""
     return {s.name: _label_row(s) for s in sessions if s.pseudo3d is not None}
 
 
@@ -189,6 +197,85 @@ def model_tables(evaluation: dict, held: str | None = None) -> dict[str, dict]:
             for name, m in evaluation["clips"].items()}
     rows["all"] = {v: evaluation["overall"][k] for k, v in _MODEL_KEYS.items()
                    if k in evaluation["overall"]}
+    return rows
+
+
+def baseline_metrics(sessions, held: str | None) -> dict[str, dict]:
+    """The baselines in the evaluation's terms (:func:`epiflow.models.evaluate.pose_metrics`:
+    root-relative poses in each camera's frame, every (frame, camera) whose 2D root is seen):
+    the pseudo-labels themselves (multi-view, the lifter's training targets) and the mean pose of
+    the training sessions' labels. ``{baseline: {"held": metrics of the held-out session,
+    "overall": of all sessions with ground truth}}``."""
+    from epiflow.models.data import prepare_session
+    from epiflow.models.evaluate import pose_metrics
+    prepared = [prepare_session(s, "pseudo", s.joint_set) for s in sessions if s.gt3d is not None]
+    if not prepared:
+        return {}
+    train = [p.y.reshape(-1, *p.y.shape[2:]) for p in prepared if p.name != held] or \
+        [p.y.reshape(-1, *p.y.shape[2:]) for p in prepared]
+    poses = np.concatenate(train)
+    mean_pose = np.mean(poses[np.isfinite(poses).all((1, 2))], axis=0)
+    guesses = {"pseudo-labels (multi-view triangulation; the training targets)":
+               lambda p: p.y,
+               "mean pose of the training labels": lambda p: np.broadcast_to(mean_pose, p.y.shape)}
+    out = {}
+    for name, guess in guesses.items():
+        pred = {p.name: np.where((p.conf[..., p.root] > 0)[..., None, None], guess(p), np.nan)
+                for p in prepared}
+        gt = {p.name: p.gt for p in prepared}
+        out[name] = {"overall": pose_metrics(np.concatenate([pred[k] for k in pred]),
+                                             np.concatenate([gt[k] for k in gt]))}
+        if held in pred:
+            out[name]["held"] = pose_metrics(pred[held], gt[held])
+    return out
+
+
+def _comparison_row(held_m: dict | None, overall: dict, held: str | None) -> dict:
+    row = {}
+    if held_m is not None:
+        row.update({f"{held}: MPJPE (mm)": held_m["mpjpe_mm"],
+                    f"{held}: P-MPJPE (mm)": held_m["p_mpjpe_mm"],
+                    f"{held}: PCK3D @150 mm": held_m["pck3d"]})
+    row.update({"all sessions: MPJPE (mm)": overall["mpjpe_mm"],
+                "all sessions: P-MPJPE (mm)": overall["p_mpjpe_mm"], "poses": overall["n_poses"]})
+    return row
+
+
+#: the lifter's row in the comparison and per-joint tables
+LIFTER = "MLP lifter, trained on the pseudo-labels"
+
+
+def comparison_table(evaluation: dict, baselines: dict, held: str | None) -> dict[str, dict]:
+    """The lifter and every baseline side by side: on the held-out session (when there is one)
+    and on all sessions with ground truth, in one table."""
+    rows = {LIFTER: _comparison_row(evaluation["clips"].get(held), evaluation["overall"], held)}
+    for name, m in baselines.items():
+        rows[name] = _comparison_row(m.get("held"), m["overall"], held)
+    return rows
+
+
+def joint_table(evaluation: dict, baselines: dict, joint_names, held: str | None
+                ) -> dict[str, dict]:
+    """MPJPE per joint (mm), one column per model / baseline (all sessions, and the lifter on the
+    held-out one); the last row, the mean over joints, is each column's MPJPE."""
+    columns = {f"{LIFTER}, all sessions": evaluation["overall"]}
+    if held in evaluation["clips"]:
+        columns[f"{LIFTER}, {held}"] = evaluation["clips"][held]
+    columns.update({f"{name.split(' (')[0]}, all sessions": m["overall"]
+                    for name, m in baselines.items()})
+    rows = {j: {c: m["mpjpe_per_joint_mm"][i] for c, m in columns.items()}
+            for i, j in enumerate(joint_names)}
+    rows["mean over joints"] = {c: float(np.mean(m["mpjpe_per_joint_mm"]))
+                                for c, m in columns.items()}
+    return rows
+
+
+def time_table(seconds: dict, total: float) -> dict:
+    """The stage times (s, rounded to 0.1) and ``other`` (what no stage covers: loading the
+    store, predictions, the camera comparisons), which add up to ``total``."""
+    rows = {k: round(v, 1) for k, v in seconds.items()}
+    rows["other (loading the store, predictions)"] = round(round(total, 1) - sum(rows.values()), 1)
+    rows["total"] = round(total, 1)
     return rows
 
 
@@ -232,29 +319,65 @@ def video_frames(folder, camera_names) -> Callable[[int], list[np.ndarray]]:
     return lambda f: [read_frames(videos[c], f, f + 1)[0] for c in camera_names]
 
 
-def report_inputs(cfg: DemoConfig, session, train_dir: Path, predictions: np.ndarray | None,
-                  metrics: dict, reference=None) -> ReportInputs:
-    """The report of one session: its cameras against the truth, labels, predictions, metrics."""
+def _view(session, predictions: np.ndarray | None = None, images=None) -> SessionView:
+    """A session (``SessionArrays``) as the report draws it."""
     from epiflow.keypoints import Keypoints
     kp = Keypoints(session.keypoints2d, session.joint_set, tuple(session.rig.names),
                    session.rig.sizes, session.fps)
+    return SessionView(name=session.name, rig=session.rig, reference_rig=session.gt_rig,
+                       keypoints=kp, pseudo3d=session.pseudo3d, weights=session.pseudo3d_weight,
+                       truth3d=session.gt3d, predictions3d=predictions,
+                       joint_set=session.joint_set, images=images)
+
+
+def report_inputs(cfg: DemoConfig, sessions, train_dir: Path, predictions: dict,
+                  metrics: dict, reference=None) -> ReportInputs:
+    """The report of every session: cameras against the truth (``reference`` where a session has
+    no true cameras), labels, the lifter's ``predictions`` (session name -> (T, J, 3)), metrics."""
+    views = []
+    for s in sessions:
+        v = _view(s, predictions.get(s.name),
+                  video_frames(cfg.videos, s.rig.names) if cfg.videos else None)
+        views.append(v if v.reference_rig is not None else replace(v, reference_rig=reference))
     what = "real videos, no ground truth" if cfg.videos else \
-        "a synthetic capture of real CMU motion with detector-like 2D errors"
+        "synthetic captures of real CMU motion with detector-like 2D errors"
+    names = [s.name for s in sessions]
+    val = held_out(cfg, names)
+    listed = ", ".join(n + (" (held out)" if n == val else "") for n in names)
+    plural = "s" if len(names) > 1 else ""
     return ReportInputs(
-        title=f"epiflow demo: {session.name}",
-        summary=f"{what}; {kp.n_cameras} cameras, {kp.n_frames} frames. Cameras recovered "
-                f"from the person, 3D pseudo-labels by robust triangulation, an MLP lifter "
-                f"trained on them. The pictures show session {session.name!r}.",
-        rig=session.rig, reference_rig=session.gt_rig or reference, keypoints=kp,
-        pseudo3d=session.pseudo3d, truth3d=session.gt3d, predictions3d=predictions,
-        joint_set=session.joint_set, metrics_csv=train_dir / "metrics.csv", metrics=metrics,
-        images=video_frames(cfg.videos, session.rig.names) if cfg.videos else None)
+        title=f"epiflow demo: {len(names)} session{plural} ({listed})",
+        summary=f"{what}; sessions {listed}: "
+                + "; ".join(f"{s.name} {s.keypoints2d.shape[1]} cameras x "
+                            f"{s.keypoints2d.shape[0]} frames" for s in sessions)
+                + ". Cameras recovered from the person, 3D pseudo-labels by robust "
+                  "triangulation, an MLP lifter trained on them"
+                + (f", validated on {val}" if val else "") + ". Every session is drawn below.",
+        sessions=views, metrics_csv=train_dir / "metrics.csv", metrics=metrics)
+
+
+def _model_metrics(result, sessions, val) -> tuple[dict, dict]:
+    """The lifter's and the baselines' tables (empty without ground truth), and the lifter's
+    predictions per session."""
+    from epiflow.models.evaluate import evaluate_checkpoint
+    from epiflow.skeleton import get_joint_set
+    truth = [s for s in sessions if s.gt3d is not None]
+    metrics = {}
+    if truth:
+        evaluation = evaluate_checkpoint(result.checkpoint, truth)
+        baselines = baseline_metrics(truth, val)
+        metrics["lifter trained on pseudo-labels, vs ground truth"] = model_tables(evaluation, val)
+        metrics["models and baselines, vs ground truth"] = comparison_table(evaluation,
+                                                                             baselines, val)
+        metrics["MPJPE per joint (mm)"] = joint_table(
+            evaluation, baselines, get_joint_set(truth[0].joint_set).joints, val)
+    predictions = {s.name: _predictions(result.checkpoint, s) for s in sessions}
+    return metrics, predictions
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     """Run the demo into ``cfg.out`` (see the module docstring); returns where things are."""
     from epiflow.models.data import load_sessions
-    from epiflow.models.evaluate import evaluate_checkpoint
     out = Path(cfg.out).resolve()
     store, train_dir, seconds, t0 = out / "store.zarr", out / "train", {}, time.perf_counter()
     with _timed(seconds, "pipeline (run: 2D, cameras, labels)"):
@@ -264,23 +387,17 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     with _timed(seconds, "training"):
         result = _train(cfg, store, [s.name for s in sessions], train_dir)
     val = held_out(cfg, [s.name for s in sessions])
-    shown = next((s for s in sessions if s.name == val), sessions[-1])
     metrics = {"cameras from people vs true": camera_tables(sessions, reference),
                "pseudo-labels": label_tables(sessions)}
     with _timed(seconds, "evaluation"):
-        truth = [s for s in sessions if s.gt3d is not None]
-        if truth:
-            metrics["lifter trained on pseudo-labels, vs ground truth"] = model_tables(
-                evaluate_checkpoint(result.checkpoint, truth), val)
-        predictions = _predictions(result.checkpoint, shown)
-    with _timed(seconds, "report"):
-        metrics = {k: v for k, v in metrics.items() if v}
-        seconds_table = dict(seconds, total=round(time.perf_counter() - t0, 1))
-        page = write_report(report_inputs(cfg, shown, train_dir, predictions,
-                                          {**metrics, "time (s)": seconds_table}, reference),
-                            out / "report")
-    seconds["total"] = round(time.perf_counter() - t0, 1)
-    return DemoResult(page, store, result.checkpoint, metrics, seconds)
+        models, predictions = _model_metrics(result, sessions, val)
+    metrics = {k: v for k, v in {**metrics, **models}.items() if v}
+    inputs = report_inputs(cfg, sessions, train_dir, predictions, metrics, reference)
+    with _timed(seconds, "report (figures)"):
+        figures = make_figures(inputs, out / "report")
+    times = time_table(seconds, time.perf_counter() - t0)
+    page = write_page(inputs, figures, out / "report", {**metrics, "time (s)": times})
+    return DemoResult(page, store, result.checkpoint, metrics, times)
 
 
 def _reference(cfg: DemoConfig):

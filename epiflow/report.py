@@ -1,32 +1,38 @@
 """The report of a run: one self-contained HTML page with its PNGs beside it in a folder.
 
-Give :func:`write_report` what a run has (:class:`ReportInputs`; every field optional) and it
-draws what can be drawn from it:
+Give :func:`write_report` what a run has (:class:`ReportInputs`: the page's title, summary,
+metrics tables and training log, and one :class:`SessionView` per session; every field optional)
+and it draws what can be drawn, for every session given:
 
 ==========================  ====================================  ==============================
-section                     needs                                 file
+section                     needs (of a session)                  file
 ==========================  ====================================  ==============================
-camera layout               ``rig`` (+ ``reference_rig``,          ``cameras.png``
+camera layout               ``rig`` (+ ``reference_rig``,          ``cameras{_S}.png``
                             ``pseudo3d``, ``truth3d``)
-2D reprojections            ``rig``, ``keypoints``, ``pseudo3d``   ``reprojections.png``
-reprojection error          ``rig``, ``keypoints``, ``pseudo3d``   ``reprojection_errors.png``
-3D skeletons                ``pseudo3d`` and/or ``predictions3d``  ``skeletons.png``
+2D reprojections            ``rig``, ``keypoints``, ``pseudo3d``   ``reprojections{_S}.png``
+reprojection error          ``rig``, ``keypoints``, ``pseudo3d``   ``reprojection_errors{_S}.png``
+3D skeletons                ``pseudo3d`` and/or ``predictions3d``  ``skeletons{_S}.png``
                             (+ ``truth3d``)
-training curves             ``metrics_csv``                       ``training.png``
-metrics tables              ``metrics``                           (in the page)
+label weight vs true error  ``weights``, ``pseudo3d``, ``truth3d``  ``weight_vs_error.png``
+                            (pooled over the sessions that have
+                            them, Spearman's rho)
+training curves             ``metrics_csv`` (of the page)          ``training.png``
+metrics tables              ``metrics`` (of the page)              (in the page)
 ==========================  ====================================  ==============================
 
-The page references the PNGs by relative path, so the folder can be moved or served as is.
+``{_S}`` is ``_<session name>`` when the report shows several sessions, empty with one. The page
+references the PNGs by relative path, so the folder can be moved or served as is.
 
 Example::
 
-    write_report(ReportInputs(rig=est, reference_rig=true, keypoints=kp, pseudo3d=labels,
-                              truth3d=gt, metrics={"cameras": {"rotation error (deg)": 0.4}}),
-                 "demo_report")        # -> demo_report/index.html
+    write_report(ReportInputs(title="walk", sessions=[SessionView(
+        name="walk", rig=est, reference_rig=true, keypoints=kp, pseudo3d=labels, truth3d=gt)],
+        metrics={"cameras": {"rotation error (deg)": 0.4}}), "demo_report")  # -> index.html
 """
 from __future__ import annotations
 
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,47 +46,63 @@ from epiflow.keypoints import Keypoints
 from epiflow.outputs import atomic_write_text
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["ReportInputs", "ReportFigure", "write_report", "make_figures", "render_html"]
+__all__ = ["SessionView", "ReportInputs", "ReportFigure", "write_report", "make_figures",
+           "render_html", "write_page", "label_weight_errors", "spearman_rho"]
 
 
 @dataclass(frozen=True, eq=False)
-class ReportInputs:
-    """What a run has to show; every field may be None / empty.
+class SessionView:
+    """One session as the report shows it; every field may be None.
 
     Attributes:
-        title: the page's title. summary: a paragraph under it (plain text).
+        name: the session's name (headings, file names).
         rig: the cameras used (e.g. recovered from people); their world is that of ``pseudo3d``.
         reference_rig: the true cameras, same order; the layout is drawn after aligning ``rig``
             onto them by a similarity (the gauge cameras from people are free in).
         keypoints: the observed 2D keypoints (T, C, J, 3); mapped to ``joint_set`` when needed.
         pseudo3d: (T, J, 3) 3D pseudo-labels, metres, in ``rig``'s world.
+        weights: (T, J) the pseudo-labels' weights in [0, 1] (0 = no label).
         truth3d: (T, J, 3) ground truth, metres, in ``reference_rig``'s world (Z up).
         predictions3d: (T, J, 3) a model's predictions, metres, Z up, oriented like the world
             they are compared in; shown root-relative (pelvis placed on the truth's, when given).
         joint_set: joint set of ``pseudo3d``, ``truth3d`` and ``predictions3d``.
-        metrics_csv: the trainer's metrics log (columns step/epoch, train_loss, val metrics).
-        metrics: table title -> {metric name (with its unit) -> value}, or -> {row -> {column
-            -> value}} for a grid (e.g. one row per session).
         images: the C images (H, W, 3) uint8 RGB of frame ``frame``, or a function of a frame
             index returning them (videos), drawn under the reprojections.
         frame: the frame shown in the reprojections (default: the one most joints are seen in).
         n_skeleton_frames: how many frames (evenly spaced) the 3D skeleton figure shows.
     """
 
-    title: str = "epiflow report"
-    summary: str = ""
+    name: str = ""
     rig: CameraRig | None = None
     reference_rig: CameraRig | None = None
     keypoints: Keypoints | None = None
     pseudo3d: np.ndarray | None = None
+    weights: np.ndarray | None = None
     truth3d: np.ndarray | None = None
     predictions3d: np.ndarray | None = None
     joint_set: str = "h36m17"
-    metrics_csv: Path | str | None = None
-    metrics: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     images: Sequence[np.ndarray] | Callable[[int], Sequence[np.ndarray]] | None = None
     frame: int | None = None
     n_skeleton_frames: int = 4
+
+
+@dataclass(frozen=True, eq=False)
+class ReportInputs:
+    """What a run has to show.
+
+    Attributes:
+        title: the page's title. summary: a paragraph under it (plain text).
+        sessions: the sessions to draw, each in its own section (:class:`SessionView`).
+        metrics_csv: the trainer's metrics log (columns step/epoch, train_loss, val metrics).
+        metrics: table title -> {metric name (with its unit) -> value}, or -> {row -> {column
+            -> value}} for a grid (e.g. one row per session).
+    """
+
+    title: str = "epiflow report"
+    summary: str = ""
+    sessions: Sequence[SessionView] = ()
+    metrics_csv: Path | str | None = None
+    metrics: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,55 +114,64 @@ class ReportFigure:
     caption: str
 
 
-# -- the figures ---------------------------------------------------------------------------------
-def _keypoints_in(inputs: ReportInputs) -> Keypoints:
-    kp = inputs.keypoints
-    if kp.joint_set != inputs.joint_set:
-        if inputs.joint_set != "h36m17":
+# -- the figures of one session -------------------------------------------------------------------
+def _keypoints_in(view: SessionView) -> Keypoints:
+    kp = view.keypoints
+    if kp.joint_set != view.joint_set:
+        if view.joint_set != "h36m17":
             raise ValueError(f"keypoints are {kp.joint_set!r} but the 3D points are "
-                             f"{inputs.joint_set!r}; give both in one joint set")
+                             f"{view.joint_set!r}; give both in one joint set")
         kp = kp.to_h36m()
     return kp
 
 
-def _shown_frame(inputs: ReportInputs, kp: Keypoints) -> int:
-    if inputs.frame is not None:
-        if not 0 <= inputs.frame < kp.n_frames:
-            raise ValueError(f"frame {inputs.frame} is outside the {kp.n_frames} frames")
-        return inputs.frame
-    seen = (kp.confidence > 0).sum(axis=(1, 2)) + np.isfinite(inputs.pseudo3d).all(-1).sum(-1)
+def _shown_frame(view: SessionView, kp: Keypoints) -> int:
+    if view.frame is not None:
+        if not 0 <= view.frame < kp.n_frames:
+            raise ValueError(f"frame {view.frame} is outside the {kp.n_frames} frames")
+        return view.frame
+    seen = (kp.confidence > 0).sum(axis=(1, 2)) + np.isfinite(view.pseudo3d).all(-1).sum(-1)
     return int(np.argmax(seen))
 
 
-def _images(inputs: ReportInputs, frame: int) -> Sequence[np.ndarray] | None:
-    return inputs.images(frame) if callable(inputs.images) else inputs.images
+def _images(view: SessionView, frame: int) -> Sequence[np.ndarray] | None:
+    return view.images(frame) if callable(view.images) else view.images
 
 
-def _reprojection_figures(inputs: ReportInputs, out: Path) -> list[ReportFigure]:
-    kp = _keypoints_in(inputs)
-    rig, labels = inputs.rig, np.asarray(inputs.pseudo3d, np.float64)
+def _name(stem: str, suffix: str) -> str:
+    return f"{stem}{suffix}.png"
+
+
+def _reprojection_figures(view: SessionView, out: Path, suffix: str, of: str
+                          ) -> list[ReportFigure]:
+    kp = _keypoints_in(view)
+    rig, labels = view.rig, np.asarray(view.pseudo3d, np.float64)
     if kp.camera_names != tuple(rig.names) or labels.shape[0] != kp.n_frames:
         raise ValueError(f"keypoints ({kp.n_frames} frames, cameras {kp.camera_names}) and "
                          f"rig/pseudo3d ({labels.shape[0]} frames, cameras {rig.names}) disagree")
-    f = _shown_frame(inputs, kp)
+    f = _shown_frame(view, kp)
     reproj = rig.project(labels[f])  # (C, J, 2)
     viz.save_png(viz.plot_reprojections(kp.data[f], reproj, kp.image_size, kp.camera_names,
-                                        inputs.joint_set, _images(inputs, f), crop=True,
-                                        title=f"frame {f}"), out / "reprojections.png")
+                                        view.joint_set, _images(view, f), crop=True,
+                                        title=f"{view.name + ', ' if view.name else ''}frame {f}"),
+                 out / _name("reprojections", suffix))
     errors = rig.reprojection_error(labels, kp.xy.transpose(1, 0, 2, 3)).transpose(1, 0, 2)
-    viz.save_png(viz.plot_reprojection_errors(errors, kp.camera_names, kp.fps),
-                 out / "reprojection_errors.png")
-    return [ReportFigure("reprojections.png", "2D reprojections",
-                   f"Frame {f} in every camera: the observed 2D keypoints (blue) and the 3D "
-                   f"pseudo-labels projected back (orange); grey segments join the two."),
-            ReportFigure("reprojection_errors.png", "Reprojection error over frames",
-                   "Per camera, the median over joints of the distance between each observed "
-                   "keypoint and its reprojected pseudo-label, pixels.")]
+    viz.save_png(viz.plot_reprojection_errors(errors, kp.camera_names, kp.fps,
+                                              title=f"reprojection error over frames{of}"),
+                 out / _name("reprojection_errors", suffix))
+    return [ReportFigure(_name("reprojections", suffix), "2D reprojections" + of,
+                         f"Frame {f} in every camera: the observed 2D keypoints (blue) and the 3D "
+                         f"pseudo-labels projected back (orange); grey segments join the two."),
+            ReportFigure(_name("reprojection_errors", suffix), "Reprojection error over frames"
+                         + of, "Per camera, the median over joints of the distance between each "
+                         "observed keypoint and its reprojected pseudo-label, pixels.")]
 
 
 def _aligned_to_truth(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``points`` moved onto ``truth`` by the one similarity that fits the whole sequence."""
-    s, R, t = viz.similarity_from_points(points.reshape(-1, 3), truth.reshape(-1, 3))
+    """``points`` moved onto ``truth`` by the one similarity that fits the whole sequence (over
+    the joints finite in both)."""
+    both = (np.isfinite(points).all(-1) & np.isfinite(truth).all(-1)).reshape(-1)
+    s, R, t = viz.similarity_from_points(points.reshape(-1, 3)[both], truth.reshape(-1, 3)[both])
     return s * points @ R.T + t
 
 
@@ -150,69 +181,141 @@ def _root_placed(points: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
     return points - root + anchor
 
 
-def _skeleton_rows(inputs: ReportInputs) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    truth = None if inputs.truth3d is None else np.asarray(inputs.truth3d, np.float64)
+def _skeleton_rows(view: SessionView) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    truth = None if view.truth3d is None else np.asarray(view.truth3d, np.float64)
     rows = {}
-    if inputs.pseudo3d is not None:
-        labels = np.asarray(inputs.pseudo3d, np.float64)
+    if view.pseudo3d is not None:
+        labels = np.asarray(view.pseudo3d, np.float64)
         rows["pseudo-labels" + (" (aligned)" if truth is not None else "")] = (
             _aligned_to_truth(labels, truth) if truth is not None else labels)
-    if inputs.predictions3d is not None:
-        rows["model (root-relative)"] = _root_placed(np.asarray(inputs.predictions3d, np.float64),
+    if view.predictions3d is not None:
+        rows["model (root-relative)"] = _root_placed(np.asarray(view.predictions3d, np.float64),
                                                      truth)
     return rows, truth
 
 
-def _skeleton_figure(inputs: ReportInputs, out: Path) -> list[ReportFigure]:
-    rows, truth = _skeleton_rows(inputs)
+def _skeleton_figure(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
+    rows, truth = _skeleton_rows(view)
     T = len(next(iter(rows.values())))
     for name, pts in rows.items():
         if len(pts) != T or (truth is not None and pts.shape != truth.shape):
             raise ValueError(f"3D skeletons: {name} has shape {pts.shape}, expected "
                              f"{(T, *pts.shape[1:]) if truth is None else truth.shape}")
-    shown = np.unique(np.linspace(0, T - 1, min(inputs.n_skeleton_frames, T)).round().astype(int))
+    shown = np.unique(np.linspace(0, T - 1, min(view.n_skeleton_frames, T)).round().astype(int))
     frames = {k: v[shown] for k, v in rows.items()}
     viz.save_png(viz.plot_skeletons_3d(frames, None if truth is None else truth[shown],
-                                       inputs.joint_set, [f"frame {i}" for i in shown]),
-                 out / "skeletons.png")
+                                       view.joint_set, [f"frame {i}" for i in shown],
+                                       title=f"3D skeletons{of}" if of else None),
+                 out / _name("skeletons", suffix))
     what = ("beside the ground truth (grey, dashed); pseudo-labels are moved onto the truth by "
             "one similarity for the whole sequence" if truth is not None else "(no ground truth)")
-    return [ReportFigure("skeletons.png", "3D skeletons",
+    return [ReportFigure(_name("skeletons", suffix), "3D skeletons" + of,
                          f"Frames {', '.join(map(str, shown))}, {what}. Metres, Z up, equal "
                          f"scale on all axes.")]
 
 
-def _check_joints(inputs: ReportInputs) -> None:
-    J = len(get_joint_set(inputs.joint_set))
+def _camera_figure(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
+    title = ("camera layout, estimated (aligned) vs true" if view.reference_rig is not None
+             else "camera layout") + (f": {view.name}" if view.name else "")
+    viz.save_png(viz.plot_camera_layout(view.rig, view.reference_rig, view.pseudo3d,
+                                        view.truth3d, view.joint_set, title=title),
+                 out / _name("cameras", suffix))
+    return [ReportFigure(_name("cameras", suffix), "Camera layout" + of, (
+        "Estimated cameras (thin, coloured) over the true ones (wide, light grey), after moving "
+        "the estimate onto the truth by a similarity; " if view.reference_rig is not None
+        else "The cameras; ") + "each pyramid opens towards what its camera sees, its thick "
+        "edge is the top of the image; the person's path and one pose are in the middle.")]
+
+
+def _check_joints(view: SessionView) -> None:
+    J = len(get_joint_set(view.joint_set))
     for name in ("pseudo3d", "truth3d", "predictions3d"):
-        value = getattr(inputs, name)
+        value = getattr(view, name)
         if value is not None and (np.ndim(value) != 3 or np.shape(value)[1:] != (J, 3)):
-            raise ValueError(f"{name} must be (T, J={J}, 3) for joint set {inputs.joint_set!r}; "
+            raise ValueError(f"{name} must be (T, J={J}, 3) for joint set {view.joint_set!r}; "
                              f"got {np.shape(value)}; give all 3D points in one joint set")
+    if view.weights is not None and view.pseudo3d is not None and \
+            np.shape(view.weights) != np.shape(view.pseudo3d)[:2]:
+        raise ValueError(f"weights must be (T, J) = {np.shape(view.pseudo3d)[:2]} like "
+                         f"pseudo3d; got {np.shape(view.weights)}")
+
+
+def _suffix(name: str, several: bool) -> str:
+    return "_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) if several and name else ""
+
+
+def _session_figures(view: SessionView, out: Path, several: bool) -> list[ReportFigure]:
+    """The figures of one session; file names end in ``_<name>`` when ``several``."""
+    _check_joints(view)
+    suffix, of = _suffix(view.name, several), (f": {view.name}" if view.name else "")
+    figures = _camera_figure(view, out, suffix, of) if view.rig is not None else []
+    if view.rig is not None and view.keypoints is not None and view.pseudo3d is not None:
+        figures += _reprojection_figures(view, out, suffix, of)
+    if view.pseudo3d is not None or view.predictions3d is not None:
+        figures += _skeleton_figure(view, out, suffix, of)
+    return figures
+
+
+# -- the figures of the page ---------------------------------------------------------------------
+def label_weight_errors(view: SessionView) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) weights and (N,) true errors (mm) of a session's labelled joints (weight > 0 and
+    finite), the labels moved onto the truth by one similarity for the sequence; empty arrays
+    without weights, labels or truth."""
+    if view.weights is None or view.pseudo3d is None or view.truth3d is None:
+        return np.zeros(0), np.zeros(0)
+    labels = np.asarray(view.pseudo3d, np.float64)
+    truth = np.asarray(view.truth3d, np.float64)
+    w = np.asarray(view.weights, np.float64)
+    use = (w > 0) & np.isfinite(labels).all(-1) & np.isfinite(truth).all(-1)
+    if not use.any():
+        return np.zeros(0), np.zeros(0)
+    err = 1000 * np.linalg.norm(_aligned_to_truth(labels, truth) - truth, axis=-1)
+    return w[use], err[use]
+
+
+def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two (N,) samples (NaN with fewer than 3, or when one of
+    them is constant)."""
+    from scipy.stats import spearmanr
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def _weight_figure(views: Sequence[SessionView], out: Path) -> list[ReportFigure]:
+    pairs = [label_weight_errors(v) for v in views]
+    if not sum(len(w) for w, _ in pairs):
+        return []
+    w, e = (np.concatenate(x) for x in zip(*pairs))
+    rho = spearman_rho(w, e)
+    viz.save_png(viz.plot_weight_vs_error(w, e, rho), out / "weight_vs_error.png")
+    n = sum(1 for p in pairs if len(p[0]))
+    return [ReportFigure("weight_vs_error.png", "Label weight against the true error", (
+        f"Every labelled joint of the {n} session{'s' if n > 1 else ''} with ground truth "
+        f"({len(w)} joints): its weight against its 3D error (labels moved onto the truth by "
+        f"one similarity per session), and the median error per weight bin. The weights are "
+        f"worth their name when the error falls as the weight grows: Spearman's rho = "
+        f"{rho:.2f} (-1: the weights order the errors exactly; 0: no relation)."))]
 
 
 def make_figures(inputs: ReportInputs, out_dir) -> list[ReportFigure]:
-    """Draw every figure the inputs allow into ``out_dir``; returns them in page order."""
-    _check_joints(inputs)
+    """Draw every figure the inputs allow into ``out_dir``; returns them in page order: the
+    page's (training, label weight against error), then each session's."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = []
-    if inputs.rig is not None:
-        viz.save_png(viz.plot_camera_layout(inputs.rig, inputs.reference_rig, inputs.pseudo3d,
-                                            inputs.truth3d, inputs.joint_set), out / "cameras.png")
-        figures.append(ReportFigure("cameras.png", "Camera layout", (
-            "Estimated cameras (coloured) against the true ones (grey, dashed), after moving the "
-            "estimate onto the truth by a similarity; " if inputs.reference_rig is not None
-            else "The cameras; ") + "each pyramid opens towards what its camera sees, its thick "
-            "edge is the top of the image; the person's path and one pose are in the middle."))
-    if inputs.rig is not None and inputs.keypoints is not None and inputs.pseudo3d is not None:
-        figures += _reprojection_figures(inputs, out)
-    if inputs.pseudo3d is not None or inputs.predictions3d is not None:
-        figures += _skeleton_figure(inputs, out)
     if inputs.metrics_csv is not None:
         viz.save_png(viz.plot_training_curves(inputs.metrics_csv), out / "training.png")
         figures.append(ReportFigure("training.png", "Training", "The training loss per step "
-                                    "and the validation metrics as the trainer logged them."))
+                                    "and the validation metrics as the trainer logged them "
+                                    "(curves equal to another are drawn once, their names "
+                                    "joined)."))
+    for view in inputs.sessions:
+        _check_joints(view)
+    figures += _weight_figure(inputs.sessions, out)
+    several = len(inputs.sessions) > 1
+    for view in inputs.sessions:
+        figures += _session_figures(view, out, several)
     return figures
 
 
@@ -269,13 +372,19 @@ def render_html(title: str, summary: str, figures: Sequence[ReportFigure],
     return "\n".join(parts) + "\n"
 
 
-def write_report(inputs: ReportInputs, out_dir) -> Path:
-    """Draw the figures and write ``out_dir/index.html``; returns the page's path."""
-    out = Path(out_dir)
-    figures = make_figures(inputs, out)
-    if not figures and not inputs.metrics:
+def write_page(inputs: ReportInputs, figures: Sequence[ReportFigure], out_dir,
+               metrics: Mapping[str, Mapping[str, object]] | None = None) -> Path:
+    """Write ``out_dir/index.html`` for figures already drawn (:func:`make_figures`), with
+    ``metrics`` (default: the inputs'); returns the page's path."""
+    metrics = inputs.metrics if metrics is None else metrics
+    if not figures and not metrics:
         raise ValueError("nothing to report: give at least cameras, 3D points, a metrics log or "
                          "a metrics table")
-    page = out / "index.html"
-    atomic_write_text(page, render_html(inputs.title, inputs.summary, figures, inputs.metrics))
+    page = Path(out_dir) / "index.html"
+    atomic_write_text(page, render_html(inputs.title, inputs.summary, figures, metrics))
     return page
+
+
+def write_report(inputs: ReportInputs, out_dir) -> Path:
+    """Draw the figures and write ``out_dir/index.html``; returns the page's path."""
+    return write_page(inputs, make_figures(inputs, out_dir), out_dir)

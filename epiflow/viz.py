@@ -30,12 +30,14 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
            "plot_reprojections", "plot_reprojection_errors", "plot_skeletons_3d",
-           "read_metrics_csv", "plot_training_curves", "save_png", "camera_to_display",
-           "plot_prediction"]
+           "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error", "save_png",
+           "camera_to_display", "plot_prediction"]
 
 CAMERA_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                  "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 TRUTH_COLOR = "0.25"
+#: the true cameras: wide and light, so that the estimated ones drawn over them leave them visible
+TRUE_CAMERA_COLOR = "0.55"
 
 
 def _color(i: int) -> str:
@@ -100,12 +102,15 @@ def _transform_points(points: np.ndarray, scale: float, R: np.ndarray, t: np.nda
 
 
 # -- camera layout --------------------------------------------------------------------------------
-def _draw_camera(ax, camera: Camera, depth: float, color: str, style: str, label: str | None):
+def _draw_camera(ax, camera: Camera, depth: float, color: str, label: str | None,
+                 lw: float = 1.0, alpha: float = 1.0):
+    """One pyramid; its thick edge (3 x ``lw``) is the top of the image."""
     f = camera_frustum(camera, depth)
+    style = dict(color=color, lw=lw, alpha=alpha, solid_capstyle="round")
     for k in range(1, 5):
-        ax.plot(*np.stack([f[0], f[k]]).T, color=color, ls=style, lw=1)
-    ax.plot(*f[[1, 2, 3, 4, 1]].T, color=color, ls=style, lw=1)
-    ax.plot(*f[[1, 2]].T, color=color, ls=style, lw=3)  # thick edge = top of the image
+        ax.plot(*np.stack([f[0], f[k]]).T, **style)
+    ax.plot(*f[[1, 2, 3, 4, 1]].T, **style)
+    ax.plot(*f[[1, 2]].T, **{**style, "lw": 3 * lw})
     if label:
         ax.text(*f[0], f" {label}", color=color, fontsize=8)
 
@@ -164,8 +169,10 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
 
     Args:
         rig: the cameras to draw (e.g. recovered from people).
-        reference: the true cameras, same order, drawn dashed grey; with ``align``, ``rig`` (and
-            ``points3d``) are first moved into the reference world by :func:`rig_alignment`.
+        reference: the true cameras, same order, drawn as wide light-grey pyramids under the
+            estimated ones (thin, coloured), so both show where they coincide; with ``align``,
+            ``rig`` (and ``points3d``) are first moved into the reference world by
+            :func:`rig_alignment`.
         points3d: (T, J, 3) or (J, 3) people in ``rig``'s world, metres: their trajectory and the
             skeleton of the middle frame are drawn in the rig's colours.
         reference_points3d: (T, J, 3) or (J, 3) true people in the reference world, drawn grey.
@@ -190,11 +197,11 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
     extent = [shown.centers]
     if reference is not None:
         for cam in reference:
-            _draw_camera(ax, cam, depth, TRUTH_COLOR, "--", None)
+            _draw_camera(ax, cam, depth, TRUE_CAMERA_COLOR, None, lw=4.0, alpha=0.55)
             extent.append(camera_frustum(cam, depth))
-        ax.plot([], [], color=TRUTH_COLOR, ls="--", label="true cameras")
+        ax.plot([], [], color=TRUE_CAMERA_COLOR, lw=4.0, alpha=0.55, label="true cameras")
     for i, cam in enumerate(shown):
-        _draw_camera(ax, cam, depth, _color(i), "-", cam.name)
+        _draw_camera(ax, cam, depth, _color(i), cam.name)
         extent.append(camera_frustum(cam, depth))
     ax.plot([], [], color="tab:blue", label="estimated cameras" if reference is not None
             else "cameras")
@@ -461,10 +468,26 @@ def _curve_groups(metrics: Mapping[str, np.ndarray], x_name: str | None) -> list
     return ([losses] if losses else []) + list(groups.values())
 
 
+def _distinct_curves(data: Mapping[str, np.ndarray], names: list[str]) -> dict[str, str]:
+    """``{name: legend label}`` of the curves of one panel, each drawn once: a column equal to
+    an earlier one (``train_label`` when the label term is the whole ``train_loss``) joins that
+    curve's label (``train_loss = train_label``) instead of hiding under it."""
+    labels: dict[str, str] = {}
+    for name in names:
+        same = next((k for k in labels if data[k].shape == data[name].shape and np.allclose(
+            data[k], data[name], rtol=1e-6, atol=0.0, equal_nan=True)), None)
+        if same is None:
+            labels[name] = name
+        else:
+            labels[same] += f" = {name}"
+    return labels
+
+
 def plot_training_curves(metrics: Mapping[str, np.ndarray] | str | Path,
                          x: str | None = None, title: str | None = None) -> Figure:
     """Training curves: the losses in one panel (log scale when they span a decade), then the
-    other metrics, those with the same unit suffix (``_mm``, ``_px``...) sharing a panel.
+    other metrics, those with the same unit suffix (``_mm``, ``_px``...) sharing a panel; equal
+    columns are drawn once, their names joined in the legend.
 
     Args:
         metrics: a metrics CSV path, or column name -> (N,) values (NaN where not logged).
@@ -486,10 +509,10 @@ def plot_training_curves(metrics: Mapping[str, np.ndarray] | str | Path,
     fig = Figure(figsize=(4.2 * cols, 3.2 * rows), dpi=100)
     for g, names in enumerate(groups):
         ax = fig.add_subplot(rows, cols, g + 1)
-        for i, name in enumerate(names):
+        for i, (name, label) in enumerate(_distinct_curves(data, names).items()):
             ok = np.isfinite(data[name])
             ax.plot(xs[ok], data[name][ok], color=_color(i), lw=1.2,
-                    marker="o" if ok.sum() <= 30 else None, ms=3, label=name)
+                    marker="o" if ok.sum() <= 30 else None, ms=3, label=label)
         vals = np.concatenate([data[k][np.isfinite(data[k])] for k in names])
         if vals.min() > 0 and vals.max() / vals.min() > 10:
             ax.set_yscale("log")
@@ -497,6 +520,52 @@ def plot_training_curves(metrics: Mapping[str, np.ndarray] | str | Path,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title or "training", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# -- label weights -------------------------------------------------------------------------------
+def plot_weight_vs_error(weights: np.ndarray, errors_mm: np.ndarray, rho: float | None = None,
+                         bins: int = 10, title: str | None = None) -> Figure:
+    """Each label's weight against its true 3D error, with the median (and quartiles) per
+    weight bin: the claim behind the weights is that the error falls as the weight grows.
+
+    Args:
+        weights: (N,) label weights in [0, 1]. errors_mm: (N,) their 3D errors, millimetres.
+        rho: Spearman's rank correlation of the two, shown in the title.
+        bins: equal-count weight bins of the medians.
+
+    Returns:
+        The figure (error on a log axis).
+    """
+    w, e = np.asarray(weights, np.float64), np.asarray(errors_mm, np.float64)
+    if w.shape != e.shape or w.ndim != 1 or not len(w):
+        raise ValueError(f"weights and errors_mm must be two (N,) arrays, N > 0; got {w.shape} "
+                         f"and {e.shape}")
+    fig = Figure(figsize=(6.5, 4.2), dpi=100)
+    ax = fig.add_subplot()
+    e_shown = np.maximum(e, 0.1)
+    step = max(1, len(w) // 20000)  # at most ~20k dots
+    ax.scatter(w[::step], e_shown[::step], s=6, alpha=0.3, color="tab:blue", lw=0,
+               label="labelled joints")
+    edges = np.unique(np.quantile(w, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, max(len(edges) - 2, 0))
+    centres, q = [], []
+    for b in np.unique(idx):
+        centres.append(np.median(w[idx == b]))
+        q.append(np.percentile(e_shown[idx == b], [25, 50, 75]))
+    q = np.array(q)
+    ax.fill_between(centres, q[:, 0], q[:, 2], color="tab:orange", alpha=0.25,
+                    label="quartiles per weight bin")
+    ax.plot(centres, q[:, 1], "o-", color="tab:orange", lw=2, ms=4, label="median per weight bin")
+    ax.set_yscale("log")
+    ax.set_xlabel("label weight")
+    ax.set_ylabel("true 3D error (mm)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper right")
+    rho_text = "" if rho is None or not np.isfinite(rho) else f", Spearman's rho = {rho:.2f}"
+    ax.set_title(title or f"label weight against true error ({len(w)} joints{rho_text})",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -10,8 +10,9 @@ from matplotlib.image import imread
 from scipy.spatial.transform import Rotation
 
 from epiflow.datasets.synthetic import Corruption, cmu_capture
-from epiflow.demo import (DemoConfig, camera_tables, label_tables, model_tables,
-                          pipeline_config, report_inputs)
+from epiflow.demo import (LIFTER, DemoConfig, baseline_metrics, camera_tables, comparison_table,
+                          joint_table, label_tables, model_tables, pipeline_config,
+                          report_inputs, time_table)
 from epiflow.models.data import SessionArrays
 from epiflow.report import write_report
 
@@ -62,6 +63,59 @@ class TestTables:
                         "all": {"MPJPE (mm)": 50.0, "PCK3D @150 mm": 0.9, "poses": 10}}
 
 
+class TestModelsAndBaselines:
+    @pytest.fixture(scope="class")
+    def evaluated(self, session):
+        """Two sessions whose labels are the truth + 1 cm, in the true world; the lifter's
+        evaluation stood in by the labels' own (as if it had learnt them exactly)."""
+        from dataclasses import replace
+        rng = np.random.default_rng(5)
+        near = (session.gt3d + rng.normal(0, 0.01, session.gt3d.shape)).astype(np.float32)
+        clips = [replace(session, name=n, rig=session.gt_rig, pseudo3d=near)
+                 for n in ("walk", "held")]
+        baselines = baseline_metrics(clips, "held")
+        labels = baselines["pseudo-labels (multi-view triangulation; the training targets)"]
+        evaluation = {"overall": labels["overall"], "clips": {"held": labels["held"]}}
+        return clips, baselines, evaluation
+
+    def test_baselines(self, evaluated):
+        _, baselines, _ = evaluated
+        labels = baselines["pseudo-labels (multi-view triangulation; the training targets)"]
+        mean = baselines["mean pose of the training labels"]
+        # 1 cm per axis, root-relative (the root's noise too): about 20 mm per joint
+        assert 12 < labels["held"]["mpjpe_mm"] < 30
+        assert mean["held"]["mpjpe_mm"] > 3 * labels["held"]["mpjpe_mm"]  # a walk moves
+        assert labels["held"]["n_poses"] == mean["held"]["n_poses"] > 100
+
+    def test_comparison_is_one_table(self, evaluated):
+        _, baselines, evaluation = evaluated
+        rows = comparison_table(evaluation, baselines, "held")
+        assert list(rows) == [LIFTER, *baselines]
+        assert all(set(r) == set(rows[LIFTER]) for r in rows.values())
+        assert rows[LIFTER]["held: MPJPE (mm)"] == evaluation["clips"]["held"]["mpjpe_mm"]
+
+    def test_joint_table_mean_is_the_mpjpe(self, evaluated, session):
+        from epiflow.skeleton import get_joint_set
+        _, baselines, evaluation = evaluated
+        joints = get_joint_set("h36m17").joints
+        rows = joint_table(evaluation, baselines, joints, "held")
+        assert list(rows) == [*joints, "mean over joints"]
+        mean = rows["mean over joints"]
+        assert mean[f"{LIFTER}, all sessions"] == pytest.approx(
+            evaluation["overall"]["mpjpe_mm"], rel=1e-9)
+        assert mean[f"{LIFTER}, held"] == pytest.approx(evaluation["clips"]["held"]["mpjpe_mm"],
+                                                         rel=1e-9)
+        # the root-relative pelvis is exact; the wrists are the worst of the lifter's joints
+        assert rows["pelvis"][f"{LIFTER}, all sessions"] == pytest.approx(0, abs=1e-6)
+        assert max(r[f"{LIFTER}, all sessions"] for r in rows.values()) > 12
+
+    def test_times_add_up(self):
+        rows = time_table({"pipeline": 30.04, "training": 20.26, "evaluation": 2.0}, 55.27)
+        assert rows["total"] == 55.3 and rows["other (loading the store, predictions)"] == 3.0
+        parts = [v for k, v in rows.items() if k != "total"]
+        assert sum(parts) == pytest.approx(rows["total"], abs=1e-9)
+
+
 class TestConfigs:
     def test_pipeline_config_calibrates_from_people(self, tmp_path):
         cfg = pipeline_config(DemoConfig(num_cpus=2), tmp_path / "s.zarr")
@@ -82,16 +136,30 @@ class TestReportAssembly:
         pred = session.gt3d - session.gt3d[:, :1]
         metrics = {"cameras from people vs true": camera_tables([session]),
                    "pseudo-labels": label_tables([session])}
-        inputs = report_inputs(DemoConfig(), session, tmp_path / "train", pred, metrics)
+        inputs = report_inputs(DemoConfig(), [session], tmp_path / "train", {"walk": pred},
+                               metrics)
         page = write_report(inputs, tmp_path / "report")
         pngs = set(re.findall(r"<img src='([^']+)'", page.read_text()))
         assert pngs == {"cameras.png", "reprojections.png", "reprojection_errors.png",
-                        "skeletons.png", "training.png"}
+                        "skeletons.png", "training.png", "weight_vs_error.png"}
         for name in pngs:
             assert imread(tmp_path / "report" / name)[..., :3].std() > 0.02, name
         text = page.read_text()
         assert "walk" in text and "metric scale error (%)" in text
         assert "synthetic capture" in text
+
+    def test_every_session_in_the_title_and_the_pictures(self, session, tmp_path):
+        from dataclasses import replace
+        (tmp_path / "train").mkdir()
+        (tmp_path / "train" / "metrics.csv").write_text("epoch,step,train_loss\n1,10,1.0\n")
+        clips = [replace(session, name=n) for n in ("clip_02_03", "clip_02_04", "clip_02_01")]
+        inputs = report_inputs(DemoConfig(), clips, tmp_path / "train", {}, {})
+        assert inputs.title == ("epiflow demo: 3 sessions (clip_02_03, clip_02_04, clip_02_01 "
+                                "(held out))")
+        page = write_report(inputs, tmp_path / "report")
+        pngs = set(re.findall(r"<img src='([^']+)'", page.read_text()))
+        for n in ("clip_02_03", "clip_02_04", "clip_02_01"):
+            assert {f"cameras_{n}.png", f"skeletons_{n}.png", f"reprojections_{n}.png"} <= pngs
 
 
 def test_cli_arguments():
@@ -109,9 +177,24 @@ def test_quick_demo_end_to_end(tmp_path):
     result = run_demo(DemoConfig(out=str(tmp_path / "demo"), quick=True, num_cpus=2,
                                  progress=False))
     text = result.report.read_text()
-    for name in ("cameras.png", "reprojections.png", "skeletons.png", "training.png"):
+    names = list(result.metrics["pseudo-labels"])
+    assert len(names) == 2 and all(n in text.split("</h1>")[0] for n in names)  # the title
+    for name in ("training.png", "weight_vs_error.png",
+                 *(f"{stem}_{n}.png" for n in names for stem in ("cameras", "reprojections",
+                                                                  "skeletons"))):
         assert f"src='{name}'" in text
         assert imread(result.report.parent / name)[..., :3].std() > 0.02, name
+    times = result.seconds
+    assert sum(v for k, v in times.items() if k != "total") == pytest.approx(times["total"],
+                                                                               abs=1e-6)
+    joints = result.metrics["MPJPE per joint (mm)"]
+    mean = joints.pop("mean over joints")
+    lifter_all = next(c for c in mean if c.endswith("all sessions"))
+    overall = result.metrics["lifter trained on pseudo-labels, vs ground truth"]["all"]
+    assert mean[lifter_all] == pytest.approx(overall["MPJPE (mm)"], rel=1e-6)
+    assert np.mean([r[lifter_all] for r in joints.values()]) == pytest.approx(mean[lifter_all])
+    comparison = result.metrics["models and baselines, vs ground truth"]
+    assert len(comparison) == 3
     assert result.checkpoint.is_file()
     for clip, row in result.metrics["cameras from people vs true"].items():
         assert row["relative rotation, max (deg)"] < 2.0, clip

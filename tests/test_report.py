@@ -10,7 +10,8 @@ from matplotlib.image import imread
 from scipy.spatial.transform import Rotation
 
 from epiflow.datasets.synthetic import Corruption, cmu_capture
-from epiflow.report import ReportInputs, render_html, write_report
+from epiflow.report import (ReportInputs, SessionView, label_weight_errors, render_html,
+                            spearman_rho, write_report)
 
 ALL_PNGS = {"cameras.png", "reprojections.png", "reprojection_errors.png", "skeletons.png",
             "training.png"}
@@ -46,9 +47,10 @@ class TestWriteReport:
     def test_everything(self, capture, tmp_path):
         rig, labels = _estimate(capture)
         inputs = ReportInputs(
-            title="synthetic <walk>", summary="4 cameras & a CMU walk", rig=rig,
-            reference_rig=capture.rig, keypoints=capture.keypoints, pseudo3d=labels,
-            truth3d=capture.points3d, predictions3d=capture.points3d - capture.points3d[:, :1],
+            title="synthetic <walk>", summary="4 cameras & a CMU walk", sessions=[SessionView(
+                rig=rig, reference_rig=capture.rig, keypoints=capture.keypoints, pseudo3d=labels,
+                truth3d=capture.points3d,
+                predictions3d=capture.points3d - capture.points3d[:, :1])],
             metrics_csv=_metrics_log(tmp_path / "metrics.csv"),
             metrics={"cameras": {"rotation error (deg)": 0.123456, "cameras": 4},
                      "pseudo-labels": {"MPJPE (mm)": 12.3456, "status": "ok"}})
@@ -65,8 +67,9 @@ class TestWriteReport:
 
     def test_real_videos_without_truth(self, capture, tmp_path):
         rig, labels = _estimate(capture)
-        page = write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
-                                         predictions3d=labels), tmp_path / "r")
+        page = write_report(ReportInputs(sessions=[SessionView(
+            rig=rig, keypoints=capture.keypoints, pseudo3d=labels, predictions3d=labels)]),
+            tmp_path / "r")
         assert _referenced(page) == ALL_PNGS - {"training.png"}
         assert "no ground truth" in page.read_text()
         assert not (tmp_path / "r" / "training.png").exists()
@@ -78,16 +81,17 @@ class TestWriteReport:
         def frames(f):
             asked.append(f)
             return [np.full((h, w, 3), 40, np.uint8) for w, h in capture.keypoints.image_size]
-        write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
-                                  images=frames, frame=7), tmp_path / "r")
+        write_report(ReportInputs(sessions=[SessionView(
+            rig=rig, keypoints=capture.keypoints, pseudo3d=labels, images=frames, frame=7)]),
+            tmp_path / "r")
         assert asked == [7]
         img = imread(tmp_path / "r" / "reprojections.png")[..., :3]
         dark = (img.mean(-1) < 0.2).mean()  # the dark frames fill the panels
         assert dark > 0.3
 
     def test_only_cameras_and_metrics(self, capture, tmp_path):
-        page = write_report(ReportInputs(rig=capture.rig, metrics={"m": {"a": 1.0}}),
-                            tmp_path / "r")
+        page = write_report(ReportInputs(sessions=[SessionView(rig=capture.rig)],
+                                         metrics={"m": {"a": 1.0}}), tmp_path / "r")
         assert _referenced(page) == {"cameras.png"}
         assert imread(tmp_path / "r" / "cameras.png")[..., :3].std() > 0.02
 
@@ -95,23 +99,58 @@ class TestWriteReport:
         cap = cmu_capture("02_01", n_cameras=3, corruption=Corruption.none(), seed=2,
                           joint_set="cmu31")
         truth = cmu_capture("02_01", n_cameras=3, corruption=Corruption.none(), seed=2).points3d
-        page = write_report(ReportInputs(rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth),
-                            tmp_path / "r")
+        page = write_report(ReportInputs(sessions=[SessionView(
+            rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth)]), tmp_path / "r")
         assert "reprojection_errors.png" in _referenced(page)
         with pytest.raises(ValueError, match="one joint set"):
-            write_report(ReportInputs(rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth,
-                                      joint_set="body25"), tmp_path / "r2")
+            write_report(ReportInputs(sessions=[SessionView(
+                rig=cap.rig, keypoints=cap.keypoints, pseudo3d=truth, joint_set="body25")]),
+                tmp_path / "r2")
 
     def test_errors(self, capture, tmp_path):
         with pytest.raises(ValueError, match="nothing to report"):
             write_report(ReportInputs(), tmp_path / "r")
         rig, labels = _estimate(capture)
         with pytest.raises(ValueError, match="disagree"):
-            write_report(ReportInputs(rig=rig, keypoints=capture.keypoints,
-                                      pseudo3d=labels[:10]), tmp_path / "r")
+            write_report(ReportInputs(sessions=[SessionView(
+                rig=rig, keypoints=capture.keypoints, pseudo3d=labels[:10])]), tmp_path / "r")
         with pytest.raises(ValueError, match="outside"):
-            write_report(ReportInputs(rig=rig, keypoints=capture.keypoints, pseudo3d=labels,
-                                      frame=10_000), tmp_path / "r")
+            write_report(ReportInputs(sessions=[SessionView(
+                rig=rig, keypoints=capture.keypoints, pseudo3d=labels, frame=10_000)]),
+                tmp_path / "r")
+
+
+class TestSeveralSessions:
+    def test_every_session_is_drawn_under_its_name(self, capture, tmp_path):
+        rig, labels = _estimate(capture)
+        views = [SessionView(name=n, rig=rig, reference_rig=capture.rig,
+                             keypoints=capture.keypoints, pseudo3d=labels,
+                             truth3d=capture.points3d) for n in ("walk", "run", "jump")]
+        page = write_report(ReportInputs(title="three", sessions=views), tmp_path / "r")
+        per_session = {f"{stem}_{n}.png" for n in ("walk", "run", "jump") for stem in
+                       ("cameras", "reprojections", "reprojection_errors", "skeletons")}
+        assert _referenced(page) == per_session
+        text = page.read_text()
+        for n in ("walk", "run", "jump"):
+            assert f"<h2>Camera layout: {n}</h2>" in text and f"<h2>3D skeletons: {n}</h2>" in text
+
+    def test_weight_against_error(self, capture, tmp_path):
+        """Weights that order the errors give a rho near -1 in the figure and its caption; the
+        errors are measured after the one similarity that removes the labels' gauge."""
+        rig, labels = _estimate(capture)  # labels 1 cm off (isotropic) in another world
+        noise = np.random.default_rng(1).normal(0, 0.05, labels.shape) * \
+            np.linspace(0, 1, labels.shape[1])[None, :, None]  # joint j: 5 cm x j / J
+        noisy = labels + 0.6 * noise  # (the labels' world has scale 0.6)
+        weights = np.broadcast_to(1 - np.linspace(0, 0.9, labels.shape[1]), labels.shape[:2])
+        view = SessionView(rig=rig, pseudo3d=noisy, weights=weights, truth3d=capture.points3d)
+        w, e = label_weight_errors(view)
+        assert len(w) == labels.shape[0] * labels.shape[1] and 20 < np.median(e) < 80
+        rho = spearman_rho(w, e)
+        assert rho < -0.7
+        page = write_report(ReportInputs(sessions=[view]), tmp_path / "r")
+        assert "weight_vs_error.png" in _referenced(page)
+        assert f"Spearman&#x27;s rho = {rho:.2f}" in page.read_text()
+        assert imread(tmp_path / "r" / "weight_vs_error.png")[..., :3].std() > 0.02
 
 
 class TestRenderHtml:

@@ -111,6 +111,17 @@ class TestCameraLayout:
         assert ((inside > lo) & (inside < hi)).all()  # drawn in the reference world, all in view
         assert png_std(viz.save_png(fig, tmp_path / "layout.png")) > 0.02
 
+    def test_true_cameras_show_under_an_exact_estimate(self, capture):
+        """Each true camera is drawn wider than the estimate over it (a light halo), so an
+        estimate on the truth leaves the truth visible."""
+        fig = viz.plot_camera_layout(_gauge_moved(capture.rig), capture.rig)
+        lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
+        true = [ln for ln in lines if ln.get_color() == viz.TRUE_CAMERA_COLOR]
+        estimated = [ln for ln in lines if ln.get_color() != viz.TRUE_CAMERA_COLOR]
+        assert len(true) == len(estimated) == 6 * len(capture.rig)  # 4 rays, outline, top edge
+        assert min(ln.get_linewidth() for ln in true) > max(ln.get_linewidth() for ln in estimated)
+        assert all(ln.get_linestyle() == "-" for ln in true)  # no dashes to hide behind the estimate
+
     def test_real_lab_calibration(self, shared_data, tmp_path):
         rig = load_toml(shared_data / "pose2sim_demo/calibration/Calib_qualisys.toml")
         fig = viz.plot_camera_layout(rig)
@@ -230,6 +241,15 @@ class TestTrainingCurves:
         assert len(val_ax.get_lines()[0].get_xdata()) == 10  # only the logged validation steps
         assert png_std(viz.save_png(fig, tmp_path / "train.png")) > 0.02
 
+    def test_equal_curves_are_drawn_once(self):
+        """The label term that is the whole loss is one curve with both names, not two curves
+        drawn on top of each other."""
+        loss = 1.0 / (1 + np.arange(20.0))
+        fig = viz.plot_training_curves({"step": np.arange(20.0), "train_loss": loss,
+                                        "train_label": loss.copy(), "train_bone": 0.1 * loss})
+        labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+        assert labels == ["train_loss = train_label", "train_bone"]
+
     def test_errors(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="metrics log"):
             viz.read_metrics_csv(tmp_path / "none.csv")
@@ -249,3 +269,19 @@ class TestPrediction:
         titles = [ax.get_title().removeprefix("prediction: ") for ax in fig.axes]
         assert titles == ["frame 0", "frame 3", "frame 6", "frame 9"]
         assert viz.save_png(fig, tmp_path / "p.png").stat().st_size > 1000
+
+
+class TestWeightVsError:
+    def test_medians_per_bin_follow_the_errors(self, tmp_path):
+        rng = np.random.default_rng(0)
+        w = rng.uniform(0, 1, 2000)
+        e = 50 * (1.05 - w) * rng.lognormal(0, 0.2, 2000)  # mm, falling with the weight
+        fig = viz.plot_weight_vs_error(w, e, rho=-0.9, bins=5)
+        ax = fig.axes[0]
+        median = next(ln for ln in ax.get_lines() if ln.get_label() == "median per weight bin")
+        ys = median.get_ydata()
+        assert len(ys) == 5 and np.all(np.diff(ys) < 0)  # the error falls bin after bin
+        assert ax.get_yscale() == "log" and "rho = -0.90" in ax.get_title()
+        assert png_std(viz.save_png(fig, tmp_path / "w.png")) > 0.02
+        with pytest.raises(ValueError, match="two \\(N,\\) arrays"):
+            viz.plot_weight_vs_error(w, e[:10])

@@ -54,7 +54,8 @@ def pose_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
     Returns:
         ``n_poses``, ``mpjpe_mm``, ``n_mpjpe_mm``, ``p_mpjpe_mm``, ``pck3d`` (150 mm), ``auc``,
-        ``pss50``, ``pss100`` (NaN when there are fewer poses than clusters).
+        ``pss50``, ``pss100`` (NaN when there are fewer poses than clusters), and
+        ``mpjpe_per_joint_mm`` (J floats, whose mean is ``mpjpe_mm``).
     """
     J = pred.shape[-2]
     p, g = pred.reshape(-1, J, 3), gt.reshape(-1, J, 3)
@@ -64,7 +65,8 @@ def pose_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
         raise DataError("no pose has both a prediction and complete ground truth to evaluate")
     out = {"n_poses": int(len(p)), "mpjpe_mm": 1000 * M.mpjpe(p, g),
            "n_mpjpe_mm": 1000 * M.n_mpjpe(p, g), "p_mpjpe_mm": 1000 * M.p_mpjpe(p, g),
-           "pck3d": M.pck3d(p, g), "auc": M.auc(p, g)}
+           "pck3d": M.pck3d(p, g), "auc": M.auc(p, g),
+           "mpjpe_per_joint_mm": [float(v) for v in 1000 * M.mpjpe_per_joint(p, g)]}
     for k in (50, 100):
         out[f"pss{k}"] = M.pss(p, g, k=k) if len(p) >= k else float("nan")
     return out

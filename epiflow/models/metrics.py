@@ -30,9 +30,9 @@ from scipy.cluster.vq import kmeans2
 from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.similarity import umeyama
 
-__all__ = ["mpjpe", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss", "procrustes_align",
-           "procrustes_align_torch", "p_mpjpe_torch", "rotation_angle_deg",
-           "rig_errors"]
+__all__ = ["mpjpe", "mpjpe_per_joint", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss",
+           "procrustes_align", "procrustes_align_torch", "p_mpjpe_torch",
+           "rotation_angle_deg", "rig_errors"]
 
 AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
 
@@ -71,6 +71,21 @@ def mpjpe(pred, gt) -> float:
     """
     p, g, valid = _poses(pred, gt)
     return _mean(_joint_errors(p, g, valid))
+
+
+def mpjpe_per_joint(pred, gt) -> np.ndarray:
+    """Mean position error of each joint, metres: (J,), NaN for a joint never valid in both.
+
+    Args:
+        pred, gt: (..., J, 3) metres.
+
+    Over poses where every joint is valid, the mean of this is :func:`mpjpe`.
+    """
+    p, g, valid = _poses(pred, gt)
+    dist = np.where(valid, np.linalg.norm(p - g, axis=-1), 0.0)
+    n = valid.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, dist.sum(0) / np.maximum(n, 1), np.nan)
 
 
 def n_mpjpe(pred, gt) -> float:

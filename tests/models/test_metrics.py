@@ -10,8 +10,9 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.datasets.synthetic import make_rig
 from epiflow.models.evaluate import pose_metrics
-from epiflow.models.metrics import (auc, mpjpe, n_mpjpe, p_mpjpe, p_mpjpe_torch, pck3d,
-                                    procrustes_align, procrustes_align_torch, pss, rig_errors)
+from epiflow.models.metrics import (auc, mpjpe, mpjpe_per_joint, n_mpjpe, p_mpjpe, p_mpjpe_torch,
+                                    pck3d, procrustes_align, procrustes_align_torch, pss,
+                                    rig_errors)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,25 @@ class TestMpjpe:
     def test_shape_mismatch(self, poses):
         with pytest.raises(ValueError, match=r"\(\.\.\., J, 3\)"):
             mpjpe(poses[:, :16], poses)
+
+
+class TestMpjpePerJoint:
+    def test_one_joint_off_and_one_missing(self, poses):
+        pred = poses.copy()
+        pred[:, 3] += [0.0, 0.06, 0.08]  # 100 mm off
+        pred[::2, 5] = np.nan            # seen in half the poses
+        pred[1::2, 5] += [0.03, 0.0, 0.04]  # and there 50 mm off
+        per = mpjpe_per_joint(pred, poses)
+        assert per.shape == (17,) and per[3] == pytest.approx(0.1) and per[5] == pytest.approx(0.05)
+        assert np.delete(per, [3, 5]) == pytest.approx(0.0, abs=1e-12)
+        pred[:, 7] = np.nan
+        assert np.isnan(mpjpe_per_joint(pred, poses)[7])
+
+    def test_its_mean_is_the_mpjpe_over_complete_poses(self, poses):
+        pred = poses + np.random.default_rng(0).normal(0, 0.02, poses.shape)
+        m = pose_metrics(pred, poses)
+        assert np.mean(m["mpjpe_per_joint_mm"]) == pytest.approx(m["mpjpe_mm"], rel=1e-12)
+        assert len(m["mpjpe_per_joint_mm"]) == 17
 
 
 class TestNMpjpe:
