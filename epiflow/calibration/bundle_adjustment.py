@@ -142,7 +142,13 @@ class _Layout:
 
 
 def _distortion_terms(x: np.ndarray, y: np.ndarray, dist: np.ndarray):
-    """Distorted (xd, yd), r², and the (M, 2, 2) Jacobian d(xd, yd)/d(x, y)."""
+    """Distorted (xd, yd), r², and the (M, 2, 2) Jacobian d(xd, yd)/d(x, y).
+
+    A numpy copy of :func:`epiflow.calibration.projection.distort` and
+    :func:`~epiflow.calibration.projection.distort_jacobian` (the one distortion model), kept
+    because the solver's inner loop runs on numpy; ``tests/calibration/test_distortion.py``
+    holds the two to 1e-12.
+    """
     k1, k2, p1, p2, k3 = dist.T
     r2 = x * x + y * y
     radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))

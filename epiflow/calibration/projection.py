@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["world_to_camera", "distort", "undistort", "apply_intrinsics", "remove_intrinsics",
-           "project"]
+__all__ = ["world_to_camera", "distort", "distort_jacobian", "undistort", "apply_intrinsics",
+           "remove_intrinsics", "project"]
 
 
 def world_to_camera(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,12 @@ def distort(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     return torch.stack([xd, yd], dim=-1)
 
 
-def _distort_jacobian(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """(..., N, 2, 2) Jacobian of :func:`distort` with respect to ``xy``."""
+def distort_jacobian(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """(..., N, 2, 2) Jacobian of :func:`distort` with respect to ``xy`` (shapes as there).
+
+    The one analytic derivative of the distortion model: :func:`undistort`'s Newton steps use
+    it, and bundle adjustment's numpy copy is tested against it.
+    """
     k = _coefficients(dist)
     x, y = xy[..., 0].contiguous(), xy[..., 1].contiguous()
     _, _, r2, radial = _distort_xy(x, y, k)
