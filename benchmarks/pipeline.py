@@ -103,7 +103,7 @@ def main() -> None:
     import ray
     from epiflow.config import apply_overrides, to_dict
     from epiflow.pipeline.config import load_run_config
-    from epiflow.pipeline.ray_setup import init_local_ray
+    from epiflow.ray_setup import init_local_ray
     detect_cfg = apply_overrides(load_run_config(args.config), args.set).detect
     peer = baseline(Path(args.videos), detect_cfg)
     ours_steady = steady_cpu(Path(args.videos), detect_cfg)

@@ -5,7 +5,7 @@ Each worker runs the training loop it is given (:func:`epiflow.models.train.fit`
 own memory, Ray wraps the model in DistributedDataParallel (``prepare_model``) and
 shards the loader (``prepare_data_loader``). Rank 0 writes the checkpoint, metrics log and plot
 into the output folder, which must therefore be on storage every node sees (like the store).
-Locally a Ray runtime is started on 127.0.0.1 (:func:`~epiflow.pipeline.ray_setup.init_local_ray`);
+Locally a Ray runtime is started on 127.0.0.1 (:func:`~epiflow.ray_setup.init_local_ray`);
 ``train.ray_address`` joins an existing cluster.
 
 This module is the Ray plumbing only: it imports nothing of the training loop, so ``train`` can
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from epiflow.config import from_dict, to_dict
 from epiflow.models.config import ExperimentConfig
-from epiflow.pipeline.ray_setup import init_local_ray, use_cluster_token
+from epiflow.ray_setup import init_local_ray, use_cluster_token
 
 __all__ = ["train_with_ray"]
 

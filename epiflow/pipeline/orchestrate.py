@@ -10,7 +10,7 @@ done is skipped, so the same command after a crash finishes the store. A session
 recorded with its reason; the others go on.
 
 Ray: a local Ray is started by default (``ray.num_cpus`` CPUs, the machine's count when 0;
-listening on 127.0.0.1 only, no dashboard: :mod:`epiflow.pipeline.ray_setup`), or
+listening on 127.0.0.1 only, no dashboard: :mod:`epiflow.ray_setup`), or
 an existing cluster is joined (``ray.address``); a Ray already initialised in this process is
 used as it is. Every node must reach the store (a shared folder or an object-store URL) and
 the inputs (shared storage; the driver too, for video and image folders).
@@ -28,10 +28,10 @@ from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.detect import DetectUnit, DetectWorker, UnitResult
 from epiflow.pipeline.ingest import IngestResult, ingest_session, plan_sessions
 from epiflow.pipeline.inprocess import check_in_process, run_in_process
-from epiflow.pipeline.ray_setup import init_local_ray, use_cluster_token
 from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
+from epiflow.ray_setup import init_local_ray, use_cluster_token
 from epiflow.store import PoseStore
 from epiflow.store_lease import StoreLease
 

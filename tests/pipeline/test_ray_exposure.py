@@ -22,7 +22,7 @@ _CHILD = """
 import json, os, sys, time
 sys.path.insert(0, {here!r})
 from test_ray_exposure import listening
-from epiflow.pipeline.ray_setup import init_local_ray
+from epiflow.ray_setup import init_local_ray
 import ray
 
 @ray.remote(num_cpus=0)
