@@ -2,9 +2,9 @@
 
 A local Ray (no ``address``) is a single node: every process it starts (GCS, raylet, object
 manager, workers, the agents and the metrics exporters) listens on 127.0.0.1 only; the dashboard
-is never started; Ray's token authentication stays as Ray sets it for a new local cluster (on,
-from Ray 2.5x: ``RAY_AUTH_MODE=token`` and a token in ``~/.ray/auth_token``, unless
-``RAY_AUTH_MODE`` says otherwise).
+is never started; Ray's token authentication stays as Ray sets it for a new local cluster (on in
+the installed Ray 2.60: ``RAY_AUTH_MODE=token`` and a token in ``~/.ray/auth_token``, unless
+``RAY_AUTH_MODE`` is set otherwise; tests/pipeline/test_ray_exposure.py checks it is on).
 
 Why a switch is needed: Ray (2.60 installed here) turns ``_node_ip_address="127.0.0.1"`` into the
 machine's routable address (``services.resolve_ip_for_localhost``), and its gRPC servers listen on
