@@ -127,7 +127,8 @@ def letterbox(frame: np.ndarray, size: int = DETECTOR_SIZE) -> tuple[np.ndarray,
     Returns:
         (size, size, 3) float32 in [-1, 1], and (3,) ``scale, pad_x, pad_y`` such that a point
         at ``u`` in [0, 1] of the letterboxed image is at ``(u * size - pad) / scale`` frame
-        pixels.
+        pixels. Area averaging, not MediaPipe's bilinear sampling: at 8x down, the far person of
+        the two-person demo's cam03 went unfound in half of the test's frames with bilinear.
     """
     import cv2
     h, w = frame.shape[:2]
@@ -221,18 +222,23 @@ def crop_rois(frame: np.ndarray, rois: list[Roi], size: int = LANDMARK_SIZE) -> 
 def _refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = 7,
                          min_confidence: float = 0.5) -> np.ndarray:
     """MediaPipe's ``RefineLandmarksFromHeatmapCalculator``: xy (L, 2) in [0, 1] of the crop,
-    heatmap (h, w, L) logits -> xy moved to the sigmoid-weighted mean of a window around it."""
+    heatmap (h, w, L) logits -> xy moved to the sigmoid-weighted mean cell of the ``kernel``
+    window around it (cut at the heatmap's edges), where the window's best cell is at least
+    ``min_confidence``; landmarks off the heatmap stay."""
     h, w, L = heatmap.shape
-    out = xy.copy()
-    col, row = (xy[:, 0] * w).astype(int), (xy[:, 1] * h).astype(int)
     r = (kernel - 1) // 2
-    for j in np.flatnonzero((col >= 0) & (col < w) & (row >= 0) & (row < h)):
-        r0, r1 = max(0, row[j] - r), min(h, row[j] + r + 1)
-        c0, c1 = max(0, col[j] - r), min(w, col[j] + r + 1)
-        p = 1 / (1 + np.exp(-heatmap[r0:r1, c0:c1, j]))
-        if p.max() >= min_confidence and p.sum() > 0:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[j] = (cols * p).sum() / p.sum() / w, (rows * p).sum() / p.sum() / h
+    col, row = np.floor(xy[:, 0] * w).astype(int), np.floor(xy[:, 1] * h).astype(int)
+    j = np.flatnonzero((col >= 0) & (col < w) & (row >= 0) & (row < h))
+    padded = np.pad(heatmap, ((r, r), (r, r), (0, 0)), constant_values=-np.inf)
+    offsets = np.arange(kernel)
+    rows, cols = row[j, None] + offsets, col[j, None] + offsets            # padded coordinates
+    p = 1 / (1 + np.exp(-padded[rows[:, :, None], cols[:, None, :], j[:, None, None]]))
+    total = p.sum((1, 2))
+    ok = (p.max((1, 2)) >= min_confidence) & (total > 0)
+    mean_col = (p.sum(1) * (cols - r)).sum(1) / np.where(ok, total, 1)
+    mean_row = (p.sum(2) * (rows - r)).sum(1) / np.where(ok, total, 1)
+    out = xy.copy()
+    out[j[ok]] = np.stack([mean_col[ok] / w, mean_row[ok] / h], 1)
     return out
 
 

@@ -59,13 +59,16 @@ class MultiPersonPoseDetector:
             presence below which a track is lost.
         same_person: two crops whose hip centres are closer than this fraction of the smaller
             crop side are one person.
+        squares: the detector also reads squares of long frames (:func:`detector_windows`),
+            which finds far people; default: when ``max_people > 1``. With one person it reads
+            the whole frame only and takes the best detection, as MediaPipe does.
     """
 
     joint_set = "blazepose33"
 
     def __init__(self, max_people: int = 4, detect_every: int = 5, runtime: str = "litert",
                  num_threads: int = 1, min_detection: float = 0.5, min_presence: float = 0.5,
-                 same_person: float = 0.2):
+                 same_person: float = 0.2, squares: bool | None = None):
         if not (isinstance(max_people, int) and max_people >= 1):
             raise ValueError(f"max_people must be an integer >= 1; got {max_people!r}")
         if not (isinstance(detect_every, int) and detect_every >= 1):
@@ -73,6 +76,7 @@ class MultiPersonPoseDetector:
         self.max_people, self.detect_every = max_people, detect_every
         self.min_detection, self.min_presence = min_detection, min_presence
         self.same_person = same_person
+        self.squares = max_people > 1 if squares is None else squares
         self._detector = load_model("pose_detection", runtime, num_threads)
         self._landmarker = load_model("pose_landmark_full", runtime, num_threads)
         self._anchors = ssd_anchors()
@@ -112,7 +116,7 @@ class MultiPersonPoseDetector:
         (:func:`detector_windows`), all in one batched call; their detections are merged by
         weighted non-maximum suppression in frame pixels.
         """
-        windows = detector_windows(*frame.shape[:2])
+        windows = detector_windows(*frame.shape[:2])[:None if self.squares else 1]
         inputs, maps = zip(*(letterbox(frame[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows))
         outs = self._detector.run(np.stack(inputs))
         boxes = _by_shape(outs, lambda s: s[-1] == 12)

@@ -96,14 +96,37 @@ class TestCrops:
         assert detector_windows(100, 300)[1:, 2].tolist() == [100, 200, 300]
 
 
+class TestRefine:
+    def test_landmarks_move_to_the_heatmaps_weighted_mean(self):
+        from epiflow.detection.blazepose import _refine_from_heatmap
+        rng = np.random.default_rng(0)
+        hm = np.full((64, 64, 4), -20.0)
+        hm[10:13, 20:23, 0] = [[0, 1, 0], [1, 3, 2], [0, 1, 0]]     # blob, weights off-centre
+        hm[0:2, 62:64, 1] = 4.0                                      # at the corner: window cut
+        hm[:, :, 2] = rng.normal(-3, 0.1, (64, 64))                  # nothing above 0.5: stays
+        xy = np.array([[21.5 / 64, 11.5 / 64], [63.2 / 64, 0.4 / 64], [0.5, 0.5], [1.2, 0.5]])
+        out = _refine_from_heatmap(xy, hm)
+        for j in (0, 1):                                             # reference: the 7x7 window
+            r, c = int(xy[j, 1] * 64), int(xy[j, 0] * 64)
+            rows, cols = np.mgrid[max(0, r - 3):min(64, r + 4), max(0, c - 3):min(64, c + 4)]
+            p = 1 / (1 + np.exp(-hm[rows, cols, j]))
+            np.testing.assert_allclose(out[j], [(cols * p).sum() / p.sum() / 64,
+                                                (rows * p).sum() / p.sum() / 64], atol=1e-9)
+        assert out[0, 0] > 20.9 / 64 and out[1, 0] > 62.4 / 64      # pulled towards the blob
+        np.testing.assert_array_equal(out[2:], xy[2:])
+
+
 def test_runtimes_say_what_is_available():
     with pytest.raises(NotImplementedError, match="not available yet.*DENSIFY"):
         load_model("pose_detection", "onnx")
     with pytest.raises(ValueError, match="runtime must be one of"):
         load_model("pose_detection", "tensorrt")
+    from epiflow.detection.tracking import MultiPersonPoseDetector
     with pytest.raises(ValueError, match="max_people"):
-        from epiflow.detection.tracking import MultiPersonPoseDetector
         MultiPersonPoseDetector(max_people=0)
+    # one person: the whole frame only, MediaPipe's choice of person; several: squares too
+    assert not MultiPersonPoseDetector(max_people=1).squares
+    assert MultiPersonPoseDetector(max_people=2).squares
 
 
 # ---------------------------------------------------------------- on the real two-person videos
