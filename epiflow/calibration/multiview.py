@@ -204,7 +204,7 @@ def _build_block(out: dict[str, torch.Tensor], uv: torch.Tensor, conf: torch.Ten
     xd = (out["u"] - K[:, 0, 2, None] - K[:, 0, 1, None] * yd) * inv[0]
     if keep is not None:  # unobserved: the image centre, which undistorts to exactly 0
         xd, yd = xd * keep, yd * keep
-    x, y = P._undistort_xy(xd, yd, P._coefficients(dist))
+    x, y = P.undistort_xy(xd, yd, P.distortion_coefficients(dist))
     out["x"].copy_(x)
     out["y"].copy_(y)
 
@@ -389,8 +389,8 @@ def pixel_errors(obs: Observations, points: torch.Tensor) -> tuple[torch.Tensor,
     cam = in_cameras(obs, points)
     z = cam[:, 2]
     inv_z = 1 / z
-    k = P._coefficients(obs.dist)
-    xd, yd, _, _ = P._distort_xy(cam[:, 0] * inv_z, cam[:, 1] * inv_z, k)
+    k = P.distortion_coefficients(obs.dist)
+    xd, yd, _, _ = P.distort_xy(cam[:, 0] * inv_z, cam[:, 1] * inv_z, k)
     K = obs.K
     dv = (yd * K[:, 1, 1, None]).add_(K[:, 1, 2, None]).sub_(obs.v)
     du = (xd * K[:, 0, 0, None]).add_(K[:, 0, 2, None]).sub_(obs.u).addcmul_(yd, K[:, 0, 1, None])

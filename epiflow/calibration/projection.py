@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["world_to_camera", "distort", "distort_jacobian", "undistort", "apply_intrinsics",
-           "remove_intrinsics", "project"]
+           "remove_intrinsics", "project", "distortion_coefficients", "distort_xy",
+           "distort_jacobian_xy", "undistort_xy"]
 
 
 def world_to_camera(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -26,12 +27,12 @@ def world_to_camera(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> t
     return points @ R.transpose(-1, -2) + t.unsqueeze(-2)
 
 
-def _coefficients(dist: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def distortion_coefficients(dist: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``(k1, k2, p1, p2, k3)`` of dist (..., 5), each (..., 1) to broadcast over points."""
     return tuple(dist[..., i, None] for i in range(5))
 
 
-def _distort_xy(x: torch.Tensor, y: torch.Tensor, k: tuple[torch.Tensor, ...]):
+def distort_xy(x: torch.Tensor, y: torch.Tensor, k: tuple[torch.Tensor, ...]):
     """Distortion on separate, contiguous coordinates (fast: no strided broadcasting).
 
     Returns (xd, yd, r2, radial), each shaped like x.
@@ -45,8 +46,8 @@ def _distort_xy(x: torch.Tensor, y: torch.Tensor, k: tuple[torch.Tensor, ...]):
     return xd, yd, r2, radial
 
 
-def _jacobian_xy(x, y, r2, radial, k: tuple[torch.Tensor, ...]):
-    """(j00, j01, j11) of the symmetric 2x2 Jacobian of :func:`_distort_xy` (j10 = j01)."""
+def distort_jacobian_xy(x, y, r2, radial, k: tuple[torch.Tensor, ...]):
+    """(j00, j01, j11) of the symmetric 2x2 Jacobian of :func:`distort_xy` (j10 = j01)."""
     k1, k2, p1, p2, k3 = k
     dradial = 2 * (k1 + r2 * (2 * k2 + 3 * k3 * r2))  # 2 * d radial / d r2
     j00 = radial + x * x * dradial + 2 * p1 * y + 6 * p2 * x
@@ -65,8 +66,8 @@ def distort(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     Returns:
         (..., N, 2) distorted normalised coordinates.
     """
-    xd, yd, _, _ = _distort_xy(xy[..., 0].contiguous(), xy[..., 1].contiguous(),
-                               _coefficients(dist))
+    xd, yd, _, _ = distort_xy(xy[..., 0].contiguous(), xy[..., 1].contiguous(),
+                              distortion_coefficients(dist))
     return torch.stack([xd, yd], dim=-1)
 
 
@@ -76,10 +77,10 @@ def distort_jacobian(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
     The one analytic derivative of the distortion model: :func:`undistort`'s Newton steps use
     it, and bundle adjustment's numpy copy is tested against it.
     """
-    k = _coefficients(dist)
+    k = distortion_coefficients(dist)
     x, y = xy[..., 0].contiguous(), xy[..., 1].contiguous()
-    _, _, r2, radial = _distort_xy(x, y, k)
-    j00, j01, j11 = _jacobian_xy(x, y, r2, radial, k)
+    _, _, r2, radial = distort_xy(x, y, k)
+    j00, j01, j11 = distort_jacobian_xy(x, y, r2, radial, k)
     return torch.stack([torch.stack([j00, j01], -1), torch.stack([j01, j11], -1)], -2)
 
 
@@ -104,10 +105,10 @@ def _undistort_radial(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, .
     return u * s, v * s
 
 
-def _undistort_xy(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, ...],
+def undistort_xy(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, ...],
                   iterations: int = 12, tol: float = 1e-14) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`undistort` on separate, finite coordinates u, v (any matching shapes) and the
-    coefficients of :func:`_coefficients`; returns (x, y)."""
+    coefficients of :func:`distortion_coefficients`; returns (x, y)."""
     nonzero = torch.stack([c.reshape(-1) for c in k]).ne(0).any(1).tolist()  # one sync
     if not any(nonzero):
         return u, v
@@ -117,11 +118,11 @@ def _undistort_xy(u: torch.Tensor, v: torch.Tensor, k: tuple[torch.Tensor, ...],
     shrink = 1 + rd2 * (k[0] + rd2 * (k[1] + rd2 * k[4]))
     x, y = u / shrink, v / shrink
     for _ in range(iterations):
-        xd, yd, r2, radial = _distort_xy(x, y, k)
+        xd, yd, r2, radial = distort_xy(x, y, k)
         ex, ey = xd - u, yd - v
         if ex.numel() == 0 or float((ex.abs() + ey.abs()).max()) <= tol:
             break
-        j00, j01, j11 = _jacobian_xy(x, y, r2, radial, k)
+        j00, j01, j11 = distort_jacobian_xy(x, y, r2, radial, k)
         det = j00 * j11 - j01 * j01
         x = x - (j11 * ex - j01 * ey) / det
         y = y - (j00 * ey - j01 * ex) / det
@@ -145,8 +146,8 @@ def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iterations: int = 
     """
     u, v = xy_distorted[..., 0], xy_distorted[..., 1]
     finite = torch.isfinite(u) & torch.isfinite(v)
-    x, y = _undistort_xy(torch.where(finite, u, 0.0), torch.where(finite, v, 0.0),
-                         _coefficients(dist), iterations, tol)
+    x, y = undistort_xy(torch.where(finite, u, 0.0), torch.where(finite, v, 0.0),
+                        distortion_coefficients(dist), iterations, tol)
     nan = torch.full_like(x, float("nan"))
     return torch.stack([torch.where(finite, x, nan), torch.where(finite, y, nan)], dim=-1)
 

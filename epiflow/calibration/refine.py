@@ -21,9 +21,9 @@ def _residuals_and_jacobian(obs: Observations, X: torch.Tensor, w: torch.Tensor)
     cam = obs.R @ X + obs.t[..., None]
     inv_z = 1 / cam[:, 2]
     xn, yn = cam[:, 0] * inv_z, cam[:, 1] * inv_z
-    k = P._coefficients(obs.dist)
-    xd, yd, r2, radial = P._distort_xy(xn, yn, k)
-    j00, j01, j11 = P._jacobian_xy(xn, yn, r2, radial, k)
+    k = P.distortion_coefficients(obs.dist)
+    xd, yd, r2, radial = P.distort_xy(xn, yn, k)
+    j00, j01, j11 = P.distort_jacobian_xy(xn, yn, r2, radial, k)
     fx, s, fy = obs.K[:, 0, 0, None], obs.K[:, 0, 1, None], obs.K[:, 1, 1, None]
     ex = fx * xd + s * yd + obs.K[:, 0, 2, None] - obs.u
     ey = fy * yd + obs.K[:, 1, 2, None] - obs.v
