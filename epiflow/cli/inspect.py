@@ -76,13 +76,16 @@ def _cameras(s: Session) -> str:
     rig = s.rig
     kp = np.asarray(s.keypoints2d[..., 2])
     per_cam = s.label_summary.get("median_reproj_px_per_camera") or {}
+    share = s.label_summary.get("camera_share") or {}  # of the labels of joints it sees
     lines = [f"{'camera':<12}{'size':>11}{'focal px':>10}{'centre (m)':>24}{'2D %':>7}"
-             f"{'reproj px':>10}"]
+             f"{'reproj px':>10}{'used %':>8}"]
     for c, cam in enumerate(rig):
         centre = " ".join(f"{v:6.2f}" for v in cam.center)
+        used = share.get(cam.name)
         lines.append(f"{cam.name:<12}{cam.size[0]:>5}x{cam.size[1]:<5}{cam.K[0, 0]:>10.1f}"
                      f"{centre:>24}{100 * (kp[:, c] > 0).mean():>7.1f}"
-                     f"{_fmt(per_cam.get(cam.name), '.2f'):>10}")
+                     f"{_fmt(per_cam.get(cam.name), '.2f'):>10}"
+                     f"{_fmt(None if used is None else 100 * used, '.1f'):>8}")
     return "\n".join(lines)
 
 

@@ -57,6 +57,12 @@ def test_run_and_inspect_print_the_stored_warnings(ray_head, flawed, tmp_path, c
     report = json.loads(Path(out + ".report.json").read_text())
     assert report["warnings"] == [line[len("epiflow run: warning: "):] for line in lines]
 
-    assert main(["inspect", out]) == 0
-    again = capsys.readouterr().err.splitlines()
+    assert main(["inspect", out, "--session", "take1"]) == 0
+    captured = capsys.readouterr()
+    again = captured.err.splitlines()
     assert again == [line.replace("epiflow run:", "epiflow inspect:") for line in lines]
+    # the per-camera table shows each camera's share of the labels of joints it sees
+    table = captured.out.split("session take1:")[1].splitlines()
+    assert table[1].split()[-2:] == ["used", "%"]
+    row = next(r for r in table if r.startswith("south"))
+    assert float(row.split()[-1]) == pytest.approx(100 * share["south"], abs=0.05)
