@@ -244,19 +244,29 @@ def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
     is read as ingest will read it (videos probed and their first frame decoded, image folders'
     first images, keypoint files read and checked), it must give :data:`MIN_CAMERAS` cameras or
     more, its cameras file must load, pass :func:`~epiflow.calibration.input_checks.check_rig`
-    and match its cameras, its board folder must exist. Synthetic sessions need nothing.
+    and match its cameras, its board folder must exist. Synthetic sessions need nothing. Input
+    that cannot be read refuses the whole run, every bad session listed at once; what fails later
+    (calibration, triangulation) fails only its session, recorded in the store and the report.
 
     Raises:
-        FileNotFoundError or ValueError (exit code 2 in the CLI) naming the session and the file.
+        FileNotFoundError (every problem a missing path) or ValueError (exit code 2 in the CLI),
+        one line per bad session naming it and the file.
     """
+    problems: list[tuple[str, Exception]] = []
     for session in sessions:
         if session.kind == "synthetic":
             continue
         try:
             _check_source(session, cfg)
         except (FileNotFoundError, ValueError) as err:
-            kind = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
-            raise kind(f"session {session.name!r}: {err}") from None
+            problems.append((session.name, err))
+    if not problems:
+        return
+    lines = [f"session {name!r}: {err}" for name, err in problems]
+    kind = FileNotFoundError if all(isinstance(e, FileNotFoundError) for _, e in problems) \
+        else ValueError
+    raise kind(lines[0] if len(lines) == 1 else
+               f"{len(lines)} sessions cannot be read:\n  " + "\n  ".join(lines))
 
 
 def _check_source(session: SessionConfig, cfg: RunConfig) -> None:

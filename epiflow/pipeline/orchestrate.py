@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 
 from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.detect import DetectUnit, DetectWorker, UnitResult
-from epiflow.pipeline.ingest import IngestResult, ingest_session, plan_sessions
+from epiflow.pipeline.ingest import (IngestResult, check_sources, ingest_session,
+                                     plan_sessions)
 from epiflow.pipeline.inprocess import check_in_process, run_in_process
 from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
@@ -309,6 +310,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
     sessions = plan_sessions(cfg)
     if in_process:
         check_in_process(sessions)
+    check_sources(sessions, cfg)  # bad input refused before Ray starts and anything is written
     PoseStore.open(cfg.out, "a")   # refuses what is not a store, creates a new one
     with StoreLease(cfg.out, wait_s=lease_wait_s):
         return _run_leased(cfg, sessions, progress, overwrite, in_process)

@@ -1,5 +1,6 @@
-"""The pipeline on a real Ray head (loopback, 2 CPUs, shared by these tests): sessions finish while
-a failing one is recorded with its reason; real videos through the detector pool; a detector
+"""The pipeline on a real Ray head (loopback, 2 CPUs, shared by these tests): sessions whose input
+cannot be read refuse the run before anything is written; sessions finish while one failing later
+(calibration) is recorded with its reason; real videos through the detector pool; a detector
 worker SIGKILLed mid-run, or a run resumed after some units, gives the same store as an
 uninterrupted run, redoing only the missing units."""
 from __future__ import annotations
@@ -25,27 +26,53 @@ from epiflow.store import PoseStore
 
 pytestmark = pytest.mark.ray
 
-def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, make_video, capsys):
+def test_unreadable_sessions_are_refused_before_anything(tmp_path, make_video):
     make_video(tmp_path / "uneven" / "cam1.mp4", 8)
     make_video(tmp_path / "uneven" / "cam2.mp4", 5)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "cam1.mp4").write_bytes(b"\x00" * 5000)
-    out = str(tmp_path / "s.zarr")
-    cfg = RunConfig(out=out, synthetic_sessions=2,
-                    synthetic=SyntheticConfig(frames=40, noise_px=2.0),
+    make_video(tmp_path / "broken" / "cam2.mp4", 5)
+    out = tmp_path / "s.zarr"
+    cfg = RunConfig(out=str(out), synthetic_sessions=1,
                     sessions=(SessionConfig(name="uneven", videos=str(tmp_path / "uneven")),
                               SessionConfig(name="broken", videos=str(tmp_path / "broken"))))
+    with pytest.raises(ValueError) as err:  # every bad session listed, before Ray and the store
+        run_pipeline(cfg, progress=False)
+    text = str(err.value)
+    assert text.startswith("2 sessions cannot be read")
+    assert "session 'uneven'" in text and "'cam1.mp4': 8" in text and "'cam2.mp4': 5" in text
+    assert "session 'broken'" in text and "cam1.mp4" in text
+    assert not out.exists() and not Path(str(out) + ".report.json").exists()
+
+
+def _blind_keypoints(path: Path) -> Path:
+    """Keypoints of 4 cameras in which cam_02 never sees the person: they read fine, and their
+    calibration from people fails (a session failure, recorded)."""
+    from epiflow.datasets.synthetic import cmu_capture
+    from epiflow.keypoints import save_npz
+    kp = cmu_capture("02_01", seed=1).keypoints.frames(0, 40)
+    data = kp.data.copy()
+    data[:, 1] = (np.nan, np.nan, 0.0)
+    save_npz(replace(kp, data=data), path)
+    return path
+
+
+def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, capsys):
+    out = str(tmp_path / "s.zarr")
+    blind = _blind_keypoints(tmp_path / "blind.npz")
+    cfg = RunConfig(out=out, synthetic_sessions=2,
+                    synthetic=SyntheticConfig(frames=40, noise_px=2.0),
+                    sessions=(SessionConfig(name="blind", keypoints=str(blind)),))
     report = run_pipeline(cfg, progress=False)
     assert sorted(report.complete) == ["synthetic_0000", "synthetic_0001"]
     reasons = {f["session"]: f["reason"] for f in report.failures}
-    assert "'cam1.mp4': 8" in reasons["uneven"] and "'cam2.mp4': 5" in reasons["uneven"]
-    assert "cam1.mp4" in reasons["broken"]
+    assert "['cam_02'] never see the person" in reasons["blind"]
     store = PoseStore.open(out)
     assert store.session_ids(complete_only=True) == ["synthetic_0000", "synthetic_0001"]
-    failure = store.session("uneven").attrs["failure"]
-    assert failure["stage"] == "ingest" and "different frame counts" in failure["reason"]
+    failure = store.session("blind").attrs["failure"]
+    assert failure["stage"] == "calibrate" and "never see the person" in failure["reason"]
     on_disk = json.loads(Path(out + ".report.json").read_text())
-    assert on_disk["sessions"]["broken"]["status"] == "failed"
+    assert on_disk["sessions"]["blind"]["status"] == "failed"
     for sid in ("synthetic_0000", "synthetic_0001"):
         s = store.session(sid)
         err = np.linalg.norm(s.pseudo3d[:] - s.gt3d[:], axis=-1)
@@ -55,7 +82,7 @@ def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, mak
     capsys.readouterr()
     assert main(["inspect", out]) == 0
     text = capsys.readouterr().out
-    assert "4 sessions, 2 complete" in text and "FAILED uneven at ingest" in text
+    assert "3 sessions, 2 complete" in text and "FAILED blind at calibrate" in text
     row = next(line for line in text.splitlines() if line.startswith("synthetic_0000"))
     assert row.split()[1:5] == ["complete", "40", "4", "given"]
 
