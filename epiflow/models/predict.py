@@ -135,9 +135,10 @@ def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.nda
 def _calibrated_camera(calibration, name: str) -> Camera:
     """The camera ``name`` of a calibration file, matched as every command matches cameras
     (:data:`~epiflow.calibration.camera.CAMERA_NAME_RULE`: ``cam01`` is ``cam_01``)."""
-    from epiflow.calibration.formats import load_toml
+    from epiflow.calibration.formats import load_rig
+    rig = load_rig(calibration)  # a bad file is blamed as such (check_rig), not the name
     try:
-        return match_rig(load_toml(calibration), [name], str(calibration))[0][0]
+        return match_rig(rig, [name], str(calibration))[0][0]
     except CalibrationError as err:
         raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
 

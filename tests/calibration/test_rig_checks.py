@@ -147,3 +147,23 @@ class TestEveryReader:
             rig = load_rig(shared_data / name)
             check_rig(rig, name)  # no error
             assert len(rig) >= 4 and np.all(rig.sizes > 0)
+
+
+def test_predict_blames_the_calibration_not_the_camera_name(capture, tmp_path, capsys):
+    from epiflow.models.checkpoint import save_checkpoint
+    from epiflow.models.config import ExperimentConfig, build_model
+    kp, rig = capture
+    save_npz(kp, tmp_path / "kp.npz")
+    cfg = ExperimentConfig()
+    save_checkpoint(tmp_path / "checkpoint.pt", build_model(cfg.model, 17), cfg)
+    path = tmp_path / "cameras.toml"
+    save_toml(rig, path)
+    path.write_text(_edit(path.read_text(), "cam_01", "matrix",
+                          "[[0.0, 0, 960], [0, 0.0, 540], [0, 0, 1]]"))
+    out = tmp_path / "pred.npz"
+    code = main(["predict", str(tmp_path / "checkpoint.pt"), "--keypoints",
+                 str(tmp_path / "kp.npz"), "--camera", "cam_01", "--calibration", str(path),
+                 "--out", str(out), "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path}: camera 'cam_01': matrix (K) focal fx is 0" in err, err
+    assert "pass --camera" not in err and not out.exists()
