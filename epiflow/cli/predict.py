@@ -4,7 +4,8 @@
 The npz gets ``points3d (T, J, 3)``: root-relative metres in that camera's frame, canonical
 joints (``joint_set``), NaN where the person was not seen; a PNG of a few frames is written
 beside it. ``--video`` detects the person with MediaPipe first. ``--calibration`` gives the
-camera's intrinsics (a camera TOML); without it a centred pinhole is assumed.
+camera's intrinsics (any calibration file ``epiflow triangulate`` reads); without it a centred
+pinhole is assumed.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
     src.add_argument("--keypoints", help="a keypoints npz (C, T, J, 3) with several cameras")
     p.add_argument("--camera", help="which camera of --keypoints (required with it); with "
                                     "--video, its name in --calibration (default: file stem)")
-    p.add_argument("--calibration", help="camera TOML with that camera's intrinsics")
+    p.add_argument("--calibration", help="calibration file with that camera's intrinsics (camera "
+                                         "TOML, Qualisys, caliscope or Shelf; checked when read)")
     p.add_argument("--out", required=True, help="output npz (a PNG is written beside it)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.set_defaults(func=run)
