@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from epiflow.calibration.camera import (CalibrationError, Camera, CameraRig, match_camera_names,
-                                        match_rig)
+from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_camera_names
 from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
 from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
@@ -137,10 +136,10 @@ def _calibrated_camera(calibration, name: str) -> Camera:
     (:data:`~epiflow.calibration.camera.CAMERA_NAME_RULE`: ``cam01`` is ``cam_01``)."""
     from epiflow.calibration.formats import load_rig
     rig = load_rig(calibration)  # a bad file is blamed as such (check_rig), not the name
-    try:
-        return match_rig(rig, [name], str(calibration))[0][0]
-    except CalibrationError as err:
-        raise KeyError(f"{calibration}: {err}; pass --camera NAME") from None
+    try:  # the calibration's own camera (its name kept): cam02 finds cam_02
+        return rig[match_camera_names([name], rig.names, str(calibration))[0]]
+    except CalibrationError as err:  # err names the file
+        raise KeyError(f"{err}; pass --camera NAME") from None
 
 
 @torch.no_grad()
