@@ -243,7 +243,7 @@ def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
     """Refuse bad input before Ray starts and before anything is written: every session's source
     is read as ingest will read it (videos probed and their first frame decoded, image folders'
     first images, keypoint files read and checked), it must give :data:`MIN_CAMERAS` cameras or
-    more, its cameras file must load, pass :func:`~epiflow.calibration.input_checks.check_rig`
+    more and image sizes (or a cameras file to take them from), its cameras file must load, pass :func:`~epiflow.calibration.input_checks.check_rig`
     and match its cameras, its board folder must exist. Synthetic sessions need nothing. Input
     that cannot be read refuses the whole run, every bad session listed at once; what fails later
     (calibration, triangulation) fails only its session, recorded in the store and the report.
@@ -275,6 +275,12 @@ def _check_source(session: SessionConfig, cfg: RunConfig) -> None:
         raise ValueError(f"{session.kind} {session.path!r} gives {len(src.camera_names)} "
                          f"camera(s) {src.camera_names}; a session needs at least {MIN_CAMERAS} "
                          f"synchronized cameras (one video, image folder or keypoint folder each)")
+    unknown = [n for n, size in zip(src.camera_names, src.image_size) if min(size) <= 0]
+    if unknown and not (session.cameras or session.board):
+        raise ValueError(f"{session.path!r}: the image size of cameras {unknown} is unknown "
+                         f"(OpenPose JSON does not store it) and the session has no cameras "
+                         f"file to take it from: give one (--cameras, or 'cameras' in its "
+                         f"[[sessions]] table)")
     if session.cameras:
         from epiflow.calibration.formats import load_rig
         match_rig(load_rig(session.cameras), src.camera_names, session.cameras, by_order=True)

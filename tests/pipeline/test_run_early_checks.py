@@ -6,6 +6,7 @@ an empty store and exited 1 before these checks; now the command takes 1.6 s in 
 the same as ``epiflow --version`` (importing the CLI), and ~1 ms once imported."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -137,3 +138,17 @@ class TestCameras:
         _refused(capsys, tmp_path, _run(tmp_path, "--videos", str(videos), "--cameras",
                                         str(path)),
                  path, ["left", "cam01", "cam02", "match"])
+
+
+def test_openpose_without_image_size_or_cameras(tmp_path, capsys):
+    """OpenPose JSON does not store the image size; with no cameras file the session could
+    never be calibrated, so it is refused up front (it failed at calibration, after Ray)."""
+    root = tmp_path / "openpose"
+    for cam in ("cam01", "cam02"):
+        (root / f"{cam}_json").mkdir(parents=True)
+        for t in range(3):
+            xyc = [[400.0 + 10 * j + t, 300.0 + 20 * j, 0.9] for j in range(17)]
+            doc = {"people": [{"pose_keypoints_2d": [v for p in xyc for v in p]}]}
+            (root / f"{cam}_json" / f"{cam}.{t:04d}.json").write_text(json.dumps(doc))
+    _refused(capsys, tmp_path, _run(tmp_path, "--keypoints", str(root)), root,
+             ["image size of cameras ['cam01', 'cam02'] is unknown", "--cameras"])
