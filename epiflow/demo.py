@@ -272,9 +272,9 @@ def joint_table(evaluation: dict, baselines: dict, joint_names, held: str | None
 
 def time_table(seconds: dict, total: float) -> dict:
     """The stage times (s, rounded to 0.1) and ``other`` (what no stage covers: loading the
-    store, predictions, the camera comparisons), which add up to ``total``."""
+    store, the camera and label tables), which add up to ``total``."""
     rows = {k: round(v, 1) for k, v in seconds.items()}
-    rows["other (loading the store, predictions)"] = round(round(total, 1) - sum(rows.values()), 1)
+    rows["other (loading the store, tables)"] = round(round(total, 1) - sum(rows.values()), 1)
     rows["total"] = round(total, 1)
     return rows
 

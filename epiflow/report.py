@@ -245,8 +245,8 @@ def _suffix(name: str, several: bool) -> str:
 
 
 def _session_figures(view: SessionView, out: Path, several: bool) -> list[ReportFigure]:
-    """The figures of one session; file names end in ``_<name>`` when ``several``."""
-    _check_joints(view)
+    """The figures of one session (checked by :func:`_check_joints`); file names end in
+    ``_<name>`` when ``several``."""
     suffix, of = _suffix(view.name, several), (f": {view.name}" if view.name else "")
     figures = _camera_figure(view, out, suffix, of) if view.rig is not None else []
     if view.rig is not None and view.keypoints is not None and view.pseudo3d is not None:

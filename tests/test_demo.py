@@ -111,7 +111,7 @@ class TestModelsAndBaselines:
 
     def test_times_add_up(self):
         rows = time_table({"pipeline": 30.04, "training": 20.26, "evaluation": 2.0}, 55.27)
-        assert rows["total"] == 55.3 and rows["other (loading the store, predictions)"] == 3.0
+        assert rows["total"] == 55.3 and rows["other (loading the store, tables)"] == 3.0
         parts = [v for k, v in rows.items() if k != "total"]
         assert sum(parts) == pytest.approx(rows["total"], abs=1e-9)
 
