@@ -129,3 +129,20 @@ def test_a_recipe_store_is_the_pipeline_s_and_resumes(tmp_path):
     again = run_pipeline(run, progress=False, in_process=True)
     assert again.sessions["02_04"]["status"] == "already complete"
     assert PoseStore.open(tmp_path / "s.zarr").session("02_04").is_complete
+
+
+def test_a_recipe_refuses_a_store_of_other_settings(tmp_path):
+    """A store whose sessions were written from another [data.source] is not trained on as if
+    it were the recipe's: the error names the session, the reason and what to do."""
+    from dataclasses import replace
+
+    from epiflow.models.config import DataConfig, ExperimentConfig, SourceConfig, TrainConfig
+    from epiflow.models.train import ensure_store
+    source = SourceConfig(kind="cmu_synthetic", clips=("02_04",), seed=1, cameras="true")
+    cfg = ExperimentConfig(data=DataConfig(store=str(tmp_path / "s.zarr"), source=source),
+                           train=TrainConfig(progress=False))
+    ensure_store(cfg)
+    other = replace(cfg, data=replace(cfg.data, source=replace(source, noise_px=1.0)))
+    with pytest.raises(RuntimeError, match=r"02_04 at ingest: .*other settings.*delete it or "
+                                           r"name another data.store"):
+        ensure_store(other)

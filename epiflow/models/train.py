@@ -95,7 +95,8 @@ def ensure_store(cfg: ExperimentConfig) -> str:
         reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
                             for f in report.failures)
         raise RuntimeError(f"building the store {cfg.data.store!r} from data.source failed for "
-                           f"some sessions: {reasons}; see `epiflow inspect {cfg.data.store}`")
+                           f"some sessions: {reasons}; see `epiflow inspect {cfg.data.store}`; "
+                           f"to build it afresh, delete it or name another data.store")
     return cfg.data.store
 
 
