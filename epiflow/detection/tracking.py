@@ -10,7 +10,11 @@ The BlazePose way (MediaPipe's pose graph), for several people instead of one:
 4. the detector runs again every ``detect_every`` frames while fewer than ``max_people`` are
    tracked, and at once in a frame where a track is lost (presence below ``min_presence``);
    a detection on a person already tracked is dropped, and so is a track that has converged on
-   another one's person (hip centres within ``same_person`` crop sides).
+   another one's person: two crops whose centres (the hips' centre) lie within ``same_person``
+   of the smaller crop's side are one person. (Comparing the landmarks instead was tried: a
+   second track on the same person, seen front/back swapped, is far from the first in its
+   joints, and then counts as a third person.) One person right behind another, hips within
+   that distance in the image, is therefore missed while they overlap.
 
 With ``max_people=1`` the detector runs only when the person is lost, as MediaPipe's own pose
 solution does, so the single-person cost is one landmark call a frame.
@@ -57,7 +61,7 @@ class MultiPersonPoseDetector:
             see :mod:`epiflow.detection.runtime`). num_threads: CPU threads per network call.
         min_detection: detector score threshold. min_presence: landmark network's pose
             presence below which a track is lost.
-        same_person: two crops whose hip centres are closer than this fraction of the smaller
+        same_person: two crops whose centres are closer than this fraction of the smaller
             crop side are one person.
         squares: the detector also reads squares of long frames (:func:`detector_windows`),
             which finds far people; default: when ``max_people > 1``. With one person it reads
@@ -149,12 +153,12 @@ class MultiPersonPoseDetector:
         return np.hypot(a.cx - b.cx, a.cy - b.cy) < self.same_person * min(a.side, b.side)
 
     def _new_people(self, held: list[_Track], found: list[_Track]) -> list[_Track]:
-        """Detections of people not yet held, at most as many as the free slots."""
+        """Detections of people not held yet, best first, at most ``max_people``."""
         new = []
         for f in found:
             if not any(self._same(f.roi, t.roi) for t in held + new):
                 new.append(f)
-        return new[:self.max_people - len(held)]
+        return new[:self.max_people]
 
     def _step(self, frame: np.ndarray) -> list[_Track]:
         """One frame: carried crops (plus detections when due) -> landmarks -> next crops."""
@@ -173,11 +177,12 @@ class MultiPersonPoseDetector:
         return self._tracks
 
     def _carry(self, tracks: list[_Track]) -> list[_Track]:
-        """Drop duplicates, give new tracks free slots, move crops to the landmarks' ones."""
+        """Drop duplicates (held tracks first, then new ones in detection order) and what exceeds
+        ``max_people``, give new tracks free slots, move crops to the landmarks' ones."""
         out: list[_Track] = []
-        for t in sorted(tracks, key=lambda t: (t.slot < 0, -t.score)):
+        for t in sorted(tracks, key=lambda t: t.slot < 0):
             t.roi = roi_from_keypoints(t.landmarks[33, :2], t.landmarks[34, :2])
-            if not any(self._same(t.roi, o.roi) for o in out):
+            if len(out) < self.max_people and not any(self._same(t.roi, o.roi) for o in out):
                 out.append(t)
         used = {t.slot for t in out}
         free = iter(s for s in range(self.max_people) if s not in used)

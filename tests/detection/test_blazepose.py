@@ -140,10 +140,21 @@ def two_person(shared_data):
     videos = shared_data / "pose2sim_demo" / "multi_person" / "videos"
     multi, single, out = MultiPersonPoseDetector(max_people=4, detect_every=5), MediaPipeDetector(), {}
     for cam in ("cam01", "cam02", "cam03", "cam04"):
-        frames = read_frames(videos / f"{cam}.mp4", 30, 40)
+        frames = read_frames(videos / f"{cam}.mp4", 0, 10)
         multi.reset()
         out[cam] = (frames.shape[1:3], multi(frames), single(frames), multi.detector_runs)
+        if cam == "cam01":
+            one = MultiPersonPoseDetector(max_people=1)
+            out["one"] = (one(frames), out[cam][2], one.detector_runs)
     return out
+
+
+def test_one_person_is_mediapipes_person(two_person):
+    """max_people=1 follows the person MediaPipe's solution follows, detecting only once."""
+    kp, mp, detector_runs = two_person["one"]
+    assert kp.shape == (10, 1, 33, 3) and detector_runs == 1
+    err = np.median(np.linalg.norm(kp[:, 0, :, :2] - mp[..., :2], axis=-1), -1)
+    assert np.median(err) < 25, err
 
 
 @pytest.mark.parametrize("cam", ["cam01", "cam02", "cam03", "cam04"])
