@@ -10,12 +10,17 @@ __all__ = ["triangulate_session", "views_tcj"]
 
 
 def views_tcj(views: np.ndarray, T: int, C: int, J: int) -> np.ndarray:
-    """The views-used mask as (T, C, J), from (C, T, J), (T, J, C) or (T, C, J)."""
+    """The views-used mask (T, C, J) bool of a triangulated sequence, checked.
+
+    The camera axis has one place in a sequence's arrays, second (README, "the camera axis"): the
+    layout is not guessed from the shape, which could not tell (T, C, J) from (C, T, J) when
+    T == C.
+    """
     views = np.asarray(views, dtype=bool)
-    for shape, axes in (((T, C, J), (0, 1, 2)), ((C, T, J), (1, 0, 2)), ((T, J, C), (0, 2, 1))):
-        if views.shape == shape:
-            return views.transpose(axes)
-    raise ValueError(f"views must be (T, C, J) = {(T, C, J)} in some order; got {views.shape}")
+    if views.shape != (T, C, J):
+        raise ValueError(f"views must be (T, C, J) = {(T, C, J)} (frames, cameras, joints); got "
+                         f"{views.shape}")
+    return views
 
 
 def triangulate_session(session: Session, cfg: TriangulateConfig) -> dict:
