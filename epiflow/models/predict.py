@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_camera_names
-from epiflow.models.checkpoint import Checkpoint, load_checkpoint, load_model
+from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
+                                       load_model)
 from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -113,6 +114,7 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     from epiflow.datasets.io import load_keypoints
     kp = load_keypoints(npz_path)  # checked (units, confidences...) before the model loads
     model, ckpt = _model_for(checkpoint)
+    check_input(ckpt, str(npz_path), joint_set=kp.joint_set, has_images=False)
     try:
         c = match_camera_names([camera_name], kp.camera_names, str(npz_path))[0]
     except CalibrationError as err:

@@ -17,6 +17,7 @@ from typing import Literal
 from epiflow.calibration.from_people import CalibrationConfig
 from epiflow.calibration.triangulation import TriangulationOptions
 from epiflow.config import ConfigError, load_config, to_dict
+from epiflow.store import StoreError, check_session_id
 
 __all__ = ["RunConfig", "SessionConfig", "SyntheticConfig", "RayConfig", "IngestConfig",
            "WorkersConfig",
@@ -230,6 +231,11 @@ class RunConfig:
     def __post_init__(self):
         for s in self.sessions:
             _ = s.kind   # exactly one source each
+            if s.name:   # checked before anything is written (the store checks it again)
+                try:
+                    check_session_id(s.name, "config key 'sessions.name'")
+                except StoreError as err:
+                    raise ConfigError(str(err)) from None
         if self.detect.chunk_frames <= 0 or self.detect.inflight <= 0:
             raise ConfigError(f"detect.chunk_frames and detect.inflight must be > 0; got "
                               f"{self.detect.chunk_frames}, {self.detect.inflight}")
