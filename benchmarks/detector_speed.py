@@ -1,6 +1,6 @@
 """2D detector speed: MediaPipe's single-person pose solution against the multi-person detector.
 
-    python benchmarks/detector_speed.py [--frames 100] [--chunk 64] [--threads 1]
+    python benchmarks/detector_speed.py [--frames 100] [--chunk 64] [--threads 1] [--device cuda]
 
 On the Pose2Sim two-person demo (``multi_person/videos/cam01..04.mp4``, 1088x1920, 100 frames
 each), all in one run, camera by camera, on the same decoded frames (decoding is not timed):
@@ -9,7 +9,8 @@ each), all in one run, camera by camera, on the same decoded frames (decoding is
     video mode, one graph per chunk of ``--chunk`` frames, as ``detect_videos`` feeds it);
 (b) ``MultiPersonPoseDetector(max_people=1)``; (c) the same with ``max_people=4``; both with
     ``--threads`` LiteRT threads per network call, fed the same chunks, tracks carried across
-    chunks and reset per camera.
+    chunks and reset per camera; (d) with ``--device``: (c) on the torch runtime on that
+    device (``cuda`` for a GPU; the first chunk includes its warm-up).
 
 Printed per detector: frames per second of wall time and of the process's CPU time (on a shared
 machine the wall clock also counts other people's work; CPU time counts all of this process's
@@ -50,12 +51,16 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None, help="also time the torch runtime on this device")
     args = ap.parse_args(argv)
     from epiflow.detection.detectors import MediaPipeDetector, list_videos, read_frames
     from epiflow.detection.tracking import MultiPersonPoseDetector
     names = ["(a) MediaPipe single-person", "(b) ours, max_people=1", "(c) ours, max_people=4"]
     dets = [MediaPipeDetector(), MultiPersonPoseDetector(1, num_threads=args.threads),
             MultiPersonPoseDetector(4, num_threads=args.threads)]
+    if args.device:
+        names.append(f"(d) ours, 4, torch {args.device}")
+        dets.append(MultiPersonPoseDetector(4, runtime="torch", device=args.device))
     stats = {n: dict(wall=0.0, cpu=0.0, people=[], runs=0, err=[]) for n in names}
     for video in list_videos(VIDEOS):
         frames = read_frames(video, 0, args.frames)

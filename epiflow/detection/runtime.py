@@ -6,11 +6,16 @@ The two networks are the ``.tflite`` files inside the pinned ``mediapipe==0.10.2
 crop); they are read from the installed package and never downloaded.
 
 A runtime is anything with ``run(x (B, H, W, 3) float32) -> list of (B, ...) float32 arrays``
-(:class:`Runtime`). :class:`LiteRTModel` (``ai-edge-litert``) is the one implementation, on the
-CPU. A GPU runtime is not available yet: ONNX Runtime would need the models converted, and
-the one offline converter (``tflite2onnx`` 0.4.1) stops on the detector's ``DENSIFY`` op (its
-sparse float16 weights); ``tf2onnx`` needs TensorFlow, which is not installed. ``runtime="onnx"``
-therefore raises and says so, instead of silently running on the CPU.
+(:class:`Runtime`):
+
+- ``"litert"`` (the default): :class:`LiteRTModel`, ``ai-edge-litert`` with XNNPACK on the CPU;
+- ``"torch"``: :class:`epiflow.detection.tflite_torch.TorchModel`, the same graph and weights
+  executed by PyTorch on any ``device`` (``"cuda"`` for a GPU), outputs equal to LiteRT's to
+  float32 rounding (tests/detection/test_blazepose.py checks it on the CPU).
+
+ONNX Runtime is not offered: it needs the models converted, and the offline converters fail
+(``tflite2onnx`` 0.4.1 stops on the detector's ``DENSIFY`` op, its sparse float16 weights;
+``tf2onnx`` needs TensorFlow). ``runtime="onnx"`` raises and says so.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 
 __all__ = ["Runtime", "LiteRTModel", "model_file", "load_model", "RUNTIMES"]
 
-RUNTIMES = ("litert",)
+RUNTIMES = ("litert", "torch")
 MODELS = {"pose_detection": "pose_detection/pose_detection.tflite",
           "pose_landmark_full": "pose_landmark/pose_landmark_full.tflite"}
 
@@ -96,13 +101,23 @@ class LiteRTModel:
         return outs if self.batchable else self.run(x)
 
 
-def load_model(name: str, runtime: str = "litert", num_threads: int = 1) -> Runtime:
-    """One of the BlazePose networks (:data:`MODELS`) loaded in ``runtime``."""
+def load_model(name: str, runtime: str = "litert", num_threads: int = 1,
+               device: str = "cpu") -> Runtime:
+    """One of the BlazePose networks (:data:`MODELS`) loaded in ``runtime``.
+
+    Args:
+        num_threads: LiteRT's CPU threads per call. device: torch's device (``"cuda"``).
+    """
     if runtime == "onnx":
         raise NotImplementedError(
-            "runtime='onnx' (and so the GPU) is not available yet: the MediaPipe .tflite models "
-            "do not convert offline (tflite2onnx 0.4.1 stops at the detector's DENSIFY op; "
-            "tf2onnx needs TensorFlow); use runtime='litert' (CPU)")
+            "runtime='onnx' is not available: the MediaPipe .tflite models do not convert "
+            "offline (tflite2onnx 0.4.1 stops at the detector's DENSIFY op; tf2onnx needs "
+            "TensorFlow); use runtime='torch' with device='cuda' for a GPU")
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}; got {runtime!r}")
+    if device != "cpu" and runtime != "torch":
+        raise ValueError(f"device={device!r} needs runtime='torch'; LiteRT runs on the CPU")
+    if runtime == "torch":
+        from epiflow.detection.tflite_torch import TorchModel
+        return TorchModel(model_file(name), device)
     return LiteRTModel(model_file(name), num_threads)

@@ -57,8 +57,9 @@ class MultiPersonPoseDetector:
     Args:
         max_people: output slots P per frame. 1 keeps MediaPipe's single-person cost.
         detect_every: frames between detector runs while fewer than ``max_people`` are tracked.
-        runtime: ``"litert"`` (CPU, the default and today the only one; ``"onnx"`` raises,
-            see :mod:`epiflow.detection.runtime`). num_threads: CPU threads per network call.
+        runtime: ``"litert"`` (CPU, the default) or ``"torch"`` (any ``device``, e.g.
+            ``"cuda"``), see :mod:`epiflow.detection.runtime`. num_threads: LiteRT's CPU
+            threads per network call.
         min_detection: detector score threshold. min_presence: landmark network's pose
             presence below which a track is lost.
         same_person: two crops whose centres are closer than this fraction of the smaller
@@ -71,7 +72,7 @@ class MultiPersonPoseDetector:
     joint_set = "blazepose33"
 
     def __init__(self, max_people: int = 4, detect_every: int = 5, runtime: str = "litert",
-                 num_threads: int = 1, min_detection: float = 0.5, min_presence: float = 0.5,
+                 device: str = "cpu", num_threads: int = 1, min_detection: float = 0.5, min_presence: float = 0.5,
                  same_person: float = 0.2, squares: bool | None = None):
         if not (isinstance(max_people, int) and max_people >= 1):
             raise ValueError(f"max_people must be an integer >= 1; got {max_people!r}")
@@ -81,8 +82,8 @@ class MultiPersonPoseDetector:
         self.min_detection, self.min_presence = min_detection, min_presence
         self.same_person = same_person
         self.squares = max_people > 1 if squares is None else squares
-        self._detector = load_model("pose_detection", runtime, num_threads)
-        self._landmarker = load_model("pose_landmark_full", runtime, num_threads)
+        self._detector = load_model("pose_detection", runtime, num_threads, device)
+        self._landmarker = load_model("pose_landmark_full", runtime, num_threads, device)
         self._anchors = ssd_anchors()
         self.reset()
 

@@ -117,7 +117,7 @@ class TestRefine:
 
 
 def test_runtimes_say_what_is_available():
-    with pytest.raises(NotImplementedError, match="not available yet.*DENSIFY"):
+    with pytest.raises(NotImplementedError, match="not available.*DENSIFY.*runtime='torch'"):
         load_model("pose_detection", "onnx")
     with pytest.raises(ValueError, match="runtime must be one of"):
         load_model("pose_detection", "tensorrt")
@@ -127,6 +127,41 @@ def test_runtimes_say_what_is_available():
     # one person: the whole frame only, MediaPipe's choice of person; several: squares too
     assert not MultiPersonPoseDetector(max_people=1).squares
     assert MultiPersonPoseDetector(max_people=2).squares
+
+
+class TestTorchRuntime:
+    """The .tflite graphs executed by PyTorch (the GPU-capable runtime), checked on the CPU."""
+
+    def test_tf_same_padding_and_depth_to_space_order(self):
+        import torch
+        from epiflow.detection.tflite_torch import TorchModel, _tf_same_pad
+        assert _tf_same_pad(256, 3, 2) == (0, 1) and _tf_same_pad(64, 3, 1) == (1, 1)
+        assert _tf_same_pad(7, 5, 2, dilation=2) == (4, 4) and _tf_same_pad(7, 4, 1) == (1, 2)
+        op = type("Op", (), {"inputs": [0], "options": {"BlockSize": 2}})()
+        nhwc = torch.arange(8.0).reshape(1, 1, 1, 8)             # TF: channel (i*2 + j)*2 + c
+        out = TorchModel._depth_to_space(None, op, {0: nhwc.permute(0, 3, 1, 2)})
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1)[0, ..., 0], [[0, 2], [4, 6]])
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1)[0, ..., 1], [[1, 3], [5, 7]])
+
+    @pytest.mark.parametrize("name", ["pose_detection", "pose_landmark_full"])
+    def test_outputs_equal_litert_and_batch_is_free(self, name):
+        lite, torch_model = load_model(name), load_model(name, "torch")
+        h = lite.input_shape[0]
+        yy, xx = np.mgrid[:h, :h] / h                            # smooth shapes, not noise
+        img = np.stack([xx, yy, ((xx - 0.5) ** 2 + (yy - 0.4) ** 2 < 0.05) * 1.0], -1)
+        x = img[None].astype(np.float32) * (2 if name == "pose_detection" else 1)
+        x -= 1 if name == "pose_detection" else 0
+        ref, got = lite.run(x), torch_model.run(np.concatenate([x, x[:, ::-1]]))
+        assert [r.shape[1:] for r in ref] == [g.shape[1:] for g in got]
+        for r, g in zip(ref, got):
+            assert len(g) == 2                                   # LiteRT's detector fixes B=1
+            np.testing.assert_allclose(g[0], r[0], atol=2e-3 * max(1.0, np.abs(r).max()))
+        flipped = lite.run(np.ascontiguousarray(x[:, ::-1]))
+        np.testing.assert_allclose(got[0][1], flipped[0][0], atol=2e-3 * np.abs(flipped[0]).max())
+
+    def test_device_needs_torch(self):
+        with pytest.raises(ValueError, match="needs runtime='torch'"):
+            load_model("pose_detection", "litert", device="cuda")
 
 
 # ---------------------------------------------------------------- on the real two-person videos
@@ -146,7 +181,14 @@ def two_person(shared_data):
         if cam == "cam01":
             one = MultiPersonPoseDetector(max_people=1)
             out["one"] = (one(frames), out[cam][2], one.detector_runs)
+            out["torch"] = (MultiPersonPoseDetector(4, runtime="torch")(frames[:3]), out[cam][1][:3])
     return out
+
+
+def test_torch_runtime_finds_the_same_keypoints(two_person):
+    got, ref = two_person["torch"]
+    assert np.array_equal(np.isfinite(got), np.isfinite(ref))
+    assert np.nanmax(np.abs(got[..., :2] - ref[..., :2])) < 1.0           # pixels
 
 
 def test_one_person_is_mediapipes_person(two_person):
