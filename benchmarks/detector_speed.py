@@ -37,7 +37,8 @@ def _run(detector, frames: np.ndarray, chunk: int) -> tuple[np.ndarray, float, f
     wall, cpu = time.perf_counter(), time.process_time()
     out = [detector(frames[s:s + chunk]) for s in range(0, len(frames), chunk)]
     kp = np.concatenate(out)
-    return (kp[:, None] if kp.ndim == 3 else kp), time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return (kp[:, None] if kp.ndim == 3 else kp), wall, cpu
 
 
 def _to_mediapipe(kp: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ssd_anchors", "decode_detections", "weighted_nms", "letterbox", "detector_windows", "Roi",
-           "roi_from_keypoints", "crop_matrix", "crop_rois", "decode_landmarks",
+__all__ = ["ssd_anchors", "decode_detections", "weighted_nms", "letterbox", "detector_windows",
+           "Roi", "roi_from_keypoints", "crop_matrix", "crop_rois", "decode_landmarks",
            "box_iou", "DETECTOR_SIZE", "LANDMARK_SIZE"]
 
 DETECTOR_SIZE = 224

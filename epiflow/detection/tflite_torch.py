@@ -35,7 +35,8 @@ class _Op:
     """One operator of the graph: name, tensor indices, options read from the flatbuffer."""
 
     def __init__(self, name: str, inputs, outputs, options: dict):
-        self.name, self.inputs, self.outputs, self.options = name, list(inputs), list(outputs), options
+        self.name, self.options = name, options
+        self.inputs, self.outputs = list(inputs), list(outputs)
 
 
 def _read_graph(path: Path) -> list[_Op]:
@@ -82,6 +83,9 @@ class TorchModel:
         import torch
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
         self.path, self.device = Path(path), torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: this torch ({torch.__version__}) sees no CUDA "
+                             f"GPU; install a CUDA build of torch or use device='cpu'")
         self.ops = _read_graph(self.path)
         with warnings.catch_warnings():        # "intended for debugging": here, once, to read
             warnings.simplefilter("ignore")     # the dequantized and densified weights
@@ -100,8 +104,8 @@ class TorchModel:
             for i in op.inputs:
                 if i >= 0 and i != self.input_index and i not in computed and i not in self.consts:
                     self.consts[i] = it.get_tensor(int(i)).copy()
-        self.weights = {i: self._to_device(v) for i, v in self.consts.items()
-                        if v.dtype == np.float32}
+        self.weights = {i: self._to_device(self.consts.pop(i)) for i in list(self.consts)
+                        if self.consts[i].dtype == np.float32}     # consts keeps the int shapes
         for op in self.ops:                    # (1, KH, KW, C) -> (C, 1, KH, KW): torch's groups
             if op.name == "DEPTHWISE_CONV_2D":
                 self.weights[op.inputs[1]] = self.weights[op.inputs[1]].transpose(0, 1).contiguous()

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from epiflow.detection.blazepose import (Roi, crop_rois, decode_detections, decode_landmarks,
-                                         letterbox, roi_from_keypoints, detector_windows, ssd_anchors,
-                                         weighted_nms, DETECTOR_SIZE)
+from epiflow.detection.blazepose import (DETECTOR_SIZE, Roi, crop_rois, decode_detections,
+                                         decode_landmarks, detector_windows, letterbox,
+                                         roi_from_keypoints, ssd_anchors, weighted_nms)
 from epiflow.detection.runtime import load_model
 
 __all__ = ["MultiPersonPoseDetector"]
@@ -72,7 +72,8 @@ class MultiPersonPoseDetector:
     joint_set = "blazepose33"
 
     def __init__(self, max_people: int = 4, detect_every: int = 5, runtime: str = "litert",
-                 device: str = "cpu", num_threads: int = 1, min_detection: float = 0.5, min_presence: float = 0.5,
+                 device: str = "cpu", num_threads: int = 1, min_detection: float = 0.5,
+                 min_presence: float = 0.5,
                  same_person: float = 0.2, squares: bool | None = None):
         if not (isinstance(max_people, int) and max_people >= 1):
             raise ValueError(f"max_people must be an integer >= 1; got {max_people!r}")
@@ -165,7 +166,8 @@ class MultiPersonPoseDetector:
         """One frame: carried crops (plus detections when due) -> landmarks -> next crops."""
         tracks, detected = self._tracks, False
         self._since_detect += 1
-        if not tracks or (len(tracks) < self.max_people and self._since_detect >= self.detect_every):
+        due = len(tracks) < self.max_people and self._since_detect >= self.detect_every
+        if not tracks or due:
             tracks = tracks + self._new_people(tracks, self.detect_people(frame))
             detected = True
         kept = self._landmarks(frame, tracks)

@@ -90,8 +90,9 @@ class TestCrops:
         np.testing.assert_allclose(M[:, :2] @ q + M[:, 2], [251.5, 101.5], atol=0.3)
 
     def test_portrait_frames_are_read_in_squares_too(self):
-        np.testing.assert_array_equal(detector_windows(1920, 1088),
-                                      [[0, 0, 1088, 1920], [0, 0, 1088, 1088], [0, 832, 1088, 1920]])
+        np.testing.assert_array_equal(
+            detector_windows(1920, 1088),
+            [[0, 0, 1088, 1920], [0, 0, 1088, 1088], [0, 832, 1088, 1920]])
         np.testing.assert_array_equal(detector_windows(1080, 1200), [[0, 0, 1200, 1080]])
         assert detector_windows(100, 300)[1:, 2].tolist() == [100, 200, 300]
 
@@ -162,6 +163,10 @@ class TestTorchRuntime:
     def test_device_needs_torch(self):
         with pytest.raises(ValueError, match="needs runtime='torch'"):
             load_model("pose_detection", "litert", device="cuda")
+        import torch
+        if not torch.cuda.is_available():
+            with pytest.raises(ValueError, match="sees no CUDA GPU"):
+                load_model("pose_detection", "torch", device="cuda")
 
 
 # ---------------------------------------------------------------- on the real two-person videos
@@ -173,7 +178,8 @@ def two_person(shared_data):
     from epiflow.detection.detectors import MediaPipeDetector, read_frames
     from epiflow.detection.tracking import MultiPersonPoseDetector
     videos = shared_data / "pose2sim_demo" / "multi_person" / "videos"
-    multi, single, out = MultiPersonPoseDetector(max_people=4, detect_every=5), MediaPipeDetector(), {}
+    multi, single = MultiPersonPoseDetector(max_people=4, detect_every=5), MediaPipeDetector()
+    out = {}
     for cam in ("cam01", "cam02", "cam03", "cam04"):
         frames = read_frames(videos / f"{cam}.mp4", 0, 10)
         multi.reset()
@@ -181,7 +187,8 @@ def two_person(shared_data):
         if cam == "cam01":
             one = MultiPersonPoseDetector(max_people=1)
             out["one"] = (one(frames), out[cam][2], one.detector_runs)
-            out["torch"] = (MultiPersonPoseDetector(4, runtime="torch")(frames[:3]), out[cam][1][:3])
+            torch_kp = MultiPersonPoseDetector(4, runtime="torch")(frames[:3])
+            out["torch"] = (torch_kp, out[cam][1][:3])
     return out
 
 
