@@ -118,9 +118,10 @@ class MultiPersonPoseDetector:
     def detect_people(self, frame: np.ndarray) -> list[_Track]:
         """The person detector on one (H, W, 3) uint8 RGB frame: a crop per person, best first.
 
-        The detector reads the whole frame and, on long frames, squares of it
-        (:func:`detector_windows`), all in one batched call; their detections are merged by
-        weighted non-maximum suppression in frame pixels.
+        The detector reads the whole frame and, on long frames with ``squares``, squares of it
+        (:func:`detector_windows`), in one call to the runtime (LiteRT runs them one by one: its
+        detector graph fixes the batch at 1; torch batches them); their detections are merged
+        by weighted non-maximum suppression in frame pixels.
         """
         windows = detector_windows(*frame.shape[:2])[:None if self.squares else 1]
         inputs, maps = zip(*(letterbox(frame[y0:y1, x0:x1]) for x0, y0, x1, y1 in windows))
