@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.calibration.formats_shelf import load_shelf_calibration
+from epiflow.datasets.bottom_up import assemble_people
 from epiflow.keypoints import Keypoints
-from epiflow.skeleton import BODY25, SHELF14
+from epiflow.skeleton import BODY25, SHELF14, map_to_h36m
 
 __all__ = ["SHELF15", "PAF_PAIRS", "ShelfFrame", "ShelfPerson", "read_shelf_detections",
-           "read_shelf_gt", "gt_track", "shelf_person_keypoints", "BODY25_FROM_SHELF15"]
+           "read_shelf_gt", "gt_track", "shelf_person_keypoints", "BODY25_FROM_SHELF15",
+           "read_shelf_people"]
 
 #: Joint names of the ground truth: shelf14 then the pelvis.
 SHELF15 = SHELF14.joints + ("pelvis",)
@@ -214,3 +216,66 @@ def shelf_person_keypoints(root, person_id: int, max_distance_px: float = 50.0) 
                 data[t, c, j] = _nearest(cands, targets[c, t, j], gates[j])
     data[..., 2] = np.clip(data[..., 2], 0.0, 1.0)  # heatmap peaks reach 1.04 now and then
     return Keypoints(data, "body25", tuple(rig.names), rig.sizes)
+
+
+def _frame_count(path: Path) -> int:
+    """The frame count in a detection file's header, read without parsing the frames."""
+    with open(path) as f:
+        head = f.readline().split()
+    if len(head) < 2 or not head[1].isdigit():
+        raise ValueError(f"{path}: the first line must be '<skeleton type> <frames>'; got {head!r}")
+    return int(head[1])
+
+
+def _check_frame_counts(paths: list[Path]) -> None:
+    if not all(p.is_file() for p in paths):
+        missing = [str(p) for p in paths if not p.is_file()]
+        raise FileNotFoundError(f"Shelf detection files missing: {', '.join(missing)}; expected "
+                                f"detection/<camera>.txt for each camera of calibration.json")
+    counts = {p.name: _frame_count(p) for p in paths}
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise ValueError(f"Shelf detection files in {paths[0].parent} hold different frame counts "
+                         f"({listing}); the cameras must cover the same frames: re-export them "
+                         f"together, or cut them to the same frames")
+
+
+def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
+                      min_joints: int = 3) -> np.ndarray:
+    """Every camera's people, assembled from the bottom-up detections without the ground truth.
+
+    Each camera-frame's candidates are grouped by their part-affinity scores
+    (:func:`~epiflow.datasets.bottom_up.assemble_people`); the people are not associated across
+    cameras or frames (slot p of one camera is unrelated to slot p of another).
+
+    Args:
+        root: the Shelf folder (calibration.json, detection/<camera>.txt).
+        joint_set: ``"body25"`` (as detected) or ``"h36m17"`` (:func:`~epiflow.skeleton.map_to_h36m`).
+        min_paf, min_joints: passed to ``assemble_people``.
+
+    Returns:
+        (T, C, P, J, 3) x, y pixels and confidence in [0, 1]; cameras in calibration.json's order,
+        people per camera-frame by summed score; P = the most people of any camera-frame; empty
+        slots NaN with confidence 0.
+
+    Raises:
+        ValueError: the cameras' files hold different frame counts (each file and count named).
+    """
+    root = Path(root)
+    rig = load_shelf_calibration(root / "calibration.json")
+    paths = [root / "detection" / f"{cam.name}.txt" for cam in rig]
+    _check_frame_counts(paths)
+    per_cam = [[assemble_people(f.joints, f.pafs, PAF_PAIRS, min_paf=min_paf, min_joints=min_joints)
+                for f in read_shelf_detections(path, cam.size)] for path, cam in zip(paths, rig)]
+    n_people = max((len(p) for frames in per_cam for p in frames), default=0)
+    out = np.full((len(per_cam[0]), len(rig), n_people, len(BODY25), 3), np.nan)
+    out[..., 2] = 0.0
+    for c, frames in enumerate(per_cam):
+        for t, people in enumerate(frames):
+            out[t, c, :len(people)] = people
+    out[..., 2] = np.clip(out[..., 2], 0.0, 1.0)  # heatmap peaks reach 1.04 now and then
+    if joint_set == "body25":
+        return out
+    if joint_set == "h36m17":
+        return map_to_h36m(out, "body25", confidence=True)
+    raise ValueError(f"joint_set must be 'body25' or 'h36m17'; got {joint_set!r}")

@@ -17,6 +17,8 @@ root-relative poses (pelvis at the origin).
 - :func:`pck3d`, :func:`auc`: fraction of joints within 150 mm, and PCK averaged over thresholds
   0–150 mm in 5 mm steps (Mehta et al., MPI-INF-3DHP).
 - :func:`pss`: Pose Structure Score (Wandt et al., CanonPose, CVPR 2021).
+- :func:`pcp`: Percentage of Correct Parts, per limb (Burenius et al. / Belagiannis et al., the
+  multi-person Shelf and Campus protocol).
 
 :func:`rig_errors` compares an estimated camera rig with a reference.
 """
@@ -31,7 +33,7 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.similarity import umeyama
 
 __all__ = ["mpjpe", "mpjpe_per_joint", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss",
-           "procrustes_align", "procrustes_align_torch", "p_mpjpe_torch",
+           "procrustes_align", "procrustes_align_torch", "p_mpjpe_torch", "pcp",
            "rotation_angle_deg", "rig_errors"]
 
 AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
@@ -235,6 +237,42 @@ def auc(pred, gt, thresholds: np.ndarray = AUC_THRESHOLDS) -> float:
     if not errors.size:
         return float("nan")
     return float(np.mean(errors[None, :] <= np.asarray(thresholds)[:, None]))
+
+
+def pcp(pred, gt, limbs, alpha: float = 0.5) -> np.ndarray:
+    """Percentage of Correct Parts, limb by limb: which limbs of each pose are correct.
+
+    A limb (a, b) is correct when the mean of its two endpoint errors is at most ``alpha`` times
+    its ground-truth length: ``(|p_a - g_a| + |p_b - g_b|) / 2 <= alpha * |g_a - g_b|`` (the
+    Shelf/Campus protocol as MVPose and VoxelPose evaluate it). A limb whose predicted endpoint is
+    NaN is wrong; one whose ground-truth endpoint is NaN is not scored.
+
+    Args:
+        pred, gt: (..., J, 3) metres (numpy or torch). limbs: L pairs (a, b) of joint indices.
+        alpha: the share of the limb's length allowed (0.5 in the papers).
+
+    Returns:
+        (..., L) float: 1.0 correct, 0.0 wrong, NaN not scored; ``100 * nanmean`` is the PCP in %.
+
+    Example: a pose whose right forearm is off by more than half its length scores 0 on that
+    limb and 1 on the rest.
+    """
+    p = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred, dtype=np.float64)
+    g = np.asarray(gt.detach().cpu() if hasattr(gt, "detach") else gt, dtype=np.float64)
+    limbs = np.asarray(limbs, dtype=int).reshape(-1, 2)
+    if p.shape != g.shape or p.ndim < 2 or p.shape[-1] != 3:
+        raise ValueError(f"pred and gt must have the same shape (..., J, 3); got {p.shape} and "
+                         f"{g.shape}")
+    if limbs.size and (limbs.min() < 0 or limbs.max() >= p.shape[-2]):
+        raise ValueError(f"limbs must index the {p.shape[-2]} joints; got indices from "
+                         f"{limbs.min()} to {limbs.max()}")
+    a, b = limbs[:, 0], limbs[:, 1]
+    err = (np.linalg.norm(p[..., a, :] - g[..., a, :], axis=-1)
+           + np.linalg.norm(p[..., b, :] - g[..., b, :], axis=-1)) / 2
+    length = np.linalg.norm(g[..., a, :] - g[..., b, :], axis=-1)
+    with np.errstate(invalid="ignore"):
+        correct = (err <= alpha * length).astype(np.float64)
+    return np.where(np.isfinite(length), correct, np.nan)
 
 
 def _structure(poses: np.ndarray, root: int) -> np.ndarray:
