@@ -51,6 +51,7 @@ class DetectionReason(IntEnum):
     DISAGREES = 4
     SHORT_TRACK = 5
     BEYOND_MAX_PEOPLE = 6
+    UNSUPPORTED = 7
 
 
 #: a sentence per :class:`DetectionReason`, for reports
@@ -63,6 +64,8 @@ DETECTION_REASON_TEXT = {
     DetectionReason.DISAGREES: "disagrees with the other views of the person it matched",
     DetectionReason.SHORT_TRACK: "its person lasted too few frames (a spurious match)",
     DetectionReason.BEYOND_MAX_PEOPLE: "its person is beyond max_people (less confident)",
+    DetectionReason.UNSUPPORTED: "its person is seen by too few of the cameras it stands in "
+                                 "front of: two ghosts that agree along an epipolar line",
 }
 
 

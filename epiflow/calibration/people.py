@@ -118,6 +118,35 @@ def _people_assignment(group: np.ndarray, track: np.ndarray) -> np.ndarray:
     return np.where(group >= 0, track[t, np.maximum(group, 0)], -1)
 
 
+def _in_image(rig: CameraRig, points: np.ndarray) -> np.ndarray:
+    """(..., C) bool: at least half of the placed joints of poses (..., J, 3) project into the
+    camera's image (in front of it)."""
+    proj = np.moveaxis(rig.project(np.nan_to_num(points, nan=1e6)), 0, -3)  # (..., C, J, 2)
+    placed = np.isfinite(points).all(-1)[..., None, :]
+    w, h = rig.sizes[:, 0][:, None], rig.sizes[:, 1][:, None]
+    inside = placed & (proj[..., 0] >= 0) & (proj[..., 0] < w) & (proj[..., 1] >= 0) \
+        & (proj[..., 1] < h)
+    return inside.sum(-1) >= 0.5 * np.maximum(placed.sum(-1), 1)
+
+
+def _drop_unsupported(rig, assoc, track, assignment, min_support: float):
+    """Remove the people whose median support over their frames (cameras with their detection /
+    cameras whose image they project into) is below ``min_support``: two ghosts agreeing along
+    an epipolar line make a phantom that the other cameras, which should see it, do not. Returns
+    (assignment renumbered, (T, C, P) bool slots removed)."""
+    n = assignment.max(initial=-1) + 1
+    if n == 0 or not min_support:
+        return assignment, np.zeros(assignment.shape, bool)
+    t, g = np.nonzero(track >= 0)
+    support = assoc.n_views[t, g] / np.maximum(_in_image(rig, assoc.points3d[t, g]).sum(-1), 2)
+    median = np.array([np.median(support[track[t, g] == k]) for k in range(n)])
+    keep = np.flatnonzero(median >= min_support)
+    new = np.full(n + 1, -1)
+    new[keep] = np.arange(len(keep))
+    out = new[assignment]
+    return out, (assignment >= 0) & (out < 0)
+
+
 def _keep_most_confident(det, assignment, max_people):
     """(assignment with the people beyond ``max_people`` removed and renumbered by first
     appearance, dropped (T, C, P) bool, a note or None). Confidence: the sum over a person's
@@ -160,10 +189,7 @@ def _view_reasons(rig, det, assignment, points, views, loose: float):
     labelled = np.isfinite(points).all(-1).any(-1)                           # (T, N)
     proj = np.moveaxis(rig.project(np.nan_to_num(points, nan=1e6)), 0, 2)   # (T, N, C, J, 2)
     placed = np.isfinite(points).all(-1)[:, :, None]                         # (T, N, 1, J)
-    w, h = rig.sizes[:, 0][None, None, :, None], rig.sizes[:, 1][None, None, :, None]
-    inside = placed & (proj[..., 0] >= 0) & (proj[..., 0] < w) & (proj[..., 1] >= 0) \
-        & (proj[..., 1] < h)
-    in_image = inside.sum(-1) >= 0.5 * np.maximum(placed.sum(-1), 1)       # (T, N, C)
+    in_image = _in_image(rig, points)                                        # (T, N, C)
     xy = np.where(placed[..., None], proj, np.nan)
     with _Quiet():
         size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (T, N, C)
@@ -231,7 +257,7 @@ def _disagree_warnings(reason, offset, names, ids) -> list[str]:
 
 def triangulate_people(rig: CameraRig, detections, joint_set: str, *,
                        max_people: int | None = None, loose_gate: float = 1.0,
-                       **options) -> PeopleResult:
+                       min_support: float = 0.6, **options) -> PeopleResult:
     """Associate, track and triangulate several people (module docstring).
 
     Args:
@@ -243,6 +269,9 @@ def triangulate_people(rig: CameraRig, detections, joint_set: str, *,
             ``warnings``); None keeps all.
         loose_gate: an unassigned detection within this many of a person's projected sizes of
             the person's projection counts as that camera disagreeing (``DISAGREES``).
+        min_support: a person detected, at the median frame, by fewer than this share of the
+            cameras whose image it projects into is a phantom (two ghosts that agree along an
+            epipolar line) and is removed (reason UNSUPPORTED); 0 keeps all.
         **options: for :func:`~.association.associate` (gate, view_gate, merge_m, min_joints,
             min_confidence, gate_px), :func:`~.tracking.link_tracks` (gate_m, gap_gate_m,
             max_gap, min_length) and :func:`~.triangulation.triangulate_sequence` (swap, smooth,
@@ -265,6 +294,8 @@ def triangulate_people(rig: CameraRig, detections, joint_set: str, *,
     assignment = _people_assignment(assoc.group, track)
     det_reason = assoc.reason.copy()
     det_reason[(assoc.group >= 0) & (assignment < 0)] = DetectionReason.SHORT_TRACK
+    assignment, unsupported = _drop_unsupported(rig, assoc, track, assignment, min_support)
+    det_reason[unsupported] = DetectionReason.UNSUPPORTED
     assignment, dropped, note = _keep_most_confident(det, assignment, max_people)
     det_reason[dropped] = DetectionReason.BEYOND_MAX_PEOPLE
     return people_from_assignment(rig, det, joint_set, assignment, detection_reason=det_reason,
