@@ -17,6 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from epiflow.input_files import read_text_file
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -187,7 +189,7 @@ def load_config(cls: type[T], path) -> T:
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        return from_dict(cls, tomllib.loads(path.read_text()))
+        return from_dict(cls, tomllib.loads(read_text_file(path, "a TOML config file")))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     except ConfigError as err:

@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from typing import Sequence
 
 import numpy as np
 
+from epiflow.input_files import open_npz, read_text_file
 from epiflow.outputs import atomic_open, atomic_write_text
 from epiflow.skeleton import get_joint_set
 
@@ -196,7 +198,7 @@ def read_trc(path, y_up: bool = True) -> Poses3D:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"TRC file {str(path)!r} does not exist")
-    lines = path.read_text().splitlines()
+    lines = read_text_file(path, "a TRC file").splitlines()
     info, names = _trc_header(lines, path)
     J = len(names)
     rows = [ln.split("\t") for ln in lines[5:] if ln.strip()]
@@ -259,8 +261,8 @@ def read_csv(path) -> Poses3D:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {str(path)!r} does not exist")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_text_file(path, "an epiflow poses CSV"),
+                                       newline="")))
     if not rows or rows[0][:2] != ["frame", "time"]:
         raise ValueError(f"{path}: expected a header starting 'frame,time' (epiflow CSV); got "
                          f"{rows[0][:4] if rows else 'an empty file'}")
@@ -313,7 +315,11 @@ def read_json(path) -> Poses3D:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"JSON file {str(path)!r} does not exist")
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(read_text_file(path, "an epiflow poses JSON"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); expected an epiflow poses JSON") \
+            from None
     if doc.get("format") != "epiflow.poses3d":
         raise ValueError(f"{path}: not an epiflow poses JSON (format {doc.get('format')!r}, "
                          f"expected 'epiflow.poses3d')")
@@ -343,7 +349,7 @@ def load_poses_npz(path) -> Poses3D:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"poses file {str(path)!r} does not exist")
-    with np.load(path, allow_pickle=False) as z:
+    with open_npz(path, "a poses npz (points3d (T, J, 3) and joint_names or joint_set)") as z:
         if "points3d" not in z or not ({"joint_names", "joint_set"} & set(z.files)):
             raise ValueError(f"{path}: a poses npz holds points3d (T, J, 3) and joint_names or "
                              f"joint_set; it has {sorted(z.files)}")

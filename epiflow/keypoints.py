@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.input_files import open_npz
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
@@ -137,18 +138,8 @@ def load_npz(path) -> Keypoints:
 
 
 def _open_npz(path: Path):
-    """``np.load`` of an npz, or a ValueError saying what the file is instead."""
-    import zipfile
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not an npz file (a zip of numpy arrays as numpy.savez writes; "
-                         f"{type(err).__name__}: {err}); expected a keypoints npz: "
-                         f"{NPZ_LAYOUT}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: holds a single {type(z).__name__} (an .npy), not an npz of "
-                         f"named arrays; expected a keypoints npz: {NPZ_LAYOUT}")
-    return z
+    """The npz at ``path`` (:func:`~epiflow.input_files.open_npz`), refused as a keypoints npz."""
+    return open_npz(path, f"a keypoints npz: {NPZ_LAYOUT}")
 
 
 def _npz_array(z, key: str, path: Path) -> np.ndarray:

@@ -5,7 +5,8 @@ module. Nothing is imported, so a broken module cannot hide an edge.
 
 The layers, lowest first (a module imports its own group and the groups listed for it)::
 
-    bottom       skeleton, keypoints, naming, outputs, config, ray_setup (and epiflow/__init__)
+    bottom       skeleton, keypoints, naming, outputs, input_files, config, ray_setup (and
+                 epiflow/__init__)
     calibration  cameras, calibration files, geometry            -> bottom
     datasets     readers of outside data, the synthetic capture   -> bottom, calibration
     store        the Zarr schema (store, store_lease)             -> bottom, calibration
@@ -32,7 +33,8 @@ ROOT = Path(epiflow.__file__).parent
 
 GROUPS = {
     "bottom": ("epiflow", "epiflow.skeleton", "epiflow.keypoints", "epiflow.naming",
-               "epiflow.outputs", "epiflow.config", "epiflow.ray_setup"),
+               "epiflow.outputs", "epiflow.config", "epiflow.ray_setup",
+               "epiflow.input_files"),
     "calibration": ("epiflow.calibration",),
     "datasets": ("epiflow.datasets",),
     "store": ("epiflow.store", "epiflow.store_lease"),

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from epiflow.calibration.camera import CalibrationError, Camera
+from epiflow.input_files import read_text_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,12 +29,14 @@ CAMERA_FIELDS = ("size", "matrix", "distortions", "rotation", "translation")
 
 
 def read_calibration_text(path) -> str:
-    """The text of calibration file ``path``; a missing file is named in the error."""
+    """The text of calibration file ``path``; a missing file, or one that is not text, is named
+    in the error (:func:`~epiflow.input_files.read_text_file`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist; "
                                 f"expected a camera TOML (Pose2Sim / Anipose layout)")
-    return path.read_text()
+    return read_text_file(path, "a calibration file (camera TOML, caliscope config.toml or "
+                                "Qualisys XML)")
 
 
 def parse_toml(text: str, source: str) -> dict:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.input_files import read_text_file
 
 __all__ = ["load_qca", "rotate_camera_image"]
 
@@ -117,7 +118,7 @@ def load_qca(path) -> CameraRig:
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist; expected a "
                                 f"Qualisys .qca.txt (XML)")
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(read_text_file(path, "a Qualisys .qca.txt calibration (XML)"))
     except ET.ParseError as err:
         raise CalibrationError(f"{path}: not valid Qualisys XML: {err}") from None
     cameras = root.findall("cameras/camera")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig
+from epiflow.input_files import read_text_file
 
 __all__ = ["load_shelf_calibration"]
 
@@ -62,7 +63,7 @@ def load_shelf_calibration(path) -> CameraRig:
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist; expected a "
                                 f"Shelf-style calibration.json")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text_file(path, "a Shelf-style calibration.json"))
     except json.JSONDecodeError as err:
         raise CalibrationError(f"{path}: not valid JSON: {err}") from None
     if not isinstance(data, dict) or not data:
