@@ -17,8 +17,8 @@ A BODY_25 prediction is turned into the 14 Shelf joints by :func:`shelf14_from_b
 VoxelPose's ``coco2shelf3D`` does (Z up, metres).
 
 The limb-only PCP (the 8 arm and leg segments) leaves out the two derived segments. MPJPE is
-over the 14 joints of the matched person, in frames where the match is within 500 mm (VoxelPose's
-recall threshold).
+over the 14 joints of the matched person (and over its 12 limb joints, without the derived neck
+and head top), in frames where the match is within 500 mm (VoxelPose's recall threshold).
 """
 from __future__ import annotations
 
@@ -94,14 +94,16 @@ class ShelfScores:
     Attributes:
         actors: gt.txt ids scored. frames: (A,) frames each actor is present.
         limb_correct: (A, 10) share of frames each limb (:data:`SHELF_LIMB_NAMES`) is correct.
-        mpjpe_mm: (A,) over matched frames, 14 joints. matched: (A,) share of frames matched
-            within 500 mm.
+        mpjpe_mm: (A,) over matched frames, 14 joints. mpjpe12_mm: (A,) the same over the 12 limb
+            joints (no derived neck and head top). matched: (A,) share of frames matched within
+            500 mm.
     """
 
     actors: tuple[int, ...]
     frames: np.ndarray
     limb_correct: np.ndarray
     mpjpe_mm: np.ndarray
+    mpjpe12_mm: np.ndarray
     matched: np.ndarray
 
     @property
@@ -142,8 +144,11 @@ def _score_actor(pred14: np.ndarray, gt: list[list[ShelfPerson]], actor: int):
             matched += 1
             errors.append(np.linalg.norm(pred14[t, i] - gt14, axis=-1))
     limbs = np.array(limbs).reshape(-1, len(SHELF_LIMBS))
-    mpjpe = 1000 * np.nanmean(np.concatenate(errors)) if errors else np.nan
-    return len(limbs), limbs.mean(0), mpjpe, matched / max(len(limbs), 1)
+    errors = np.array(errors).reshape(-1, len(SHELF14))
+    with np.errstate(invalid="ignore"):
+        mpjpe = 1000 * np.nanmean(errors) if errors.size else np.nan
+        mpjpe12 = 1000 * np.nanmean(errors[:, :12]) if errors.size else np.nan
+    return len(limbs), limbs.mean(0), mpjpe, mpjpe12, matched / max(len(limbs), 1)
 
 
 def evaluate_shelf(pred14, gt: list[list[ShelfPerson]],
@@ -163,7 +168,5 @@ def evaluate_shelf(pred14, gt: list[list[ShelfPerson]],
     if pred14.ndim != 4 or pred14.shape[2:] != (len(SHELF14), 3) or len(pred14) != len(gt):
         raise ValueError(f"pred14 must be (T={len(gt)}, N, 14, 3) for the {len(gt)} ground-truth "
                          f"frames; got {pred14.shape}")
-    rows = [_score_actor(pred14, gt, a) for a in actors]
-    return ShelfScores(tuple(actors), np.array([r[0] for r in rows]),
-                       np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
-                       np.array([r[3] for r in rows]))
+    rows = list(zip(*(_score_actor(pred14, gt, a) for a in actors)))
+    return ShelfScores(tuple(actors), *(np.array(r) for r in rows))

@@ -160,12 +160,14 @@ class TestEvaluateShelf:
                 pred[t, a.id] = a.points[:14]
         scores = evaluate_shelf(pred[:, ::-1], gt)  # slot order does not matter
         assert scores.pcp.tolist() == [100.0] * 3 and np.allclose(scores.mpjpe_mm, 0)
+        assert scores.pcp_limbs_only.tolist() == [100.0] * 3 and scores.matched.tolist() == [1.0] * 3
         assert scores.frames.tolist() == [279, 37, 161]
         pred[:, 1] = np.nan  # actor 2 never predicted, actor 1 now shifted by 0.4 m
         pred[:, 0] += [0.4, 0, 0]
         scores = evaluate_shelf(pred, gt)
         # actor 2 is matched to whoever is nearest (the protocol has no one-to-one constraint)
         assert scores.pcp[1] < 5 and scores.pcp[0] < 20 and scores.pcp[2] == 100.0
+        assert abs(scores.mpjpe_mm[0] - 400) < 1 and abs(scores.mpjpe12_mm[0] - 400) < 1
         nobody = evaluate_shelf(np.full((len(gt), 0, 14, 3), np.nan), gt)
         assert nobody.pcp.tolist() == [0.0] * 3 and nobody.matched.tolist() == [0.0] * 3
 
