@@ -13,6 +13,11 @@ normalised to [0, 1], score); then, for each of BODY_25's 26 part-affinity pairs
 joints (nothing when either count is 0). Pixels are ``x · (width - 1), y · (height - 1)``, as
 4D-association converts them.
 
+:func:`read_shelf_people` assembles each camera-frame's candidates into people by their part
+affinities (:mod:`epiflow.datasets.bottom_up`), with no ground truth: the input of
+``epiflow.calibration.people.triangulate_people``. :func:`shelf_person_keypoints` instead picks one
+person's candidates with the ground truth (tests and reference rows only).
+
 ``gt.txt``: a header ``15 <frames>``, then per frame the number of people and, per person, an id
 line and a 4 × 15 block (rows x, y, z, valid). The 15 joints are :data:`SHELF15`: Shelf's usual 14
 (epiflow's ``shelf14``) followed by the pelvis.
@@ -189,7 +194,8 @@ def _nearest(cands: np.ndarray, target: np.ndarray, gate: float) -> np.ndarray:
 def shelf_person_keypoints(root, person_id: int, max_distance_px: float = 50.0) -> Keypoints:
     """One person's BODY_25 keypoints in every camera, picked from the bottom-up candidates.
 
-    This uses the ground truth, so it is for tests and benchmarks only: per frame, camera and joint
+    This uses the ground truth, so it is for tests and reference rows only (people without it:
+    :func:`read_shelf_people`): per frame, camera and joint
     it keeps the candidate nearest to the projection of the person's ground-truth joint (or its
     stand-in, :data:`BODY25_FROM_SHELF15`), if within ``max_distance_px`` (twice that for stand-ins).
     Its score, clipped to [0, 1], is the confidence.
