@@ -179,10 +179,12 @@ def _gathered(det: np.ndarray, assignment: np.ndarray, n: int) -> np.ndarray:
     return kp
 
 
-def _view_reasons(rig, det, assignment, points, views, loose: float):
+def _view_reasons(rig, det, assignment, points, views, loose: float, shape_gate: float = 0.1):
     """(camera_reason (T, N, C) int8, offset (T, N, C) px): for each person's labelled frames,
     per camera, used / disagrees (assigned but out-voted on every joint, or an unassigned
-    detection within ``loose`` × the person's projected size of its projection) / not detected /
+    detection of the person's shape, its joints within ``shape_gate`` × the person's projected
+    size of the projection once shifted by their median offset, that offset within ``loose`` ×
+    the size: a camera off by a translation, not a ghost of another pose) / not detected /
     outside the image."""
     T, C, P = assignment.shape
     N = points.shape[1]
@@ -194,16 +196,20 @@ def _view_reasons(rig, det, assignment, points, views, loose: float):
     with _Quiet():
         size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (T, N, C)
     free = (assignment < 0) & (np.nan_to_num(det[..., 2]) > 0).any(-1)      # (T, C, P)
-    d = np.linalg.norm(proj[:, :, :, None] - det[:, None, :, :, :, :2], axis=-1)  # T,N,C,P,J
-    with np.errstate(invalid="ignore"), _Quiet():
-        offset = np.nanmedian(np.where(placed[:, :, :, None], d, np.nan), axis=-1)
-    offset = np.where(free[:, None], offset, np.inf)
-    nearest = np.nan_to_num(offset.min(-1), nan=np.inf)                      # (T, N, C)
+    diff = det[:, None, :, :, :, :2] - proj[:, :, :, None]                  # (T, N, C, P, J, 2)
+    diff = np.where(placed[:, :, :, None, :, None], diff, np.nan)
+    with _Quiet():
+        shift = np.nanmedian(diff, axis=-2)                                  # (T, N, C, P, 2)
+        shape = np.nanmedian(np.linalg.norm(diff - shift[..., None, :], axis=-1), axis=-1)
+    offset = np.linalg.norm(shift, axis=-1)
+    alike = free[:, None] & (shape <= shape_gate * size[..., None]) & \
+        (offset <= loose * size[..., None])
+    nearest = np.where(alike, offset, np.inf).min(-1)                        # (T, N, C)
     assigned = (assignment[:, None] == np.arange(N)[None, :, None, None]).any(-1)  # (T, N, C)
     used = views.any(-1)
     reason = np.full((T, N, C), int(ViewReason.NOT_DETECTED), np.int8)
     reason[~in_image] = ViewReason.OUTSIDE_IMAGE
-    near = ~assigned & (nearest <= loose * size)
+    near = ~assigned & np.isfinite(nearest)
     reason[near | (assigned & ~used)] = ViewReason.DISAGREES
     reason[used] = ViewReason.USED
     reason[~labelled] = ViewReason.NO_LABEL
