@@ -34,6 +34,7 @@ import torch
 
 from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.multiview import Observations, normal_equation_matrix
+from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.calibration.robust import consensus
 from epiflow.skeleton import get_joint_set
 
@@ -118,27 +119,10 @@ def detection_sizes(det: np.ndarray, min_confidence: float) -> tuple[np.ndarray,
     with fewer than two valid joints) of detections (..., J, 3)."""
     valid = np.isfinite(det[..., :2]).all(-1) & (np.nan_to_num(det[..., 2]) > min_confidence)
     xy = np.where(valid[..., None], det[..., :2], np.nan)
-    with np.errstate(invalid="ignore"), _quiet():
+    with quiet_nan_warnings():
         span = np.nanmax(xy, axis=-2) - np.nanmin(xy, axis=-2)
     size = np.linalg.norm(span, axis=-1)
     return valid, np.where(valid.sum(-1) >= 2, size, np.nan)
-
-
-class _quiet:
-    """Silences numpy's all-NaN-slice warnings (an empty slot is all NaN by contract)."""
-
-    def __enter__(self):
-        import warnings
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
-
-
-def _skew(t: np.ndarray) -> np.ndarray:
-    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
 
 
 def _pair_cost(E, xa, xb, va, vb, fa, fb, sa, sb, cap, min_common):
@@ -181,7 +165,7 @@ def epipolar_costs(rig: CameraRig, det: np.ndarray, joint_set: str, *, min_confi
     for a in range(C):
         for b in range(a + 1, C):
             R, t = rig.relative_pose(a, b)
-            E = _skew(t / max(np.linalg.norm(t), 1e-12)) @ R
+            E = np.cross(t[:, None] / max(np.linalg.norm(t), 1e-12), R, axis=0)   # [t]x R
             args = (x[:, a], valid[:, a], f[a], f[b], size[:, a], size[:, b], cap, min_common)
             c = np.minimum(
                 _pair_cost(E, args[0], x[:, b], args[1], valid[:, b], *args[2:]),
@@ -272,9 +256,9 @@ def _view_errors(rig, points, det_cm, size_cm, valid_cm, flip):
     for perm in (slice(None), flip):
         e = np.linalg.norm(proj - det_cm[..., perm, :2], axis=-1)
         e = np.where(placed & valid_cm[..., perm], e, np.nan)
-        with _quiet():
+        with quiet_nan_warnings():
             errs.append(np.nanmedian(e, axis=-1))
-    with _quiet():
+    with quiet_nan_warnings():
         return np.fmin(*errs) / size_cm
 
 
@@ -375,7 +359,7 @@ def _merge_close(group, points, merge_m: float):
     T, G = points.shape[:2]
     if G < 2:
         return group, points
-    with _quiet():
+    with quiet_nan_warnings():
         d = np.nanmean(np.linalg.norm(points[:, :, None] - points[:, None], axis=-1), axis=-1)
     cams = (group[..., None] == np.arange(G)).any(2)                        # (T, C, G)
     overlap = np.einsum("tca,tcb->tab", cams, cams) > 0
@@ -385,7 +369,7 @@ def _merge_close(group, points, merge_m: float):
         in_a, in_b = (group[t] == a).any(1), (group[t] == b).any(1)
         if in_a.any() and in_b.any() and not (in_a & in_b).any():
             group[t][group[t] == b] = a
-            with _quiet():
+            with quiet_nan_warnings():
                 points[t, a] = np.nanmean(np.stack([points[t, a], points[t, b]]), 0)
             points[t, b] = np.nan
     return group, points
@@ -411,7 +395,7 @@ def _attach(rig, det, group, points, ok, valid, size, flip, view_gate: float):
         for perm in (slice(None), flip):
             e = np.linalg.norm(proj[c, t] - d[:, None, perm, :2], axis=-1)  # (n, G, J)
             e = np.where(placed[t] & valid[t, c, p][:, None, perm], e, np.nan)
-            with _quiet():
+            with quiet_nan_warnings():
                 errs.append(np.nanmedian(e, axis=-1))
         err = np.fmin(*errs) / size[t, c, p][:, None]
         err = np.where(has_cam[t, c], np.inf, np.nan_to_num(err, nan=np.inf))

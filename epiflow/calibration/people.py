@@ -25,6 +25,7 @@ import numpy as np
 
 from epiflow.calibration.association import DetectionReason, associate, check_detections
 from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.calibration.tracking import link_tracks
 from epiflow.calibration.triangulation import (TriangulationOptions, camera_shares,
                                                dropped_camera_warnings, triangulate_sequence)
@@ -193,12 +194,12 @@ def _view_reasons(rig, det, assignment, points, views, loose: float, shape_gate:
     placed = np.isfinite(points).all(-1)[:, :, None]                         # (T, N, 1, J)
     in_image = _in_image(rig, points)                                        # (T, N, C)
     xy = np.where(placed[..., None], proj, np.nan)
-    with _Quiet():
+    with quiet_nan_warnings():
         size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (T, N, C)
     free = (assignment < 0) & (np.nan_to_num(det[..., 2]) > 0).any(-1)      # (T, C, P)
     diff = det[:, None, :, :, :, :2] - proj[:, :, :, None]                  # (T, N, C, P, J, 2)
     diff = np.where(placed[:, :, :, None, :, None], diff, np.nan)
-    with _Quiet():
+    with quiet_nan_warnings():
         shift = np.nanmedian(diff, axis=-2)                                  # (T, N, C, P, 2)
         shape = np.nanmedian(np.linalg.norm(diff - shift[..., None, :], axis=-1), axis=-1)
     offset = np.linalg.norm(shift, axis=-1)
@@ -214,17 +215,6 @@ def _view_reasons(rig, det, assignment, points, views, loose: float, shape_gate:
     reason[used] = ViewReason.USED
     reason[~labelled] = ViewReason.NO_LABEL
     return reason, np.where(near & (reason == ViewReason.DISAGREES), nearest, np.nan)
-
-
-class _Quiet:
-    def __enter__(self):
-        import warnings
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
 
 
 def _camera_summary(reason, names, ids):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import Motion, load_packaged_clip
 from epiflow.datasets.synthetic import Corruption, make_rig, synthesize
@@ -150,7 +151,7 @@ def _occluded(rig: CameraRig, truth: np.ndarray, clean: np.ndarray, rng) -> np.n
     """(T, N, C, J) bool: joints hidden behind a nearer person (module docstring)."""
     T, N = truth.shape[:2]
     depth = np.einsum("cj,tnj->tnc", rig.R[:, 2], truth[:, :, 0]) + rig.t[None, None, :, 2]
-    with _silent():
+    with quiet_nan_warnings():
         lo, hi = np.nanmin(clean, axis=3), np.nanmax(clean, axis=3)       # (T, N, C, 2)
     pad = 0.1 * (hi - lo)
     lo, hi = lo + pad, hi - pad
@@ -271,24 +272,13 @@ def _frame_matches(points3d: np.ndarray, truth: np.ndarray, gate_m: float) -> np
     T, M = truth.shape[:2]
     out = np.full((T, M), -1)
     for t in range(T):
-        with np.errstate(invalid="ignore"), _silent():
+        with quiet_nan_warnings():
             d = np.nanmean(np.linalg.norm(points3d[t][:, None] - truth[t][None], axis=-1), -1)
         d = np.where(np.isfinite(d), d, 1e6)
         r, c = linear_sum_assignment(d)
         keep = d[r, c] <= gate_m
         out[t, c[keep]] = r[keep]
     return out
-
-
-class _silent:
-    def __enter__(self):
-        import warnings
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
 
 
 def score_people(crowd: Crowd, points3d: np.ndarray, assignment: np.ndarray,
