@@ -27,7 +27,11 @@ over the 14 joints of matches within 500 mm, and MPJPE12 over their 12 limb join
 neck and head top left out). MPJPE and MPJPE12 are the mean of the three actors'.
 
 Speed: frames per second of association + triangulation of all 5 cameras, one torch thread, best
-of ``--repeats``; the assembly (parsing the files excluded) is timed on its own. A second table
+of ``--repeats``; the assembly (parsing the files excluded) is timed on its own, in milliseconds
+per camera-frame. Times are the process's CPU time (``time.process_time``), which with one thread
+is the time on one core, and which other work on a shared machine does not inflate as much as
+wall time (measured here at load 4-6 on 2 cores: wall-clock frames/s varied from 92 to 173 between
+runs, CPU-time frames/s from 121 to 155). A second table
 gives the 2D assembly's quality: the share of ground-truth actors in a camera's view that an
 assembled person matches within 25 px (median over the 12 limb joints, at least 6 found), beside
 the same share for the nearest candidate of each joint (what any grouping could reach).
@@ -63,11 +67,12 @@ _LIMB_JOINTS = [BODY25.index(n) for n in ("RAnkle", "RKnee", "RHip", "LHip", "LK
 
 
 def _best_time(fn, repeats: int):
+    """(best CPU seconds of this process, last result) over ``repeats`` calls (docstring: Speed)."""
     best, out = float("inf"), None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best, out
 
 
@@ -90,9 +95,9 @@ def reference(root: Path, rig, gt):
     """(points3d (T, 4, 25, 3), seconds): the ground-truth-picked people, triangulated."""
     ids = sorted({p.id for frame in gt for p in frame})
     keypoints = [shelf_person_keypoints(root, i) for i in ids]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     points = [triangulate_sequence(rig, kp, "body25", fill_gaps=FILL_GAPS).points for kp in keypoints]
-    return np.stack(points, 1), time.perf_counter() - t0
+    return np.stack(points, 1), time.process_time() - t0
 
 
 def _row(name: str, scores, fps: str, assembly: str) -> str:
