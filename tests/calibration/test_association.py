@@ -91,3 +91,19 @@ def test_an_empty_camera_frame_gives_no_group(crowd):
     assert (a.group[:, 0] == -1).all()
     assert (a.reason[:, 0] == DetectionReason.EMPTY).all()
     assert (a.group[:, 1:][crowd.slot_person[:, 1:] >= 0] >= 0).mean() >= 0.97
+
+
+def test_a_phantom_seen_by_two_cameras_of_five_is_removed():
+    # a consistent pose in cameras 0 and 1 only (two ghosts agreeing), 1.5 m from person 0, in
+    # front of the other three cameras, which see nothing there
+    crowd = make_crowd(CrowdOptions(n_people=3, n_cameras=5, n_frames=30, ghost_rate=0.0),
+                       seed=4)
+    det = _with_ghost(crowd, camera=0, frames=range(30))
+    extra = _with_ghost(crowd, camera=1, frames=range(30))
+    det[:, 1, -1] = extra[:, 1, -1]
+    res = triangulate_people(crowd.rig, det, crowd.joint_set)
+    assert (res.assignment[:, :2, -1] == -1).all()
+    assert (res.detection_reason[:, :2, -1] == DetectionReason.UNSUPPORTED).mean() > 0.9
+    assert len(res.person_ids) == 3
+    kept = triangulate_people(crowd.rig, det, crowd.joint_set, min_support=0)
+    assert len(kept.person_ids) == 4                 # without the check it is a fourth person
