@@ -60,7 +60,8 @@ from epiflow.skeleton import BODY25  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EPIFLOW_DATA", REPO.parent / "shared" / "data"))
 FILL_GAPS = 5
-PUBLISHED = {"MVPose (paper)": (98.8, 94.1, 97.8, 96.9), "VoxelPose (paper)": (99.3, 94.1, 97.6, 97.0)}
+PUBLISHED = {"MVPose (paper)": (98.8, 94.1, 97.8, 96.9),
+             "VoxelPose (paper)": (99.3, 94.1, 97.6, 97.0)}
 _LIMB_JOINTS = [BODY25.index(n) for n in ("RAnkle", "RKnee", "RHip", "LHip", "LKnee", "LAnkle",
                                           "RWrist", "RElbow", "RShoulder", "LShoulder", "LElbow",
                                           "LWrist")]
@@ -78,8 +79,8 @@ def _best_time(fn, repeats: int):
 
 def _assemble(root: Path, rig, repeats: int):
     """(T, C, P, 25, 3) people per camera-frame, and the assembly's seconds (parsing excluded)."""
-    parse, _ = _best_time(lambda: [read_shelf_detections(root / "detection" / f"{c.name}.txt", c.size)
-                                   for c in rig], 1)
+    files = [(root / "detection" / f"{c.name}.txt", c.size) for c in rig]
+    parse, _ = _best_time(lambda: [read_shelf_detections(f, size) for f, size in files], 1)
     total, people = _best_time(lambda: read_shelf_people(root), repeats)
     return people, max(total - parse, 0.0)
 
@@ -96,7 +97,8 @@ def reference(root: Path, rig, gt):
     ids = sorted({p.id for frame in gt for p in frame})
     keypoints = [shelf_person_keypoints(root, i) for i in ids]
     t0 = time.process_time()
-    points = [triangulate_sequence(rig, kp, "body25", fill_gaps=FILL_GAPS).points for kp in keypoints]
+    points = [triangulate_sequence(rig, kp, "body25", fill_gaps=FILL_GAPS).points
+              for kp in keypoints]
     return np.stack(points, 1), time.process_time() - t0
 
 
@@ -110,7 +112,8 @@ def _row(name: str, scores, fps: str, assembly: str) -> str:
 def _print_table(rows: list[str]) -> None:
     print(f"{'':<34} {'PCP A1':>6} {'A2':>6} {'A3':>6} {'average':>7} {'limbs8':>7} "
           f"{'MPJPE':>7} {'MPJPE12':>7} {'frames/s':>9} {'assembly':>12}")
-    print(f"{'':<34} {'%':>6} {'%':>6} {'%':>6} {'%':>7} {'%':>7} {'mm':>7} {'mm':>7} {'1 core':>9} {'ms/cam-frame':>12}")
+    print(f"{'':<34} {'%':>6} {'%':>6} {'%':>6} {'%':>7} {'%':>7} {'mm':>7} {'mm':>7} "
+          f"{'1 core':>9} {'ms/cam-frame':>12}")
     print("\n".join(rows))
 
 
@@ -135,13 +138,16 @@ def assembly_quality(root: Path, rig, gt, people: np.ndarray) -> None:
     ours_px, nearest_px = [], []
     for t, c, uv in _actors_in_view(rig, gt):
         d = np.linalg.norm(people[t, c][:, _LIMB_JOINTS, :2] - uv, axis=-1)
-        ours_px.append(min((np.nanmedian(r) for r in d if np.isfinite(r).sum() >= 6), default=np.inf))
+        ours_px.append(min((np.nanmedian(r) for r in d if np.isfinite(r).sum() >= 6),
+                           default=np.inf))
         near = [np.linalg.norm(dets[c][t].joints[j][:, :2] - uv[k], axis=1).min()
                 if len(dets[c][t].joints[j]) else np.inf for k, j in enumerate(_LIMB_JOINTS)]
         nearest_px.append(np.median(near))
     ours_px, nearest_px = np.array(ours_px), np.array(nearest_px)
-    print(f"\n2D assembly, {len(ours_px)} actor-views in camera: share within 25 px / 50 px, median px")
-    for name, px in (("assembled people (ours)", ours_px), ("nearest candidate per joint", nearest_px)):
+    print(f"\n2D assembly, {len(ours_px)} actor-views in camera: share within 25 px / 50 px, "
+          f"median px")
+    for name, px in (("assembled people (ours)", ours_px),
+                     ("nearest candidate per joint", nearest_px)):
         print(f"  {name:<30} {100 * np.mean(px < 25):5.1f} % {100 * np.mean(px < 50):5.1f} % "
               f"{np.median(px):6.1f}")
 
@@ -170,12 +176,14 @@ def main() -> None:
     if "reference" not in skip:
         points, seconds = reference(root, rig, gt)
         scores = evaluate_shelf(shelf14_from_body25(points), gt)
-        rows.append(_row("GT-picked people (cheat, reference)", scores, f"{n_frames / seconds:.0f}*", "-"))
+        rows.append(_row("GT-picked people (cheat, reference)", scores,
+                         f"{n_frames / seconds:.0f}*", "-"))
         details.append(("GT-picked reference", scores))
     for name, (a1, a2, a3, avg) in PUBLISHED.items():
-        rows.append(f"{name:<34} {a1:6.1f} {a2:6.1f} {a3:6.1f} {avg:7.1f} {'-':>7} {'-':>7} {'-':>7} {'-':>9} {'-':>12}")
+        rows.append(f"{name:<34} {a1:6.1f} {a2:6.1f} {a3:6.1f} {avg:7.1f} "
+                    + " ".join(f"{'-':>{w}}" for w in (7, 7, 7, 9, 12)))
     _print_table(rows)
-    print("* per-person triangulate_sequence over the 4 ground-truth people, association not needed")
+    print("* per-person triangulate_sequence over the 4 ground-truth people, no association")
     for name, scores in details:
         _per_limb(name, scores)
     if "quality" not in skip:

@@ -256,7 +256,8 @@ def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
 
     Args:
         root: the Shelf folder (calibration.json, detection/<camera>.txt).
-        joint_set: ``"body25"`` (as detected) or ``"h36m17"`` (:func:`~epiflow.skeleton.map_to_h36m`).
+        joint_set: ``"body25"`` (as detected) or ``"h36m17"``
+            (:func:`~epiflow.skeleton.map_to_h36m`).
         min_paf, min_joints: passed to ``assemble_people``.
 
     Returns:

@@ -69,7 +69,8 @@ def shelf14_from_body25(points) -> np.ndarray:
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim < 2 or points.shape[-2:] != (len(BODY25), 3):
-        raise ValueError(f"points must be (..., {len(BODY25)}, 3) BODY_25 metres; got {points.shape}")
+        raise ValueError(f"points must be (..., {len(BODY25)}, 3) BODY_25 metres; "
+                         f"got {points.shape}")
     out = np.empty(points.shape[:-2] + (len(SHELF14), 3))
     out[..., :12, :] = points[..., _LIMB_JOINTS, :]
     nose, centre = points[..., _B["Nose"], :], _head_centre(points)

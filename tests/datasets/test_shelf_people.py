@@ -12,7 +12,8 @@ import pytest
 
 from epiflow.calibration.formats_shelf import load_shelf_calibration
 from epiflow.datasets.bottom_up import assemble_people
-from epiflow.datasets.shelf import PAF_PAIRS, read_shelf_detections, read_shelf_gt, read_shelf_people
+from epiflow.datasets.shelf import (PAF_PAIRS, read_shelf_detections, read_shelf_gt,
+                                    read_shelf_people)
 from epiflow.models.metrics import pcp
 from epiflow.models.shelf_eval import (SHELF_LIMBS, evaluate_shelf, shelf14_from_body25)
 from epiflow.skeleton import BODY25
@@ -23,7 +24,7 @@ _LIMB_JOINTS = [BODY25.index(n) for n in ("RAnkle", "RKnee", "RHip", "LHip", "LK
 
 
 def _chain_frame():
-    """Two people on a 3-joint chain 0-1-2; candidates listed in an order unrelated to the people."""
+    """Two people on a 3-joint chain 0-1-2; candidates listed in an order unrelated to people."""
     joints = [np.array([[10., 0, .9], [50., 0, .8]]),          # person A at x≈10, B at x≈50
               np.array([[51., 10, .9], [11., 10, .9]]),
               np.array([[12., 20, .7], [52., 20, .9], [90., 90, .2]])]  # a stray third candidate
@@ -98,8 +99,9 @@ class TestShelfAssembly:
 
 def _write_empty_shelf(root, counts):
     """A Shelf folder whose cameras' files hold ``counts`` frames in which nobody is detected."""
-    cams = {str(c): {"K": [500, 0, 320, 0, 500, 240, 0, 0, 1], "RT": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 5],
-                     "imgSize": [640, 480]} for c in range(len(counts))}
+    camera = {"K": [500, 0, 320, 0, 500, 240, 0, 0, 1], "imgSize": [640, 480],
+              "RT": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 5]}
+    cams = {str(c): camera for c in range(len(counts))}
     (root / "detection").mkdir(parents=True)
     (root / "calibration.json").write_text(json.dumps(cams))
     for c, n in enumerate(counts):
@@ -109,7 +111,8 @@ def _write_empty_shelf(root, counts):
 class TestReadShelfPeople:
     def test_different_frame_counts_are_named(self, tmp_path):
         _write_empty_shelf(tmp_path, [3, 3, 2, 3, 3])
-        with pytest.raises(ValueError, match=r"different frame counts \(0.txt: 3, 1.txt: 3, 2.txt: 2"):
+        with pytest.raises(ValueError,
+                           match=r"different frame counts \(0.txt: 3, 1.txt: 3, 2.txt: 2"):
             read_shelf_people(tmp_path)
 
     def test_nobody_detected(self, tmp_path):
@@ -125,7 +128,8 @@ class TestReadShelfPeople:
 
 def _pose(rng):
     """(14, 3) a standing Shelf-like skeleton with noise, metres, Z up."""
-    base = np.array([[.1, 0, .1], [.1, 0, .5], [.1, 0, .9], [-.1, 0, .9], [-.1, 0, .5], [-.1, 0, .1],
+    base = np.array([[.1, 0, .1], [.1, 0, .5], [.1, 0, .9], [-.1, 0, .9], [-.1, 0, .5],
+                     [-.1, 0, .1],
                      [.35, 0, .9], [.3, 0, 1.15], [.2, 0, 1.4], [-.2, 0, 1.4], [-.3, 0, 1.15],
                      [-.35, 0, .9], [0, 0, 1.5], [0, 0, 1.75]])
     return base + rng.normal(0, .01, base.shape)
@@ -160,7 +164,8 @@ class TestEvaluateShelf:
                 pred[t, a.id] = a.points[:14]
         scores = evaluate_shelf(pred[:, ::-1], gt)  # slot order does not matter
         assert scores.pcp.tolist() == [100.0] * 3 and np.allclose(scores.mpjpe_mm, 0)
-        assert scores.pcp_limbs_only.tolist() == [100.0] * 3 and scores.matched.tolist() == [1.0] * 3
+        assert scores.pcp_limbs_only.tolist() == [100.0] * 3
+        assert scores.matched.tolist() == [1.0] * 3
         assert scores.frames.tolist() == [279, 37, 161]
         pred[:, 1] = np.nan  # actor 2 never predicted, actor 1 now shifted by 0.4 m
         pred[:, 0] += [0.4, 0, 0]
