@@ -268,6 +268,8 @@ def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
     Raises:
         ValueError: the cameras' files hold different frame counts (each file and count named).
     """
+    if joint_set not in ("body25", "h36m17"):
+        raise ValueError(f"joint_set must be 'body25' or 'h36m17'; got {joint_set!r}")
     root = Path(root)
     rig = load_shelf_calibration(root / "calibration.json")
     paths = [root / "detection" / f"{cam.name}.txt" for cam in rig]
@@ -281,8 +283,4 @@ def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
         for t, people in enumerate(frames):
             out[t, c, :len(people)] = people
     out[..., 2] = np.clip(out[..., 2], 0.0, 1.0)  # heatmap peaks reach 1.04 now and then
-    if joint_set == "body25":
-        return out
-    if joint_set == "h36m17":
-        return map_to_h36m(out, "body25", confidence=True)
-    raise ValueError(f"joint_set must be 'body25' or 'h36m17'; got {joint_set!r}")
+    return out if joint_set == "body25" else map_to_h36m(out, "body25", confidence=True)

@@ -118,6 +118,9 @@ class TestReadShelfPeople:
     def test_nobody_detected(self, tmp_path):
         _write_empty_shelf(tmp_path, [3, 3])
         assert read_shelf_people(tmp_path).shape == (3, 2, 0, 25, 3)
+        assert read_shelf_people(tmp_path, "h36m17").shape == (3, 2, 0, 17, 3)
+        with pytest.raises(ValueError, match="joint_set must be 'body25' or 'h36m17'; got 'coco17'"):
+            read_shelf_people(tmp_path, "coco17")
 
     def test_missing_file_is_named(self, tmp_path):
         _write_empty_shelf(tmp_path, [2, 2])
