@@ -14,7 +14,7 @@ from typing import Literal
 
 from torch import nn
 
-from epiflow.config import ConfigError, apply_overrides, load_config
+from epiflow.config import ConfigError, apply_overrides, check_limits, limits, load_config
 from epiflow.models.image_model import EpipolarImageModel, ImageModelConfig
 from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransformerLifter,
                                     TransformerConfig)
@@ -120,24 +120,29 @@ class TrainConfig:
     (``ray_use_gpu``: one GPU each; ``ray_address``: an existing cluster, empty = local).
     """
 
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    epochs: int = field(default=20, metadata=limits(ge=1))
+    batch_size: int = field(default=256, metadata=limits(ge=1))
+    lr: float = field(default=1e-3, metadata=limits(gt=0))
+    weight_decay: float = field(default=1e-4, metadata=limits(ge=0))
     scheduler: Literal["cosine", "exponential", "none"] = "cosine"
-    lr_min_ratio: float = 0.01
-    grad_clip: float = 1.0
+    lr_min_ratio: float = field(default=0.01, metadata=limits(ge=0, le=1))
+    grad_clip: float = field(default=1.0, metadata=limits(ge=0))
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     compile: bool = False
-    num_workers: int = 0
-    threads: int = 0
-    max_steps: int = 0
+    num_workers: int = field(default=0, metadata=limits(ge=0))
+    threads: int = field(default=0, metadata=limits(ge=0))
+    max_steps: int = field(default=0, metadata=limits(ge=0))
     progress: bool = True
-    ray_workers: int = 0
+    ray_workers: int = field(default=0, metadata=limits(ge=0))
     ray_use_gpu: bool = False
     ray_address: str = ""
+
+    def __post_init__(self):
+        # recipes and overrides are checked by from_dict under their keys; this also covers a
+        # TrainConfig built in code (the demo's), before a run folder is made
+        check_limits(self, "train")
 
 
 @dataclass(frozen=True)

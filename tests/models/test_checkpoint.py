@@ -135,3 +135,28 @@ def test_a_malicious_pickle_never_runs(tmp_path):
     assert not marker.exists()
     assert main(["evaluate", str(tmp_path / "evil.pt"), "--store", str(tmp_path)]) == 2
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", ["override", "file", "code"])
+@pytest.mark.parametrize("key, value, expected", [
+    ("epochs", 0, "expected a number >= 1, got 0"),
+    ("batch_size", 0, "expected a number >= 1, got 0"),
+    ("lr", -1e-3, "expected a number > 0, got -0.001")])
+def test_training_numbers_are_checked_before_anything_is_written(tmp_path, capsys, how, key,
+                                                                  value, expected):
+    """``train.epochs=0`` exited 0 with an untrained checkpoint, ``batch_size=0`` got torch's
+    message after the run folder was made: TrainConfig's limits refuse both at load, from the
+    recipe, an override or code alike, naming the key."""
+    from epiflow.config import ConfigError
+    from epiflow.models.config import TrainConfig
+    if how == "code":
+        with pytest.raises(ConfigError, match=rf"'train\.{key}': {expected}"):
+            TrainConfig(**{key: value})
+        return
+    recipe = tmp_path / "recipe.toml"
+    lines = [line for line in RECIPE.splitlines() if not line.startswith(f"{key} =")]
+    recipe.write_text("\n".join(lines + ([f"{key} = {value}"] if how == "file" else [])) + "\n")
+    extra = [f"train.{key}={value}"] if how == "override" else []
+    err = _refused(["train", str(recipe), "--out", str(tmp_path / "run"), *extra], capsys)
+    assert f"'train.{key}': {expected}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.toml"]
