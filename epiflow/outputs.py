@@ -4,6 +4,8 @@ file untouched (never a half-written one under the final name).
 
 Two pieces, used by every command in :mod:`epiflow.cli` and by the writers they call:
 
+- :func:`check_file_outputs`, called before any work is done, refuses a file output that names
+  an existing folder (or a folder output that names an existing file);
 - :func:`check_outputs_not_inputs`, called before any work is done, compares the real paths
   (symlinks resolved, hard links seen by inode) of the outputs and the inputs, and refuses an
   output that is an input, lies inside an input folder (``export S.zarr --out S.zarr/x.trc``) or
@@ -23,8 +25,8 @@ import secrets
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-__all__ = ["OutputError", "check_outputs_not_inputs", "atomic_path", "atomic_open",
-           "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["OutputError", "check_outputs_not_inputs", "check_file_outputs", "atomic_path",
+           "atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
 PathLike = "str | os.PathLike[str]"
 
@@ -88,6 +90,31 @@ def check_outputs_not_inputs(outputs: Mapping[str, object | None],
                     f"writing it would {clash[1]}; give a path outside the inputs")
 
 
+def check_file_outputs(outputs: Mapping[str, object | None], example: str,
+                       folders: Mapping[str, object | None] | None = None) -> None:
+    """Refuse, before any work, a file output that is an existing folder and a folder output that
+    is an existing file (a rename cannot replace either).
+
+    Args:
+        outputs: ``{argument name: path}`` of the files the command writes; None values and URLs
+            are skipped.
+        example: a file name the command would write, for the message
+            (``"--out X is a folder; give a file path such as X/poses.npz"``).
+        folders: ``{argument name: path}`` of the folders the command writes into.
+
+    Raises:
+        OutputError naming the argument and the path.
+    """
+    for name, out in outputs.items():
+        if out and not _is_url(out) and Path(out).is_dir():
+            raise OutputError(f"{name} {os.fspath(out)} is a folder; give a file path such as "
+                              f"{Path(out) / example}")
+    for name, out in (folders or {}).items():
+        if out and not _is_url(out) and Path(out).exists() and not Path(out).is_dir():
+            raise OutputError(f"{name} {os.fspath(out)} is a file, not a folder; give a new "
+                              f"folder (or one this command wrote before)")
+
+
 def _temp_name(path: Path, keep_suffix: bool) -> Path:
     """A fresh hidden name in ``path``'s folder: ``.name.<token>.tmp`` (or ``...tmp.npz``)."""
     token = secrets.token_hex(4)
@@ -117,6 +144,9 @@ def atomic_path(path, keep_suffix: bool = True) -> Iterator[Path]:
         ...     np.savez(tmp, points3d=points)
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; cannot write a file in its place: give a file "
+                          f"path such as {path / ('output' + path.suffix)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path, keep_suffix)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name

@@ -168,6 +168,31 @@ def test_cli_arguments():
     assert args.quick and args.out == "x" and args.num_cpus == 2 and args.videos is None
 
 
+@pytest.mark.parametrize("option, value, expected", [
+    ("--epochs", "0", "an integer >= 1, got '0'"), ("--num-cpus", "-1", "an integer >= 0")])
+def test_numbers_are_checked_when_parsed(tmp_path, capsys, option, value, expected):
+    """``--epochs 0`` ran the whole demo and exited 0 with a report of an untrained model."""
+    from epiflow.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--quick", "--quiet", "--out", str(tmp_path / "D"), option, value])
+    assert exit_.value.code == 2 and not (tmp_path / "D").exists()
+    assert f"argument {option}: expected {expected}" in capsys.readouterr().err
+
+
+def test_a_calibration_of_random_bytes_is_refused_before_any_work(tmp_path, capsys):
+    """``--intrinsics`` of random bytes failed after 45 s of pipeline, exit 1, ``D/`` written;
+    now it is read first: exit 2, the file named, nothing written."""
+    from epiflow.cli import main
+    (tmp_path / "vids").mkdir()
+    cams = tmp_path / "cams.toml"
+    cams.write_bytes(np.random.default_rng(5).bytes(300))
+    for flag in ("--intrinsics", "--reference-cameras"):
+        assert main(["demo", "--videos", str(tmp_path / "vids"), flag, str(cams), "--out",
+                     str(tmp_path / "D"), "--quick", "--quiet"]) == 2
+        assert f"{cams} is not a text file" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.toml", "vids"]
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_quick_demo_end_to_end(tmp_path):

@@ -209,6 +209,8 @@ class TestCli:
         s.write_rig(rig, method="synthetic")
         s.write_labels(labels, np.full((8, 17), 0.5), np.zeros((8, 17)))
         s.write_gt3d(labels + 0.01, frame="world")
+        for stage in ("calibrate", "triangulate"):  # as the pipeline does after writing
+            s.set_status(stage, "done")
         out = tmp_path / "walk.json"
         assert main(["export", str(tmp_path / "s.zarr"), "--out", str(out)]) == 0
         back = ex.read_json(out)
@@ -221,3 +223,71 @@ class TestCli:
         assert main(["export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "c.toml")]) == 0
         cams = load_toml(tmp_path / "c.toml")
         assert cams.names == rig.names and np.allclose(cams.R, rig.R, atol=1e-12)
+
+
+def _store_with(tmp_path, good: tuple[str, ...], failed: tuple[str, ...]):
+    """A store whose ``good`` sessions have cameras and labels and whose ``failed`` ones failed
+    at calibrate, as ``epiflow run`` leaves them."""
+    from epiflow.store import PoseStore
+    rig = make_rig(3, seed=4)
+    store = PoseStore.open(tmp_path / "s.zarr", mode="a")
+    for name in good:
+        s = store.create_session(name, n_frames=6, camera_names=rig.names, joint_set="h36m17",
+                                 image_size=rig.sizes, fps=25.0, chunk_frames=3)
+        s.write_rig(rig, method="synthetic")
+        s.write_labels(np.ones((6, 17, 3)), np.full((6, 17), 0.5), np.zeros((6, 17)))
+        for stage in ("calibrate", "triangulate"):
+            s.set_status(stage, "done")
+    for name in failed:
+        store.record_failure(name, "calibrate", "too few frames to calibrate")
+    return tmp_path / "s.zarr"
+
+
+class TestFailedSessions:
+    """A failed session has no labels: exporting it is refused with the session, its failed
+    stage and reason, and what to do (was: exit 0 and a TRC of NaN labels)."""
+
+    def test_the_only_session_failed(self, tmp_path, capsys):
+        store = _store_with(tmp_path, (), ("broken",))
+        for extra in ([], ["--session", "broken"]):
+            assert main(["export", str(store), "--out", str(tmp_path / "p.trc"), *extra]) == 2
+            err = capsys.readouterr().err
+            assert ("session 'broken'" in err and "failed at its calibrate stage (too few frames "
+                    "to calibrate)" in err and f"epiflow inspect {store}" in err
+                    and "re-run `epiflow run`" in err), err
+        assert main(["export", str(store), "--out", str(tmp_path / "c.toml")]) == 2
+        assert "no cameras to export" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+    def test_the_good_session_is_exported_and_the_failed_one_named(self, tmp_path, capsys):
+        store = _store_with(tmp_path, ("walk",), ("broken",))
+        assert main(["export", str(store), "--out", str(tmp_path / "p.npz")]) == 0
+        out, err = capsys.readouterr()
+        assert "6 frames x 17 joints" in out and np.allclose(
+            ex.load_poses_npz(tmp_path / "p.npz").points, 1.0)
+        assert "warning" in err and "skipped: session 'broken'" in err and "calibrate" in err
+
+    def test_two_good_sessions_still_need_a_choice(self, tmp_path, capsys):
+        store = _store_with(tmp_path, ("a", "b"), ("broken",))
+        assert main(["export", str(store), "--out", str(tmp_path / "p.npz")]) == 2
+        err = capsys.readouterr().err
+        assert "2 sessions with pseudo3d to export (a, b) of 3" in err and "--session" in err
+        assert "session 'broken'" in err
+
+
+class TestBadSources:
+    @pytest.mark.parametrize("name", ["r.npz", "r.trc", "r.csv", "r.json"])
+    def test_random_bytes_name_the_file(self, name, tmp_path, capsys):
+        src = tmp_path / name
+        src.write_bytes(np.random.default_rng(3).bytes(600))
+        assert main(["export", str(src), "--out", str(tmp_path / "p.trc")]) == 2
+        err = capsys.readouterr().err
+        assert str(src) in err and ("not an npz file" in err or "is not a text file" in err)
+        assert "pickled" not in err and "codec" not in err and not (tmp_path / "p.trc").exists()
+
+    def test_fps_must_be_positive(self, poses, tmp_path, capsys):
+        src = ex.save_poses_npz(poses, tmp_path / "p.npz")
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", str(src), "--out", str(tmp_path / "p.trc"), "--fps", "0"])
+        assert exit_.value.code == 2 and not (tmp_path / "p.trc").exists()
+        assert "argument --fps: expected a number > 0, got '0'" in capsys.readouterr().err

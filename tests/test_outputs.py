@@ -165,3 +165,55 @@ class TestCommandsNeverWriteOverTheirInputs:
         _refused(["evaluate", str(ckpt), "--store", str(tmp_path / "S.zarr"), "--out",
                   str(ckpt)], capsys, "--out", "CHECKPOINT")
         assert kp.read_bytes() == before and ckpt.read_bytes() == b"weights"
+
+
+class TestOutputThatIsAFolder:
+    """An --out naming an existing folder is refused before any work (exit 2, the argument and
+    an example file path named), instead of the atomic rename's IsADirectoryError traceback."""
+
+    def test_check_file_outputs(self, tmp_path):
+        (tmp_path / "outdir").mkdir()
+        with pytest.raises(O.OutputError) as err:
+            O.check_file_outputs({"--out": tmp_path / "outdir"}, "poses.npz")
+        assert str(err.value) == (f"--out {tmp_path / 'outdir'} is a folder; give a file path "
+                                  f"such as {tmp_path / 'outdir' / 'poses.npz'}")
+        (tmp_path / "notes.txt").write_text("mine")
+        with pytest.raises(O.OutputError, match=r"--out .*notes\.txt is a file, not a folder"):
+            O.check_file_outputs({}, "", folders={"--out": tmp_path / "notes.txt"})
+        O.check_file_outputs({"--out": tmp_path / "new.npz", "unset": None}, "poses.npz",
+                             folders={"--out": tmp_path / "outdir"})  # both fine
+
+    def test_atomic_writer_refuses_a_folder(self, tmp_path):
+        (tmp_path / "p.npz").mkdir()
+        with pytest.raises(O.OutputError, match="is a folder"):
+            O.atomic_write_bytes(tmp_path / "p.npz", b"x")
+        assert _files(tmp_path) == ["p.npz"] and not any((tmp_path / "p.npz").iterdir())
+
+    def test_triangulate(self, capture, capsys, tmp_path):
+        out = tmp_path / "outdir"
+        out.mkdir()
+        _refused(["triangulate", "--keypoints", str(capture / "kp.npz"), "--cameras",
+                  str(capture / "cameras.toml"), "--out", str(out)], capsys,
+                 f"--out {out} is a folder; give a file path such as {out / 'poses.npz'}")
+        assert _files(tmp_path) == ["outdir"] and not any(out.iterdir())
+
+    @pytest.mark.parametrize("argv, example", [
+        (["calibrate", "--keypoints", "kp.npz", "--out", "OUT"], "cameras.toml"),
+        (["export", "poses.npz", "--out", "OUT", "--format", "trc"], "poses.trc"),
+        (["evaluate", "ckpt.pt", "--store", "S.zarr", "--out", "OUT"], "metrics.json"),
+        (["predict", "ckpt.pt", "--keypoints", "kp.npz", "--camera", "cam_01", "--out", "OUT",
+          "--no-plot"], "pred.npz")])
+    def test_other_commands(self, argv, example, capsys, tmp_path):
+        out = tmp_path / "outdir"
+        out.mkdir()
+        argv = [str(out) if a == "OUT" else a for a in argv]
+        _refused(argv, capsys, f"--out {out} is a folder; give a file path such as "
+                               f"{out / example}")
+        assert not any(out.iterdir())
+
+    def test_demo_out_that_is_a_file(self, capsys, tmp_path):
+        notes = tmp_path / "notes.txt"
+        notes.write_text("my notes\n")
+        _refused(["demo", "--quick", "--out", str(notes)], capsys,
+                 f"--out {notes} is a file, not a folder")
+        assert notes.read_text() == "my notes\n" and _files(tmp_path) == ["notes.txt"]

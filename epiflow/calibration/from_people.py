@@ -163,21 +163,23 @@ def guess_intrinsics(names: list[str], sizes: np.ndarray, focal_guess: float = 1
     return CameraRig(cams)
 
 
-def fit_sizes(rig: CameraRig, sizes: np.ndarray) -> tuple[CameraRig, list[str]]:
+def fit_sizes(rig: CameraRig, sizes: np.ndarray, where: str = "the calibration"
+              ) -> tuple[CameraRig, list[str]]:
     """Cameras made to fit the 2D keypoints' image sizes ``sizes`` (C, 2) (w, h) pixels (0 =
-    unknown, kept), and a warning per camera whose size differed; see :func:`_fit_size`."""
+    unknown, kept), and a warning per camera whose size differed; see :func:`_fit_size`.
+    ``where`` names the rig's file in the error for a size that cannot be fitted."""
     sizes = np.asarray(sizes).reshape(-1, 2)
     if len(sizes) != len(rig):  # no sizes known (OpenPose JSON without --image-size)
         return rig, []
     out, warnings = [], []
     for cam, size in zip(rig, sizes):
-        cam, warning = _fit_size(cam, size)
+        cam, warning = _fit_size(cam, size, where)
         out.append(cam)
         warnings += [warning] if warning else []
     return CameraRig(out), warnings
 
 
-def _fit_size(cam: Camera, size) -> tuple[Camera, str | None]:
+def _fit_size(cam: Camera, size, where: str = "the calibration") -> tuple[Camera, str | None]:
     """One camera's intrinsics for images of ``size`` (w, h).
 
     A size that differs by at most 16 pixels per side is a codec's crop of padding (H.264 codes
@@ -203,9 +205,10 @@ def _fit_size(cam: Camera, size) -> tuple[Camera, str | None]:
             f"{cam.name}: the calibration is for {cw}x{ch} images, the keypoints' are {w}x{h}: "
             f"taken as the same view resized, K scaled by {sx:.4f}; if these images were cropped, "
             f"give a calibration made at {w}x{h}")
-    raise CalibrationError(f"{cam.name}: intrinsics are for {cw}x{ch} images but the keypoints "
-                           f"are from {w}x{h} images (neither a crop of padding nor a resize); "
-                           f"give intrinsics measured at the videos' resolution")
+    raise CalibrationError(f"{where}: camera {cam.name}: intrinsics are for {cw}x{ch} images but "
+                           f"the keypoints are from {w}x{h} images (neither a crop of padding nor "
+                           f"a resize); give the calibration of these videos, measured at "
+                           f"{w}x{h}")
 
 
 def _subsample(T: int, max_frames: int) -> np.ndarray:
@@ -216,7 +219,8 @@ def _subsample(T: int, max_frames: int) -> np.ndarray:
 
 def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = None,
                           subject_height: float | None = None,
-                          config: CalibrationConfig = CalibrationConfig()) -> CalibrationResult:
+                          config: CalibrationConfig = CalibrationConfig(),
+                          intrinsics_source: str = "intrinsics") -> CalibrationResult:
     """Calibrate synchronized cameras from the person they all see.
 
     Args:
@@ -227,6 +231,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
         subject_height: the person's height, metres, for the scale; None = body proportions
             with ``config.default_height``.
         config: :class:`CalibrationConfig`.
+        intrinsics_source: what ``intrinsics`` came from (its file), named in errors about it.
 
     Returns:
         :class:`CalibrationResult`: metric cameras, world Z up, floor z = 0.
@@ -241,7 +246,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     names = list(keypoints.camera_names)
     warnings: list[str] = []
     if intrinsics is not None:
-        intrinsics, w = match_rig(intrinsics, names, "intrinsics", by_order=True)
+        intrinsics, w = match_rig(intrinsics, names, intrinsics_source, by_order=True)
         warnings += w
     sizes = image_sizes(keypoints, intrinsics)
     warnings += check_keypoints(keypoints, sizes, config)
@@ -254,7 +259,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     if intrinsics is None:
         rig0, refine = guess_intrinsics(names, sizes, config.focal_guess), config.refine_unknown
     else:
-        rig0, w = fit_sizes(intrinsics, sizes)
+        rig0, w = fit_sizes(intrinsics, sizes, intrinsics_source)
         warnings += w
         refine = config.refine_known
     perm = get_joint_set(keypoints.joint_set).flip_permutation

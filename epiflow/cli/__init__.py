@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Callable
 
 from epiflow import __version__
 
@@ -20,6 +21,36 @@ COMMANDS = [
     "predict",
     "demo",
 ]
+
+
+def _number(text: str, kind: type, what: str):
+    """``text`` as ``kind`` (int or float), or argparse's error saying what was expected."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and value != value:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _ranged(kind: type, what: str, ok: Callable) -> Callable[[str], int | float]:
+    def parse(text: str):
+        value = _number(text, kind, what)
+        if not ok(value) or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what  # argparse names the type by it in "invalid ... value" messages
+    return parse
+
+
+#: argparse ``type=`` functions for numeric options, checked when the command line is parsed
+#: (exit 2, the message names the option: "argument --fps: expected a number > 0, got '0'").
+fraction = _ranged(float, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
+positive_float = _ranged(float, "a number > 0", lambda v: v > 0)
+non_negative_float = _ranged(float, "a number >= 0", lambda v: v >= 0)
+positive_int = _ranged(int, "an integer >= 1", lambda v: v >= 1)
+non_negative_int = _ranged(int, "an integer >= 0", lambda v: v >= 0)
 
 
 def print_warnings(command: str, warnings, where: str = "") -> list[str]:

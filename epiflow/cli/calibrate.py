@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.outputs import atomic_write_text, check_outputs_not_inputs
+from epiflow.cli import positive_float, positive_int
+from epiflow.outputs import atomic_write_text, check_file_outputs, check_outputs_not_inputs
 
 __all__ = ["register", "run", "report_path"]
 
@@ -44,14 +45,14 @@ def register(subparsers) -> None:
     p.add_argument("--intrinsics", metavar="FILE",
                    help="known intrinsics (camera TOML or another calibration file); default: "
                         "estimate focal lengths")
-    p.add_argument("--subject-height", type=float, default=None, metavar="METRES",
+    p.add_argument("--subject-height", type=positive_float, default=None, metavar="METRES",
                    help="the person's height, for the metric scale (default: body proportions "
                         "of a 1.70 m adult)")
     p.add_argument("--method", choices=("pooled", "per_frame"), default="pooled",
                    help="pooled (default) or per_frame, the EpipolarPose baseline")
     p.add_argument("--joint-set", default=None,
                    help="joint set of the keypoints when the files cannot tell (body25/body25b)")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+    p.add_argument("--image-size", type=positive_int, nargs=2, default=None, metavar=("W", "H"),
                    help="image size of OpenPose keypoints when no --intrinsics give it")
     p.add_argument("--config", metavar="TOML", default=None,
                    help="a TOML file of CalibrationConfig options")
@@ -107,15 +108,18 @@ def run(args) -> int:
     from epiflow.calibration.from_people import calibrate_from_people
     from epiflow.cli import print_warnings
 
+    outputs = {"--out": args.out, "the report beside --out": report_path(Path(args.out)),
+               "--save-keypoints": args.save_keypoints}
+    check_file_outputs(outputs, "cameras.toml")
     check_outputs_not_inputs(
-        {"--out": args.out, "the report beside --out": report_path(Path(args.out)),
-         "--save-keypoints": args.save_keypoints},
+        outputs,
         {"--videos": args.videos, "--keypoints": args.keypoints, "--intrinsics": args.intrinsics,
          "--config": args.config})
     config = _config(args)
     intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
     kp = _keypoints(args)
-    result = calibrate_from_people(kp, intrinsics, args.subject_height, config)
+    result = calibrate_from_people(kp, intrinsics, args.subject_height, config,
+                                   intrinsics_source=args.intrinsics or "intrinsics")
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})

@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from epiflow.outputs import check_outputs_not_inputs
+from epiflow.cli import non_negative_int, positive_int
+from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
 __all__ = ["register", "run"]
 
@@ -29,8 +30,10 @@ def register(subparsers) -> None:
                    help="a calibration to compare the cameras from people with (videos)")
     p.add_argument("--intrinsics", metavar="FILE",
                    help="a calibration whose intrinsics (K, distortion) are known (videos)")
-    p.add_argument("--epochs", type=int, default=60, help="training epochs (default: %(default)s)")
-    p.add_argument("--num-cpus", type=int, default=0, help="CPUs for Ray (default: all)")
+    p.add_argument("--epochs", type=positive_int, default=60,
+                   help="training epochs (default: %(default)s)")
+    p.add_argument("--num-cpus", type=non_negative_int, default=0,
+                   help="CPUs for Ray (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="a small, fast run (two short clips, three epochs): checks the set-up")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,11 +43,16 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from epiflow.demo import DemoConfig, DemoError, run_demo
     out = Path(args.out)
+    check_file_outputs({}, "", folders={"--out": args.out})
     check_outputs_not_inputs(
         {f"--out (its {name})": out / name for name in ("store.zarr", "run_report.json", "train",
                                                     "report")},
         {"--videos": args.videos, "--reference-cameras": args.reference_cameras,
          "--intrinsics": args.intrinsics})
+    from epiflow.calibration.formats import load_rig
+    for flag in ("intrinsics", "reference_cameras"):  # read and checked before minutes of work
+        if getattr(args, flag):
+            load_rig(getattr(args, flag))
     cfg = DemoConfig(out=args.out, videos=args.videos or "",
                      reference_cameras=args.reference_cameras or "",
                      intrinsics=args.intrinsics or "", epochs=args.epochs,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from epiflow.outputs import check_outputs_not_inputs
+from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
 __all__ = ["register", "run"]
 
@@ -44,6 +44,7 @@ def _sessions(args):
 def run(args) -> int:
     from epiflow.models.checkpoint import check_input, load_checkpoint
     from epiflow.models.evaluate import evaluate_checkpoint, write_json
+    check_file_outputs({"--out": args.out}, "metrics.json")
     check_outputs_not_inputs({"--out": args.out}, {"CHECKPOINT": args.checkpoint,
                                                    "--store": args.store, "--config": args.config})
     checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any data loads

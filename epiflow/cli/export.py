@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from epiflow import export as ex
-from epiflow.outputs import check_outputs_not_inputs
+from epiflow.cli import positive_float
+from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
 POSE_READERS = {".npz": ex.load_poses_npz, ".trc": ex.read_trc, ".csv": ex.read_csv,
                 ".json": ex.read_json}
@@ -36,7 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--layout", choices=("long", "wide"), default="long", help="CSV layout")
     p.add_argument("--z-up", action="store_true",
                    help="TRC: keep epiflow's Z-up world instead of OpenSim's Y up")
-    p.add_argument("--fps", type=float, help="frame rate, when the source does not carry one")
+    p.add_argument("--fps", type=positive_float,
+                   help="frame rate, when the source does not carry one")
     p.set_defaults(func=run)
 
 
@@ -52,16 +54,42 @@ def _is_pose_file(source: str) -> bool:
     return Path(source).suffix.lower() in POSE_READERS and Path(source).is_file()
 
 
-def _session(source: str, name: str | None):
+def unexportable(session, what: str, source: str) -> str | None:
+    """Why ``session`` has no ``what`` to export (``pseudo3d`` needs its triangulate stage done,
+    ``toml`` its calibrate stage; ``gt3d`` is checked when read), or None when it has."""
+    stage = {"pseudo3d": "triangulate", "toml": "calibrate"}.get(what)
+    if stage is None or session.status.get(stage) == "done":
+        return None
+    failure = session.failure
+    cause = (f"failed at its {failure['stage']} stage ({failure['reason']})" if failure else
+             f"has its {stage} stage {session.status.get(stage)!r} (an interrupted run)")
+    return (f"session {session.id!r} of {source!r} {cause}, so it has no "
+            f"{'cameras' if what == 'toml' else 'pseudo-labels'} to export; see `epiflow inspect "
+            f"{source}`, fix the cause and re-run `epiflow run` on the store")
+
+
+def _session(source: str, name: str | None, what: str):
+    """The store session to export ``what`` from: ``name``, else the only one that has it
+    (sessions without it are skipped with a warning); refused, saying why, when it has none."""
+    from epiflow.cli import print_warnings
     from epiflow.store import PoseStore
     store = PoseStore.open(source, mode="r")
-    if name is None:
-        ids = store.session_ids()
-        if len(ids) != 1:
-            raise ValueError(f"store {source!r} holds {len(ids)} sessions "
-                             f"({', '.join(ids) or 'none'}); choose one with --session")
-        name = ids[0]
-    return store.session(name)
+    if name is not None:
+        session = store.session(name)
+        if why := unexportable(session, what, source):
+            raise ValueError(why)
+        return session
+    sessions = [store.session(i) for i in store.session_ids()]
+    good = [s for s in sessions if not unexportable(s, what, source)]
+    skipped = [why for s in sessions if (why := unexportable(s, what, source))]
+    if len(good) == 1:
+        print_warnings("export", [f"skipped: {why}" for why in skipped], source)
+        return good[0]
+    if not good and len(sessions) == 1:
+        raise ValueError(skipped[0])
+    raise ValueError(f"store {source!r} holds {len(good)} sessions with {what} to export "
+                     f"({', '.join(s.id for s in good) or 'none'}) of {len(sessions)}; choose one "
+                     f"with --session" + "".join(f"; {why}" for why in skipped))
 
 
 def poses_from_session(session, array: str = "pseudo3d", fps: float | None = None) -> ex.Poses3D:
@@ -78,6 +106,7 @@ def poses_from_session(session, array: str = "pseudo3d", fps: float | None = Non
 
 def run(args) -> int:
     fmt = _format(args)
+    check_file_outputs({"--out": args.out}, "cameras.toml" if fmt == "toml" else f"poses.{fmt}")
     check_outputs_not_inputs({"--out": args.out}, {"the source": args.source})
     if _is_pose_file(args.source):
         if fmt == "toml":
@@ -91,7 +120,7 @@ def run(args) -> int:
         if not Path(args.source).exists() and "://" not in args.source:
             raise FileNotFoundError(f"{args.source!r} is neither a poses file "
                                     f"({', '.join(POSE_READERS)}) nor a store folder")
-        session = _session(args.source, args.session)
+        session = _session(args.source, args.session, "toml" if fmt == "toml" else args.array)
         if fmt == "toml":
             from epiflow.calibration.formats import save_toml
             save_toml(session.rig, args.out)

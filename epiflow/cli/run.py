@@ -15,6 +15,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from epiflow.cli import non_negative_float, positive_int
 from epiflow.config import apply_overrides
 from epiflow.outputs import check_outputs_not_inputs
 
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     src.add_argument("--frames", metavar="DIR", help="folder of per-camera image folders")
     src.add_argument("--keypoints", metavar="PATH",
                      help="2D keypoints: a keypoints .npz or a folder of OpenPose JSON folders")
-    src.add_argument("--synthetic", type=int, metavar="N",
+    src.add_argument("--synthetic", type=positive_int, metavar="N",
                      help="N synthetic sessions of CMU motion (keypoints, true cameras, gt3d)")
     src.add_argument("--cameras", metavar="FILE", help="calibration file for the session")
     src.add_argument("--board", metavar="DIR",
@@ -40,12 +41,12 @@ def register(subparsers) -> None:
     src.add_argument("--session", metavar="NAME", help="session id (default: the folder's name)")
     p.add_argument("--out", metavar="STORE", help="the store: a folder or an fsspec URL")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set detect.chunk_frames=25")
     p.add_argument("--overwrite", action="store_true",
                    help="redo this run's sessions even when the store has them complete")
-    p.add_argument("--wait-lease", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--wait-lease", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="when another run is writing the store, wait up to this long for it "
                         "(default: refuse at once)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -122,8 +123,6 @@ def run(args) -> int:
     cfg = config_from_args(args)
     check_outputs_not_inputs({"the store (--out)": cfg.out,
                               "the report": report_url(cfg.out, cfg.report)}, _inputs(args, cfg))
-    if args.wait_lease < 0:
-        raise ValueError(f"--wait-lease must be >= 0 seconds; got {args.wait_lease}")
     report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite,
                           lease_wait_s=args.wait_lease)
     print(report.table())

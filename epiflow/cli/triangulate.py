@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from epiflow.outputs import atomic_open, check_outputs_not_inputs
+from epiflow.cli import fraction, non_negative_int, positive_float
+from epiflow.outputs import atomic_open, check_file_outputs, check_outputs_not_inputs
 
 __all__ = ["register", "run", "write_poses"]
 
@@ -41,17 +42,17 @@ def register(subparsers) -> None:
                    help="use every view (no consensus, gating or swap test)")
     p.add_argument("--refine", action="store_true",
                    help="refine each point on the pixel error with distortion (LM)")
-    p.add_argument("--gate-px", type=float, default=20.0,
+    p.add_argument("--gate-px", type=positive_float, default=20.0,
                    help="reprojection error above which a view disagrees (default: %(default)s)")
-    p.add_argument("--min-confidence", type=float, default=0.0,
+    p.add_argument("--min-confidence", type=fraction, default=0.0,
                    help="keypoints at or below this confidence are ignored (default: %(default)s)")
     p.add_argument("--swap", choices=("flip", "drop", "off"), default="flip",
                    help="what to do with a camera-frame whose left/right labels are mirrored")
     p.add_argument("--smooth", choices=("none", "butterworth", "one_euro"), default="none",
                    help="temporal smoothing (needs the frame rate: --fps or the keypoints')")
-    p.add_argument("--cutoff-hz", type=float, default=6.0, help="smoothing cut-off, Hz")
-    p.add_argument("--fps", type=float, default=None, help="frames per second")
-    p.add_argument("--fill-gaps", type=int, default=0, metavar="N",
+    p.add_argument("--cutoff-hz", type=positive_float, default=6.0, help="smoothing cut-off, Hz")
+    p.add_argument("--fps", type=positive_float, default=None, help="frames per second")
+    p.add_argument("--fill-gaps", type=non_negative_int, default=0, metavar="N",
                    help="interpolate gaps of at most N frames (default: none)")
     p.set_defaults(func=run)
 
@@ -79,12 +80,13 @@ def run(args) -> int:
     from epiflow.datasets.io import load_keypoints
     from epiflow.skeleton import get_joint_set
 
+    check_file_outputs({"--out": args.out}, "poses.npz")
     check_outputs_not_inputs({"--out": args.out},
                              {"--keypoints": args.keypoints, "--cameras": args.cameras})
     kp = load_keypoints(args.keypoints, joint_set=args.joint_set, min_cameras=2)
     rig, warnings = match_rig(load_rig(args.cameras), kp.camera_names, args.cameras,
                               by_order=True)
-    rig, sized = fit_sizes(rig, kp.image_size)
+    rig, sized = fit_sizes(rig, kp.image_size, args.cameras)
     warnings += sized
     smooth = None if args.smooth == "none" else args.smooth
     fps = args.fps if args.fps is not None else kp.fps

@@ -37,7 +37,7 @@ def given_rig(session: Session, session_cfg: SessionConfig) -> tuple[CameraRig, 
     if session_cfg.cameras:
         rig, warnings = match_rig(load_rig(session_cfg.cameras), session.camera_names,
                                   session_cfg.cameras, by_order=True)
-        rig, sized = fit_sizes(rig, session.image_size)
+        rig, sized = fit_sizes(rig, session.image_size, session_cfg.cameras)
         return rig, warnings + sized
     rig = session.gt_rig
     if rig is None:
@@ -82,9 +82,11 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
     from epiflow.calibration.from_people import calibrate_from_people
     intrinsics = _intrinsics(session, session_cfg, cfg.intrinsics) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)
+    source = session_cfg.cameras if cfg.intrinsics == "given" else cfg.intrinsics
     result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
-                                   config=cfg.people)
+                                   config=cfg.people,
+                                   intrinsics_source=source or "the board's intrinsics")
     return result.rig, method, dict(result.report)
 
 

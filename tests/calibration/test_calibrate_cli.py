@@ -113,8 +113,9 @@ def test_per_frame_and_intrinsics_matched_in_order(tmp_path, capture, capsys):
     assert "matched in order" in report["warnings"][0]
     # printed to stderr, one line, naming the input and saying what to do
     line = next(x for x in printed.splitlines() if "matched in order" in x)
-    assert line.startswith(f"epiflow calibrate: warning: {tmp_path / 'kp.npz'}: intrinsics "
-                           f"cameras ['cam_01'") and "rename the cameras" in line
+    assert line.startswith(f"epiflow calibrate: warning: {tmp_path / 'kp.npz'}: "
+                           f"{tmp_path / 'intrinsics.toml'} cameras ['cam_01'")
+    assert "rename the cameras" in line
     # the baseline, on the same keypoints: 39° off (median, measured; pooled: 0.11° at most)
     assert np.median(rig_errors(rig, capture.rig)["rotation_deg"]) > 10
 
@@ -160,6 +161,15 @@ class TestBadArguments:
         out = tmp_path / "c.toml"
         self._fails(["--keypoints", str(npz), "--out", str(out), "--subject-height", "178"],
                     capsys, "in centimetres? give 1.78", out=out)
+
+    @pytest.mark.parametrize("argv, expected", [
+        (["--subject-height", "0"], "argument --subject-height: expected a number > 0, got '0'"),
+        (["--image-size", "0", "0"], "argument --image-size: expected an integer >= 1, got '0'")])
+    def test_numbers_are_checked_when_parsed(self, tmp_path, npz, capsys, argv, expected):
+        with pytest.raises(SystemExit) as exit_:
+            main(["calibrate", "--keypoints", str(npz), "--out", str(tmp_path / "c.toml"), *argv])
+        assert exit_.value.code == 2 and expected in capsys.readouterr().err
+        assert not (tmp_path / "c.toml").exists()
 
     def test_argument_errors(self, tmp_path, npz, capsys):
         for argv in (["--keypoints", str(npz)],  # no --out

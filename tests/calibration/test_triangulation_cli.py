@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from epiflow.calibration.formats import save_toml
 from epiflow.cli import main
@@ -85,3 +86,22 @@ def test_warnings_are_printed_one_line_each(tmp_path, capsys):
     share = int(lines[1].split("used in only ")[1].split("%")[0])
     assert lines[1].startswith(prefix + "camera cam_03: used in only") and share < 30  # 15
     assert "check its calibration" in lines[1]
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--min-confidence", "1.5", "a fraction in [0, 1], got '1.5'"),
+    ("--min-confidence", "-0.1", "a fraction in [0, 1], got '-0.1'"),
+    ("--fps", "0", "a number > 0, got '0'"),
+    ("--cutoff-hz", "nan", "a number > 0, got 'nan'"),
+    ("--gate-px", "0", "a number > 0, got '0'"),
+    ("--fill-gaps", "-1", "an integer >= 0, got '-1'"),
+    ("--fill-gaps", "2.5", "an integer >= 0, got '2.5'")])
+def test_numbers_are_checked_when_parsed(tmp_path, capsys, option, value, expected):
+    """A number out of range is refused naming the option, before the keypoints are read (was:
+    --min-confidence 1.5 blamed kp.npz for "no joint was seen by two cameras")."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras",
+              str(tmp_path / "cameras.toml"), "--out", str(tmp_path / "p.npz"), option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}: expected {expected}" in err, err
+    assert "kp.npz" not in err and not any(tmp_path.iterdir())

@@ -152,3 +152,27 @@ def test_openpose_without_image_size_or_cameras(tmp_path, capsys):
             (root / f"{cam}_json" / f"{cam}.{t:04d}.json").write_text(json.dumps(doc))
     _refused(capsys, tmp_path, _run(tmp_path, "--keypoints", str(root)), root,
              ["image size of cameras ['cam01', 'cam02'] is unknown", "--cameras"])
+
+
+class TestNumbersAndConfigBytes:
+    """Numeric options are range-checked when the command line is parsed (argparse type
+    functions of :mod:`epiflow.cli`), and a config of random bytes is named as such: both before
+    Ray starts and before the store is created (was: Ray's own "Resource quantities must be
+    nonnegative" after S.zarr was made, and a utf-8 codec message without the file's name)."""
+
+    @pytest.mark.parametrize("option, value, words", [
+        ("--num-cpus", "-1", "an integer >= 1, got '-1'"),
+        ("--num-cpus", "0", "an integer >= 1, got '0'"),
+        ("--synthetic", "0", "an integer >= 1"),
+        ("--wait-lease", "-2", "a number >= 0, got '-2'")])
+    def test_numbers(self, tmp_path, capsys, option, value, words):
+        with pytest.raises(SystemExit) as exit_:
+            main(_run(tmp_path, "--synthetic", "1", option, value))
+        assert exit_.value.code == 2 and not (tmp_path / "out").exists()
+        assert f"argument {option}: expected {words}" in capsys.readouterr().err
+
+    def test_config_of_random_bytes(self, tmp_path, capsys):
+        config = tmp_path / "run.toml"
+        config.write_bytes(bytes(range(128, 256)) * 3)
+        _refused(capsys, tmp_path, ["run", str(config), "--quiet"], config,
+                 ["is not a text file (byte 0x80 at offset 0", "expected a TOML config file"])
