@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from epiflow.outputs import check_outputs_not_inputs
+from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
 __all__ = ["register", "run"]
 
@@ -36,8 +36,10 @@ def run(args) -> int:
     from epiflow.models.checkpoint import check_input, load_checkpoint
     from epiflow.models.predict import predict_npz, predict_video, save_prediction
     picture = None if args.no_plot else Path(args.out).with_suffix(".png")
+    outputs = {"--out": args.out, "the picture beside --out": picture}
+    check_file_outputs(outputs, "pred.npz")
     check_outputs_not_inputs(
-        {"--out": args.out, "the picture beside --out": picture},
+        outputs,
         {"CHECKPOINT": args.checkpoint, "--video": args.video, "--keypoints": args.keypoints,
          "--calibration": args.calibration})
     checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any work
@@ -48,6 +50,8 @@ def run(args) -> int:
         pred = predict_npz(checkpoint, args.keypoints, args.camera, args.calibration)
     else:
         pred = predict_video(checkpoint, args.video, args.calibration, args.camera)
+    from epiflow.cli import print_warnings
+    print_warnings("predict", pred.warnings, args.video or args.keypoints)
     npz, png = save_prediction(pred, args.out, plot=not args.no_plot)
     seen = int((pred.points3d == pred.points3d).all((1, 2)).sum())
     print(f"{seen}/{len(pred.points3d)} frames predicted ({pred.joint_set}, camera "

@@ -29,12 +29,14 @@ __all__ = ["Prediction", "default_camera", "lift_sequence", "predict_keypoints",
 @dataclass(frozen=True, eq=False)
 class Prediction:
     """A predicted sequence: ``points3d (T, J, 3)`` root-relative metres in ``camera``'s frame
-    (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None)."""
+    (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None), and ``warnings`` for
+    the user (a calibration made for a slightly different image size)."""
 
     points3d: np.ndarray
     joint_set: str
     camera: str
     fps: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def default_camera(name: str, size: tuple[int, int]) -> Camera:
@@ -120,11 +122,11 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     except CalibrationError as err:
         raise KeyError(f"{err}; pass --camera NAME") from None
     camera_name = kp.camera_names[c]
-    camera = (_calibrated_camera(calibration, camera_name) if calibration
-              else default_camera(camera_name, tuple(kp.image_size[c])))
+    camera, warnings = _camera(calibration, camera_name, tuple(kp.image_size[c]),
+                               f"--keypoints {npz_path}")
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
                                ckpt.config.data.joint_set)
-    return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps)
+    return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings))
 
 
 def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.ndarray:
@@ -144,6 +146,24 @@ def _calibrated_camera(calibration, name: str) -> Camera:
         raise KeyError(f"{err}; pass --camera NAME") from None
 
 
+def _camera(calibration, name: str, size: tuple[int, int], images: str
+            ) -> tuple[Camera, list[str]]:
+    """The camera that took ``images`` (named for errors) of ``size`` (w, h) pixels: ``name`` of
+    the calibration file fitted to that size by the rule every command uses
+    (:func:`~epiflow.calibration.from_people.fit_sizes`: a codec's crop of padding or a resize is
+    a warning, another size or aspect an error naming both sizes and both files), or the
+    :func:`default_camera` without a calibration; and the warnings."""
+    if not calibration:
+        return default_camera(name, size), []
+    from epiflow.calibration.from_people import fit_sizes
+    camera = _calibrated_camera(calibration, name)
+    try:
+        rig, warnings = fit_sizes(CameraRig([camera]), np.array([size]), str(calibration))
+    except CalibrationError as err:
+        raise CalibrationError(f"{images}: {err}") from None
+    return rig[0], warnings
+
+
 @torch.no_grad()
 def predict_video(checkpoint, video, calibration=None, camera_name: str | None = None,
                   detector=None) -> Prediction:
@@ -153,11 +173,11 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     model, ckpt = _model_for(checkpoint)
     info = video_info(video)
     name = camera_name or Path(video).stem
+    # the camera is checked (in the file, of the video's size) before minutes of detection
+    camera, warnings = _camera(calibration, name, info.size, f"--video {video}")
     frames = read_frames(video)
     detector = detector or MediaPipeDetector()
     kp = detector(frames)
-    camera = _calibrated_camera(calibration, name) if calibration else default_camera(name,
-                                                                                       info.size)
     js = ckpt.config.data.joint_set
     if model.input_kind == "keypoints":
         points = predict_keypoints(model, kp, detector.joint_set, camera, js)
@@ -167,7 +187,7 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
         points = np.concatenate([model(b.to(device)).float().cpu().numpy() for b in x.split(256)])
         points[~(crops.reshape(len(crops), -1).max(1) > 0)] = np.nan
-    return Prediction(points, js, name, info.fps)
+    return Prediction(points, js, name, info.fps, tuple(warnings))
 
 
 def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Path | None]:

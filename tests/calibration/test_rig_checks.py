@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from epiflow.calibration.camera import CalibrationError
+from epiflow.calibration.camera import CalibrationError, CameraRig
 from epiflow.calibration.formats import load_rig, load_toml, save_toml
 from epiflow.calibration.input_checks import check_rig
 from epiflow.cli import main
@@ -140,6 +140,16 @@ class TestEveryReader:
         with pytest.raises(CalibrationError, match=r"cameras\.toml: camera 'cam_01': translation"):
             load_toml(path)
 
+    @pytest.mark.parametrize("name", ["cameras.toml", "config.toml", "a.qca.txt",
+                                      "calibration.json"])
+    def test_random_bytes_name_the_file(self, name, tmp_path):
+        path = tmp_path / name
+        path.write_bytes(np.random.default_rng(1).bytes(500))
+        with pytest.raises(ValueError) as err:
+            load_rig(path)
+        assert str(err.value).startswith(f"{path} is not a text file (byte 0x")
+        assert "codec" not in str(err.value)
+
     def test_real_calibrations_pass(self, shared_data):
         for name in ("pose2sim_demo/calibration/Calib.qca.txt",
                      "pose2sim_demo/calibration/Calib_qualisys.toml", "shelf/calibration.json",
@@ -167,3 +177,90 @@ def test_predict_blames_the_calibration_not_the_camera_name(capture, tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and f"{path}: camera 'cam_01': matrix (K) focal fx is 0" in err, err
     assert "pass --camera" not in err and not out.exists()
+
+
+def test_triangulate_random_bytes_calibration(capture, tmp_path, capsys):
+    kp, _ = capture
+    save_npz(kp, tmp_path / "kp.npz")
+    cams = tmp_path / "cams.toml"
+    cams.write_bytes(np.random.default_rng(2).bytes(400))
+    out = tmp_path / "out.npz"
+    assert main(["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras", str(cams),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cams} is not a text file" in err and "codec" not in err and not out.exists()
+
+
+def test_a_calibration_of_other_image_sizes_is_blamed_by_file(capture, tmp_path, capsys):
+    """Another capture's calibration (portrait 1080x1920 images for the keypoints' 1920x1080):
+    triangulate and calibrate --intrinsics name the calibration file, not only the camera."""
+    kp, rig = capture
+    save_npz(kp, tmp_path / "kp.npz")
+    other = tmp_path / "other_lab.toml"
+    save_toml(type(rig)(c.replace(size=(1080, 1920)) for c in rig), other)
+    for argv in (["triangulate", "--keypoints", str(tmp_path / "kp.npz"), "--cameras",
+                  str(other), "--out", str(tmp_path / "p.npz")],
+                 ["calibrate", "--keypoints", str(tmp_path / "kp.npz"), "--intrinsics",
+                  str(other), "--out", str(tmp_path / "c.toml")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{other}: camera cam_01: intrinsics are for 1080x1920 images" in err, err
+        assert "1920x1080" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kp.npz", "other_lab.toml"]
+
+
+class TestPredictChecksTheCameraFirst:
+    """``predict --calibration``: the camera is looked up and its image size compared with the
+    video's or keypoints' by the rule every command uses, before detection (was: a missing camera
+    refused after 30 s of MediaPipe, and a 1920x1080 calibration used on a 1080x1920 video
+    without a word)."""
+
+    @pytest.fixture
+    def checkpoint(self, tmp_path):
+        from epiflow.models.checkpoint import save_checkpoint
+        from epiflow.models.config import ExperimentConfig, build_model
+        cfg = ExperimentConfig()
+        return save_checkpoint(tmp_path / "checkpoint.pt", build_model(cfg.model, 17), cfg)
+
+    @staticmethod
+    def _video(path, size):
+        import cv2
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
+        for i in range(3):
+            writer.write(np.full((size[1], size[0], 3), 40 * i, np.uint8))
+        writer.release()
+        return path
+
+    @staticmethod
+    def _never(frames):
+        raise AssertionError("the detector ran before the calibration was checked")
+
+    def test_video_camera_missing_or_of_another_size(self, capture, checkpoint, tmp_path):
+        from epiflow.models.predict import predict_video
+        _, rig = capture  # 1920x1080 cameras cam_01..cam_04
+        save_toml(rig, tmp_path / "lab.toml")
+        video = self._video(tmp_path / "cam_01.mp4", (64, 48))
+        with pytest.raises(KeyError, match=r"lab\.toml: no camera for \['cam_07'\]"):
+            predict_video(checkpoint, video, tmp_path / "lab.toml", "cam_07", detector=self._never)
+        with pytest.raises(CalibrationError) as err:
+            predict_video(checkpoint, video, tmp_path / "lab.toml", detector=self._never)
+        assert (f"--video {video}: {tmp_path / 'lab.toml'}: camera cam_01: intrinsics are for "
+                f"1920x1080 images but the keypoints are from 64x48 images") in str(err.value)
+
+    def test_keypoints_transposed_size_is_an_error_a_crop_a_warning(self, capture, checkpoint,
+                                                                     tmp_path, capsys):
+        kp, rig = capture
+        save_npz(kp, tmp_path / "kp.npz")
+        argv = ["predict", str(checkpoint), "--keypoints", str(tmp_path / "kp.npz"), "--camera",
+                "cam_02", "--calibration", str(tmp_path / "c.toml"), "--out",
+                str(tmp_path / "pred.npz"), "--no-plot"]
+        save_toml(CameraRig(c.replace(size=(1080, 1920)) for c in rig), tmp_path / "c.toml")
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "1080x1920" in err and "1920x1080" in err and "c.toml" in err and "kp.npz" in err
+        assert not (tmp_path / "pred.npz").exists()
+        save_toml(CameraRig(c.replace(size=(1920, 1088)) for c in rig), tmp_path / "c.toml")
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "epiflow predict: warning:" in err and "1920x1088" in err and "1920x1080" in err
+        assert (tmp_path / "pred.npz").exists()
