@@ -196,17 +196,19 @@ def _view_reasons(rig, det, assignment, points, views, loose: float, shape_gate:
     xy = np.where(placed[..., None], proj, np.nan)
     with quiet_nan_warnings():
         size = np.linalg.norm(np.nanmax(xy, -2) - np.nanmin(xy, -2), axis=-1)  # (T, N, C)
+    assigned = (assignment[:, None] == np.arange(N)[None, :, None, None]).any(-1)  # (T, N, C)
     free = (assignment < 0) & (np.nan_to_num(det[..., 2]) > 0).any(-1)      # (T, C, P)
-    diff = det[:, None, :, :, :, :2] - proj[:, :, :, None]                  # (T, N, C, P, J, 2)
-    diff = np.where(placed[:, :, :, None, :, None], diff, np.nan)
+    t, n, c = np.nonzero(labelled[..., None] & in_image & ~assigned & free.any(-1)[:, None])
+    diff = det[t, c, :, :, :2] - proj[t, n, c][:, None]                      # (K, P, J, 2)
+    diff = np.where(placed[t, n][..., None], diff, np.nan)                   # placed (K, 1, J)
     with quiet_nan_warnings():
-        shift = np.nanmedian(diff, axis=-2)                                  # (T, N, C, P, 2)
+        shift = np.nanmedian(diff, axis=-2)                                  # (K, P, 2)
         shape = np.nanmedian(np.linalg.norm(diff - shift[..., None, :], axis=-1), axis=-1)
     offset = np.linalg.norm(shift, axis=-1)
-    alike = free[:, None] & (shape <= shape_gate * size[..., None]) & \
-        (offset <= loose * size[..., None])
-    nearest = np.where(alike, offset, np.inf).min(-1)                        # (T, N, C)
-    assigned = (assignment[:, None] == np.arange(N)[None, :, None, None]).any(-1)  # (T, N, C)
+    alike = free[t, c] & (shape <= shape_gate * size[t, n, c, None]) & \
+        (offset <= loose * size[t, n, c, None])
+    nearest = np.full((T, N, C), np.inf)
+    nearest[t, n, c] = np.where(alike, offset, np.inf).min(-1, initial=np.inf)
     used = views.any(-1)
     reason = np.full((T, N, C), int(ViewReason.NOT_DETECTED), np.int8)
     reason[~in_image] = ViewReason.OUTSIDE_IMAGE
