@@ -112,7 +112,7 @@ class TestValuesReachTheFunctions:
         session, session_cfg = synthetic_session
         received = []
 
-        def calibrate(keypoints, intrinsics=None, subject_height=None, config=None):
+        def calibrate(keypoints, intrinsics=None, subject_height=None, config=None, **rest):
             received.append(config)
             raise RuntimeError("stop here")
         monkeypatch.setattr(from_people, "calibrate_from_people", calibrate)
