@@ -310,8 +310,9 @@ def score_people(crowd: Crowd, points3d: np.ndarray, assignment: np.ndarray,
             errs.append(e[np.isfinite(e)])
     err = np.concatenate(errs) if errs else np.zeros(0)
     real = crowd.slot_person >= 0
-    label = _majority(crowd.slot_person[real], assignment[real])
-    correct = (assignment[real] >= 0) & (label.get_map(assignment[real]) == crowd.slot_person[real])
+    true, got = crowd.slot_person[real], np.asarray(assignment)[real]
+    table = _majority(true, got)
+    correct = (got >= 0) & (np.array([table.get(int(r), -1) for r in got]) == true)
     return dict(found=float(((match >= 0) & findable).sum() / max(findable.sum(), 1)),
                 mpjpe_mm=float(1000 * err.mean()) if err.size else float("nan"),
                 swaps=swaps,
@@ -320,19 +321,13 @@ def score_people(crowd: Crowd, points3d: np.ndarray, assignment: np.ndarray,
                 assignment_accuracy=float(correct.mean()) if real.any() else float("nan"))
 
 
-@dataclass(frozen=True)
-class _majority:
-    """Each result person's true person: the one most of its detections belong to."""
-
-    true: np.ndarray
-    result: np.ndarray
-
-    def get_map(self, result: np.ndarray) -> np.ndarray:
-        table = {}
-        for r in np.unique(self.result[self.result >= 0]):
-            vals, counts = np.unique(self.true[self.result == r], return_counts=True)
-            table[int(r)] = int(vals[counts.argmax()])
-        return np.array([table.get(int(r), -1) for r in result])
+def _majority(true: np.ndarray, result: np.ndarray) -> dict[int, int]:
+    """Each result person's true person: the one most of its detections (n,) belong to."""
+    table = {}
+    for r in np.unique(result[result >= 0]):
+        vals, counts = np.unique(true[result == r], return_counts=True)
+        table[int(r)] = int(vals[counts.argmax()])
+    return table
 
 
 def naive_slot_order(det: np.ndarray) -> np.ndarray:
