@@ -198,9 +198,9 @@ def _greedy_groups(cost: np.ndarray, cams: np.ndarray, gate: float) -> list[list
 
 @dataclass(frozen=True)
 class _Gates:
-    gate: float
+    """The gates :func:`associate` passes down (documented there)."""
+
     view_gate: float
-    merge_m: float
     min_confidence: float
     gate_px: float
 
@@ -284,7 +284,7 @@ def associate(rig: CameraRig, detections, joint_set: str, *, gate: float = 0.06,
         :class:`Association`.
     """
     det = check_detections(rig, detections, joint_set)
-    g = _Gates(gate, view_gate, merge_m, min_confidence, gate_px)
+    g = _Gates(view_gate, min_confidence, gate_px)
     valid, size = detection_sizes(det, min_confidence)
     ok = valid.sum(-1) >= min_joints
     flip = get_joint_set(joint_set).flip_permutation

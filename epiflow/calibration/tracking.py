@@ -2,13 +2,13 @@
 
 :func:`link_tracks` takes the groups of :func:`~epiflow.calibration.association.associate` (one
 rough 3D pose per person and frame) and walks forward in time. Each live track predicts where its
-person is now with a constant velocity (of the centroid of its joints, from its last two
-positions); the tracks and the frame's groups are matched by the Hungarian algorithm on the mean
-distance of the joints both have, within a gate that widens with the frames a track has been
-unseen (``gate_m + gap_gate_m`` per frame missed). A group left over starts a track; a track
-unseen for more than ``max_gap`` frames ends. So an identity survives a person hidden for a few
-frames, and two people crossing keep theirs: near the crossing their poses still differ by more
-than their motion in a frame, and the velocity carries each on its way. Tracks shorter than
+person is now with a constant velocity (the median step of its joints, smoothed over frames);
+the tracks and the frame's groups are matched by the Hungarian algorithm on the median distance
+of the joints both have (:func:`pose_distances`), within a gate that widens with the frames a
+track has been unseen (``gate_m`` + ``gap_gate_m`` per frame missed). A group left over starts a
+track; a track unseen for more than ``max_gap`` frames ends. So an identity survives a person
+hidden for a few frames, and two people crossing keep theirs even when each moves farther in a
+frame than the gap between them: the velocity carries each on its way. Tracks shorter than
 ``min_length`` frames are dropped (two ghosts that happened to agree for an instant).
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def link_tracks(points3d, *, gate_m: float = 0.35, gap_gate_m: float = 0.05, max
     Args:
         points3d: (T, G, J, 3) metres, world frame: each frame's groups (a group with no placed
             joint is absent).
-        gate_m: the largest mean joint distance, metres, between a track's prediction and a group
+        gate_m: the largest median joint distance, metres, between a track's prediction and a group
             of the next frame; ``gap_gate_m`` more for each frame the track went unseen.
         max_gap: a track unseen for more frames than this ends.
         min_length: tracks with fewer frames are dropped (their groups get -1).
