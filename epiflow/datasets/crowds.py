@@ -1,4 +1,4 @@
-"""Synthetic crowds: several people of real CMU motion seen by a virtual rig, detections unassociated.
+"""Synthetic crowds: several people of real CMU motion seen by a virtual rig, detections unmatched.
 
 :func:`make_crowd` builds what a multi-person 2D detector gives a multi-view system, with the truth:
 
