@@ -1,4 +1,4 @@
-"""Synthetic crowds (epiflow.datasets.crowds): what the generator promises, checked on its output.
+"""Synthetic crowds (epiflow.datasets.crowds): what the generator promises, on its output."""
 from __future__ import annotations
 
 import numpy as np
