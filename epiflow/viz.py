@@ -29,9 +29,9 @@ from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
-           "plot_reprojections", "plot_reprojection_errors", "plot_skeletons_3d",
-           "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error", "save_png",
-           "camera_to_display", "plot_prediction"]
+           "plot_reprojections", "plot_people_reprojections", "plot_reprojection_errors",
+           "plot_skeletons_3d", "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error",
+           "save_png", "camera_to_display", "plot_prediction"]
 
 CAMERA_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                  "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -272,6 +272,68 @@ def plot_reprojections(observed: np.ndarray, reprojected: np.ndarray | None,
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def plot_people_reprojections(observed: np.ndarray, reprojected: np.ndarray,
+                              image_sizes: np.ndarray, camera_names: Sequence[str],
+                              person_ids: Sequence[int], joint_set: str = "h36m17",
+                              images: Sequence[np.ndarray] | None = None,
+                              title: str | None = None) -> Figure:
+    """One frame in every camera, several people: each person's 2D (solid, dots) and its 3D
+    reprojected (dashed, crosses) in the person's own colour, its id written at its head.
+
+    Args:
+        observed: (C, N, J, 2|3) pixels, each person's detection in each camera (a confidence
+            channel is ignored); NaN = not seen.
+        reprojected: (C, N, J, 2) pixels, each person's 3D projected into each camera; NaN = none.
+        image_sizes: (C, 2) (width, height) pixels. camera_names: C panel titles.
+        person_ids: N ids, in the order of axis N (colour i goes to the i-th person).
+        joint_set: both arrays' joint set. images: optional C (H, W, 3) uint8 RGB underneath.
+
+    Returns:
+        The figure: a panel per camera, whole image, image coordinates (y down).
+    """
+    obs = np.asarray(observed, np.float64)[..., :2]
+    rep = np.asarray(reprojected, np.float64)[..., :2]
+    sizes = np.asarray(image_sizes).reshape(-1, 2)
+    C, N = len(camera_names), len(person_ids)
+    if obs.shape[:2] != (C, N) or rep.shape != obs.shape or sizes.shape[0] != C:
+        raise ValueError(f"observed and reprojected must be (C={C}, N={N}, J, 2) and image_sizes "
+                         f"(C, 2); got {obs.shape}, {rep.shape} and {sizes.shape}")
+    bones = get_joint_set(joint_set).bones
+    w, h = sizes.max(0)
+    fig = Figure(figsize=(3.2 * C, 3.2 * C * h / w / C + 1.0), dpi=100)
+    for c in range(C):
+        ax = fig.add_subplot(1, C, c + 1)
+        if images is not None:
+            ax.imshow(images[c], extent=(0, images[c].shape[1], images[c].shape[0], 0))
+        else:
+            ax.add_patch(_frame_patch(*sizes[c]))
+        for n, pid in enumerate(person_ids):
+            _draw_person_2d(ax, obs[c, n], rep[c, n], bones, _color(n), int(pid))
+        ax.set_xlim(0, sizes[c][0])
+        ax.set_ylim(sizes[c][1], 0)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+        ax.set_title(camera_names[c], fontsize=9)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(2 * N, 1), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def _draw_person_2d(ax, obs: np.ndarray, rep: np.ndarray, bones, color: str, pid: int) -> None:
+    """One person in one panel: 2D, reprojected 3D, and its id above its highest point."""
+    _draw_2d(ax, obs, bones, color, "o", "-", f"person {pid}: 2D")
+    _draw_2d(ax, rep, bones, color, "x", "--", f"person {pid}: 3D reprojected")
+    pts = np.concatenate([obs, rep])
+    pts = pts[np.isfinite(pts).all(1)]
+    if len(pts):
+        top = pts[np.argmin(pts[:, 1])]
+        ax.text(top[0], top[1] - 40, str(pid), color="white", fontsize=9, ha="center",
+                va="bottom", bbox=dict(facecolor=color, edgecolor="none", pad=1.5))
 
 
 def _view_box(obs: np.ndarray, rep: np.ndarray | None, size, crop: bool) -> tuple[float, ...]:

@@ -162,6 +162,30 @@ class TestReprojections:
             viz.plot_reprojections(kp.data[0], None, kp.image_size, kp.camera_names[:3])
 
 
+class TestPeopleReprojections:
+    def test_each_person_in_its_colour_with_its_id(self, capture, tmp_path):
+        from matplotlib.colors import to_rgba
+        kp, f = capture.keypoints, 10
+        obs = np.stack([kp.data[f], kp.data[f] + [300, 0, 0]], axis=1)    # (C, 2, J, 3)
+        rep = np.stack([capture.rig.project(capture.points3d[f])] * 2, axis=1)
+        rep[:, 1] += 300
+        fig = viz.plot_people_reprojections(obs, rep, kp.image_size, kp.camera_names, [7, 9])
+        assert len(fig.axes) == 4
+        for ax, (w, h) in zip(fig.axes, kp.image_size):
+            assert ax.get_xlim() == (0, w) and ax.get_ylim() == (h, 0)
+            assert sorted(t.get_text() for t in ax.texts) == ["7", "9"]
+            colours = {tuple(c.get_colors()[0]) for c in ax.collections}
+            assert colours == {to_rgba("tab:blue"), to_rgba("tab:orange")}
+        assert png_std(viz.save_png(fig, tmp_path / "people.png")) > 0.02
+
+    def test_shape_mismatch(self, capture):
+        kp = capture.keypoints
+        obs = np.zeros((4, 2, 17, 3))
+        with pytest.raises(ValueError, match="N=3"):
+            viz.plot_people_reprojections(obs, obs[..., :2], kp.image_size, kp.camera_names,
+                                          [0, 1, 2])
+
+
 class TestReprojectionErrors:
     def test_lines_are_per_frame_medians(self, tmp_path):
         rng = np.random.default_rng(0)
