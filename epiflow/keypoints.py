@@ -1,9 +1,12 @@
 """Multi-camera 2D keypoints in memory, and the plain keypoints npz every command accepts.
 
 In memory (:class:`Keypoints`) the array is ``(T, C, J, 3)`` = frames, cameras, joints,
-(x, y, confidence), pixels. On disk the npz holds:
+(x, y, confidence), pixels: one person; or ``(T, C, P, J, 3)``: P unassociated detection slots
+per camera-frame (several people, slot p of one camera unrelated to slot p of another; an empty
+slot is NaN with confidence 0). On disk the npz holds:
 
-- ``keypoints`` (C, T, J, 3) float: x, y in pixels, confidence in [0, 1]; missing = NaN, conf 0;
+- ``keypoints`` (C, T, J, 3) or (C, T, P, J, 3) float: x, y in pixels, confidence in [0, 1];
+  missing = NaN, conf 0;
 - ``joint_set`` str (one of :data:`epiflow.skeleton.JOINT_SETS`);
 - ``camera_names`` (C,) str;
 - ``image_size`` (C, 2) int: (width, height) of each camera's images;
@@ -24,16 +27,20 @@ __all__ = ["Keypoints", "load_npz", "save_npz", "check_keypoint_values", "normal
            "NPZ_LAYOUT"]
 
 #: The keypoints npz's layout, as errors quote it.
-NPZ_LAYOUT = ("keypoints (C, T, J, 3) float (x, y pixels, confidence in [0, 1]), joint_set, "
-              "camera_names (C,), image_size (C, 2) (width, height), fps (optional)")
+NPZ_LAYOUT = ("keypoints (C, T, J, 3) float (x, y pixels, confidence in [0, 1]; or "
+              "(C, T, P, J, 3) with P >= 1 detection slots per camera-frame for several people), "
+              "joint_set, camera_names (C,), image_size (C, 2) (width, height), fps (optional)")
 
 
 @dataclass(frozen=True, eq=False)
 class Keypoints:
-    """2D keypoints of one person seen by C synchronized cameras.
+    """2D keypoints of one person, or of several unassociated people, seen by C synchronized
+    cameras.
 
     Attributes:
-        data: (T, C, J, 3) float64; x, y pixels, confidence in [0, 1]; missing = NaN with conf 0.
+        data: (T, C, J, 3) float64, one person; or (T, C, P, J, 3), P >= 1 unassociated detection
+            slots per camera-frame (:attr:`has_people`); x, y pixels, confidence in [0, 1];
+            missing = NaN with conf 0.
         joint_set: the joint set's name (``h36m17``, ``blazepose33``, ...).
         camera_names: C names, in the order of axis 1.
         image_size: (C, 2) int, (width, height) pixels.
@@ -50,9 +57,14 @@ class Keypoints:
         data = np.array(self.data, dtype=np.float64)
         js = get_joint_set(self.joint_set)
         C = len(self.camera_names)
-        if data.ndim != 4 or data.shape[1] != C or data.shape[2] != len(js) or data.shape[3] != 3:
-            raise ValueError(f"keypoints must have shape (T, C={C}, J={len(js)} for {js.name}, 3); "
-                             f"got {data.shape}")
+        if data.ndim not in (4, 5) or data.shape[1] != C or data.shape[-2] != len(js) or \
+                data.shape[-1] != 3:
+            raise ValueError(f"keypoints must have shape (T, C={C}, J={len(js)} for {js.name}, 3) "
+                             f"or (T, C={C}, P, J={len(js)}, 3); got {data.shape}")
+        if data.ndim == 5 and data.shape[2] == 0:
+            raise ValueError(f"keypoints have a P axis (detection slots, axis 2 of (T, C, P, J, 3))"
+                             f" of size 0 (shape {data.shape}); expected P >= 1: a camera-frame "
+                             f"with no person is a slot of NaN with confidence 0")
         size = np.asarray(self.image_size, dtype=np.int64).reshape(-1, 2) if np.size(
             self.image_size) else np.zeros((0, 2), np.int64)
         if size.shape != (C, 2):
@@ -74,13 +86,22 @@ class Keypoints:
         return self.data.shape[1]
 
     @property
+    def has_people(self) -> bool:
+        """Whether :attr:`data` has the P axis of detection slots, (T, C, P, J, 3)."""
+        return self.data.ndim == 5
+
+    def with_people(self) -> "Keypoints":
+        """The same keypoints with a P axis: (T, C, 1, J, 3) for one person, else unchanged."""
+        return self if self.has_people else replace(self, data=self.data[:, :, None])
+
+    @property
     def xy(self) -> np.ndarray:
-        """(T, C, J, 2) pixels."""
+        """(T, C, J, 2) pixels ((T, C, P, J, 2) with a P axis)."""
         return self.data[..., :2]
 
     @property
     def confidence(self) -> np.ndarray:
-        """(T, C, J) in [0, 1]; 0 where missing."""
+        """(T, C, J) in [0, 1] ((T, C, P, J) with a P axis); 0 where missing."""
         return self.data[..., 2]
 
     def to_h36m(self) -> "Keypoints":
@@ -102,10 +123,11 @@ class Keypoints:
 
 
 def save_npz(kp: Keypoints, path) -> None:
-    """Write the keypoints npz (``keypoints`` stored as (C, T, J, 3), see the module docstring)."""
+    """Write the keypoints npz (``keypoints`` stored as (C, T, J, 3), or (C, T, P, J, 3) with a P
+    axis; see the module docstring)."""
     extra = {} if kp.fps is None else {"fps": np.float64(kp.fps)}
     with atomic_open(path, "wb") as f:
-        np.savez_compressed(f, keypoints=kp.data.transpose(1, 0, 2, 3).astype(np.float32),
+        np.savez_compressed(f, keypoints=np.swapaxes(kp.data, 0, 1).astype(np.float32),
                             joint_set=np.str_(kp.joint_set),
                             camera_names=np.array(kp.camera_names, dtype=str),
                             image_size=kp.image_size, **extra)
@@ -123,10 +145,16 @@ def load_npz(path) -> Keypoints:
             raise ValueError(f"{path}: missing {missing}; it holds {sorted(z.files)}; expected a "
                              f"keypoints npz: {NPZ_LAYOUT}")
         arr = _npz_array(z, "keypoints", path)
-        if arr.ndim != 4 or arr.shape[-1] != 3:
+        if arr.ndim not in (4, 5) or arr.shape[-1] != 3:
             raise ValueError(f"{path}: keypoints must be (C, T, J, 3) = cameras, frames, joints, "
-                             f"(x, y, confidence); got shape {arr.shape}")
-        data = arr.transpose(1, 0, 2, 3)
+                             f"(x, y, confidence), or (C, T, P, J, 3) with P detection slots per "
+                             f"camera-frame; got shape {arr.shape}")
+        if arr.ndim == 5 and arr.shape[2] == 0:
+            raise ValueError(f"{path}: keypoints (C, T, P, J, 3) has a P axis (axis 2, detection "
+                             f"slots per camera-frame) of size 0, shape {arr.shape}; expected "
+                             f"P >= 1: write a camera-frame with no person as a slot of NaN with "
+                             f"confidence 0")
+        data = np.swapaxes(arr, 0, 1)
         check_keypoint_values(data, str(path))
         try:
             return Keypoints(data, str(_npz_array(z, "joint_set", path)),
@@ -155,7 +183,8 @@ def check_keypoint_values(data: np.ndarray, source: str) -> None:
     """Raise ValueError naming ``source`` unless raw keypoints hold something to work with.
 
     Args:
-        data: (T, C, J, 3) as read, before :class:`Keypoints` marks missing observations.
+        data: (T, C, J, 3) or (T, C, P, J, 3) as read, before :class:`Keypoints` marks missing
+            observations.
 
     Refused: a dtype that is not floating point (integers, text, objects); no frames or no
     cameras; a finite confidence outside [0, 1] (percentages, logits); an x or y that is NaN or
@@ -166,8 +195,8 @@ def check_keypoint_values(data: np.ndarray, source: str) -> None:
                          f"(x, y pixels, confidence in [0, 1], NaN where missing)")
     T, C = data.shape[:2]
     if T == 0 or C == 0:
-        raise ValueError(f"{source}: keypoints hold {T} frames of {C} cameras (shape (T, C, J, 3) "
-                         f"= {data.shape}); expected at least one frame and one camera")
+        raise ValueError(f"{source}: keypoints hold {T} frames of {C} cameras (shape (T, C, ..., "
+                         f"J, 3) = {data.shape}); expected at least one frame and one camera")
     conf = data[..., 2]
     bad = np.isfinite(conf) & ((conf < 0) | (conf > 1))
     if bad.any():
@@ -177,10 +206,13 @@ def check_keypoint_values(data: np.ndarray, source: str) -> None:
                          f"sigmoid)")
     lost = (conf > 0) & ~np.isfinite(data[..., :2]).all(-1)
     if lost.any():
-        t, c, j = np.argwhere(lost)[0]
+        first = np.argwhere(lost)[0]
+        t, c, j = first[0], first[1], first[-1]
+        slot = f", slot {first[2]}" if lost.ndim == 4 else ""
         raise ValueError(f"{source}: {int(lost.sum())} keypoints have a NaN or inf x or y but a "
-                         f"confidence above 0 (the first: frame {t}, camera {c}, joint {j}); a "
-                         f"missing keypoint is NaN with confidence 0: set their confidence to 0")
+                         f"confidence above 0 (the first: frame {t}, camera {c}{slot}, joint "
+                         f"{j}); a missing keypoint is NaN with confidence 0: set their "
+                         f"confidence to 0")
 
 
 def normalised_units(xy: np.ndarray, sizes: np.ndarray) -> str | None:

@@ -18,9 +18,12 @@ pixels; an undetected joint is written ``0, 0, 0``. Rules:
 - Frames: the frame index of a file is the last number in its name (``cam01.0012.json`` and
   ``cam01_000000000012_keypoints.json`` are both frame 12). All cameras share one time axis from the
   smallest to the largest index seen; a frame a camera has no file for is missing (NaN, conf 0).
-- Person: these readers give one person. Where a file has several, the one with the highest total
+- Person: by default one person. Where a file has several, the one with the highest total
   confidence is kept. On the Pose2Sim demo this picks the subject in 399 of 400 files; in the one
-  other (cam01 frame 37) OpenPose split the subject in two and a bystander scores higher.
+  other (cam01 frame 37) OpenPose split the subject in two and a bystander scores higher. With
+  ``people=True`` every person is kept: (T, C, P, J, 3), P = the most people of any file, each
+  file's people in slots by decreasing total confidence (unassociated: slot p of one camera is not
+  slot p of another), empty slots NaN with confidence 0.
 - Joint set from the number of joints: 17 ``coco17``, 33 ``blazepose33``, 25 ``body25`` or
   ``body25b`` (see :func:`guess_body25_variant`); pass ``joint_set`` to say it outright.
 - Image size: OpenPose JSON does not store it. Pass ``image_size``; otherwise it is (0, 0), and
@@ -80,10 +83,13 @@ def read_openpose_frame(path) -> np.ndarray:
     return pts
 
 
-def _best_person(people: np.ndarray) -> np.ndarray | None:
+def _by_confidence(people: np.ndarray, keep_all: bool) -> np.ndarray | None:
+    """A file's people (P, J, 3) by decreasing total confidence, or only the first (1, J, 3)
+    unless ``keep_all``; None when the file has nobody."""
     if len(people) == 0:
         return None
-    return people[int(np.argmax(np.nan_to_num(people[..., 2]).sum(-1)))]
+    order = np.argsort(-np.nan_to_num(people[..., 2]).sum(-1), kind="stable")
+    return people[order if keep_all else order[:1]]
 
 
 def guess_body25_variant(data: np.ndarray) -> str | None:
@@ -151,7 +157,7 @@ def _sizes(image_size, n_cameras: int) -> np.ndarray:
 
 
 def read_openpose(root, joint_set: str | None = None, image_size=None,
-                  fps: float | None = None) -> Keypoints:
+                  fps: float | None = None, people: bool = False) -> Keypoints:
     """Read a folder of per-camera OpenPose JSON folders (rules in the module docstring).
 
     Args:
@@ -159,26 +165,32 @@ def read_openpose(root, joint_set: str | None = None, image_size=None,
         joint_set: the joint set's name; guessed from the joint count (and the data, for 25) when None.
         image_size: (width, height) for every camera, or (C, 2); (0, 0) when None.
         fps: frames per second, when known.
+        people: keep every person of a file (a P axis) instead of the most confident one.
 
     Returns:
-        :class:`Keypoints` (T, C, J, 3), one person, pixels; no person = NaN with confidence 0.
+        :class:`Keypoints` (T, C, J, 3), one person, pixels; no person = NaN with confidence 0;
+        with ``people``, (T, C, P, J, 3) (module docstring).
     """
     root = Path(root)
     folders = _camera_folders(root)
-    frames = [{_frame_index(f): _best_person(read_openpose_frame(f)) for f in d.glob("*.json")}
-              for d in folders]
-    counts = {p.shape[0] for cam in frames for p in cam.values() if p is not None}
+    frames = [{_frame_index(f): _by_confidence(read_openpose_frame(f), people)
+               for f in d.glob("*.json")} for d in folders]
+    counts = {p.shape[1] for cam in frames for p in cam.values() if p is not None}
     if len(counts) != 1:
         raise ValueError(f"{root}: expected the same number of joints in every file; got "
                          f"{sorted(counts) or 'no person in any file'}")
     n_joints = counts.pop()
     first = min(min(cam) for cam in frames)
-    data = np.full((max(max(cam) for cam in frames) - first + 1, len(folders), n_joints, 3), np.nan)
+    n_slots = max(len(p) for cam in frames for p in cam.values() if p is not None)
+    data = np.full((max(max(cam) for cam in frames) - first + 1, len(folders), n_slots,
+                    n_joints, 3), np.nan)
     data[..., 2] = 0.0
     for c, cam in enumerate(frames):
-        for t, person in cam.items():
-            if person is not None:
-                data[t - first, c] = person
+        for t, found in cam.items():
+            if found is not None:
+                data[t - first, c, :len(found)] = found
+    if not people:
+        data = data[:, :, 0]
     names = tuple(re.sub(r"_json$", "", d.name) for d in folders)
     check_keypoint_values(data, str(root))
     return Keypoints(data, _resolve_joint_set(n_joints, joint_set, data, root), names,

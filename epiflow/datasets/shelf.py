@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.formats_shelf import load_shelf_calibration
 from epiflow.datasets.bottom_up import assemble_people
 from epiflow.keypoints import Keypoints
@@ -247,7 +248,7 @@ def _check_frame_counts(paths: list[Path]) -> None:
 
 
 def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
-                      min_joints: int = 3) -> np.ndarray:
+                      min_joints: int = 3, rig: CameraRig | None = None) -> np.ndarray:
     """Every camera's people, assembled from the bottom-up detections without the ground truth.
 
     Each camera-frame's candidates are grouped by their part-affinity scores
@@ -259,9 +260,11 @@ def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
         joint_set: ``"body25"`` (as detected) or ``"h36m17"``
             (:func:`~epiflow.skeleton.map_to_h36m`).
         min_paf, min_joints: passed to ``assemble_people``.
+        rig: the cameras (their names give the files ``detection/<name>.txt``, their image sizes
+            the pixels); None reads ``root/calibration.json``.
 
     Returns:
-        (T, C, P, J, 3) x, y pixels and confidence in [0, 1]; cameras in calibration.json's order,
+        (T, C, P, J, 3) x, y pixels and confidence in [0, 1]; cameras in the rig's order,
         people per camera-frame by summed score; P = the most people of any camera-frame; empty
         slots NaN with confidence 0.
 
@@ -271,7 +274,7 @@ def read_shelf_people(root, joint_set: str = "body25", *, min_paf: float = 0.0,
     if joint_set not in ("body25", "h36m17"):
         raise ValueError(f"joint_set must be 'body25' or 'h36m17'; got {joint_set!r}")
     root = Path(root)
-    rig = load_shelf_calibration(root / "calibration.json")
+    rig = load_shelf_calibration(root / "calibration.json") if rig is None else rig
     paths = [root / "detection" / f"{cam.name}.txt" for cam in rig]
     _check_frame_counts(paths)
     per_cam = [[assemble_people(f.joints, f.pafs, PAF_PAIRS, min_paf=min_paf, min_joints=min_joints)
