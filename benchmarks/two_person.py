@@ -5,9 +5,10 @@
 
 The Pose2Sim two-person demo (``multi_person/videos/cam01..04.mp4``, 100 frames, portrait, two
 people moving around each other) with the lab's marker-based calibration ``Calib_qualisys.toml``
-(``cam_01..04``; cam01/cam02 decode as 1080x1920 against the calibration's 1088x1920, taken as
-a codec's crop, K kept, by the rule ``run`` and ``triangulate`` use: ``fit_sizes``; the warning
-is printed).
+(``cam_01..04``, matched by name). The calibration is for 1088x1920 images; these four videos
+decode at 1088x1920 (the single-person ones' cam01/cam02 at 1080x1920); the cameras are fitted to
+the videos' sizes by the rule ``run`` and ``triangulate`` use (``fit_sizes``: a codec's crop of
+up to 16 px keeps K, with a warning, which is printed).
 
 (a) Ours: ``MultiPersonPoseDetector(max_people=4)`` on every frame of every camera (BlazePose
     33, mapped to h36m17 as the pipeline's labels are), then ``triangulate_people`` with the
@@ -34,7 +35,10 @@ One row per person (for (b), the one person it has), columns:
     ``calibrate_from_people`` runs on everyone's correspondences together: both people stacked
     as extra frames. Rotation error per camera pair against the lab (degrees;
     ``epiflow.models.metrics.rig_errors``, the comparison ``benchmarks/calibration.py`` uses);
-    target <= 1.5 deg.
+    target <= 1.5 deg. Reference rows (not methods): the same calibration on the people of the
+    lab association (which used the lab cameras), on each person alone, and on the detector's
+    one person in the single-person demo videos (the same cameras; cached, ``--redetect``): the
+    detector's 2D against the scene's.
 """
 from __future__ import annotations
 
@@ -102,6 +106,20 @@ def cached_single(redetect: bool):
     kp = detect_videos(VIDEOS, progress=False)
     print(f"MediaPipe on {kp.n_frames} frames x {kp.n_cameras} cameras: "
           f"{time.perf_counter() - t0:.1f} s; cached in {cache}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_npz(kp, cache)
+    return kp
+
+
+def cached_one_person(redetect: bool):
+    """:class:`Keypoints` (T, C, 33, 3) of ``MultiPersonPoseDetector(max_people=1)`` on the
+    single-person demo videos (for the reference row of (c)), cached in ``OUT/one_person.npz``."""
+    from epiflow.keypoints import Keypoints, load_npz, save_npz
+    cache = OUT / "one_person.npz"
+    if cache.is_file() and not redetect:
+        return load_npz(cache)
+    det, names, sizes = detect_people(DEMO / "single_person" / "videos", max_people=1)
+    kp = Keypoints(det[:, :, 0], "blazepose33", names, sizes, None)
     OUT.mkdir(parents=True, exist_ok=True)
     save_npz(kp, cache)
     return kp
@@ -275,40 +293,88 @@ def verified_pairing(x, valid, i: int, j: int, focal_px: float):
     return cost[1] < cost[0], best, shares
 
 
-def cameras_from_people(detections, names, lab) -> None:
-    """(c): print the rotation errors against the lab of cameras recovered from both people."""
-    from epiflow.calibration.camera import CalibrationError
-    from epiflow.calibration.from_people import calibrate_from_people
-    from epiflow.keypoints import Keypoints
-    from epiflow.models.metrics import rig_errors
+def calibration_free_people(detections, names, lab) -> tuple[np.ndarray, list[str]]:
+    """((T, C, 2) which slot holds each of cam01's two people in every camera-frame, notes),
+    from the 2D alone (:func:`verified_pairing` of cam01 with each other camera; the lab's
+    intrinsics only turn pixels into rays)."""
     T, C = detections.shape[:2]
     x, valid = _normalised_tracks(lab, detections)
     order = np.zeros((T, C, 2), int)
     order[:, 0] = [0, 1]
-    print(f"\n(c) cameras from the two people ({T} frames; lab intrinsics, extrinsics unknown)")
+    notes = []
     for c in range(1, C):
-        swap, fit, shares = verified_pairing(x, valid, 0, c, float(lab[0].K[0, 0]))
+        swap, _, shares = verified_pairing(x, valid, 0, c, float(lab[0].K[0, 0]))
         order[:, c] = np.where(swap[:, None], [1, 0], [0, 1])
-        print(f"  {names[0]}-{names[c]}: inlier share same/swapped pairing "
-              f"{shares[0]:.2f}/{shares[1]:.2f}; frames paired swapped {swap.mean() * 100:.0f} %")
-    slots = detections[:, :, :2]
-    people = np.take_along_axis(slots, order[..., None, None], axis=2)       # (T, C, 2, J, 3)
-    stacked = np.concatenate([people[:, :, 0], people[:, :, 1]])            # (2T, C, J, 3)
-    kp = Keypoints(stacked, "blazepose33", tuple(names), lab.sizes, None)
+        notes.append(f"{names[0]}-{names[c]}: inlier share of the pairings same/swapped "
+                     f"{shares[0]:.2f}/{shares[1]:.2f}; frames paired swapped "
+                     f"{swap.mean() * 100:.0f} %")
+    return order, notes
+
+
+def agreement(order: np.ndarray, assignment: np.ndarray) -> float:
+    """Share (%) of the camera-frames where both of the lab association's people
+    (``assignment`` (T, C, P), people 0 and 1) sit in the slots ``order`` (T, C, 2) gives
+    them, up to which person is called 0, among those where it placed both."""
+    T, C, _ = order.shape
+    lab = np.full((T, C, 2), -1)
+    for n in range(2):
+        t, c, p = np.nonzero(assignment == n)
+        lab[t, c, n] = p
+    both = (lab >= 0).all(-1)
+    same = (lab == order).all(-1)
+    flipped = (lab == order[..., ::-1]).all(-1)
+    k = int(flipped[both].sum() > same[both].sum())
+    return 100 * float([same, flipped][k][both].mean())
+
+
+def _calibration_row(label: str, keypoints, lab, names) -> None:
+    """Calibrate ``keypoints`` (lab intrinsics) and print its rotation errors against the lab."""
+    from epiflow.calibration.camera import CalibrationError
+    from epiflow.calibration.from_people import calibrate_from_people
+    from epiflow.models.metrics import rig_errors
     t0 = time.perf_counter()
     try:
-        rig = calibrate_from_people(kp, lab).rig
+        rig = calibrate_from_people(keypoints, lab).rig
     except CalibrationError as err:
-        print(f"  calibrate_from_people failed: {err}")
+        print(f"  {label:34s} failed:\n      {err}")
         return
     e = rig_errors(rig, lab)
-    pairs = ", ".join(f"{names[i]}-{names[j]} {d:.2f}"
-                      for (i, j), d in zip(e["pairs"], e["rotation_deg"]))
-    ok = e["rotation_deg_max"] <= MAX_ROTATION_DEG
-    print(f"  rotation error per pair, deg: {pairs}")
-    print(f"  max {e['rotation_deg_max']:.2f} deg, baseline max {e['baseline_deg_max']:.2f} deg "
-          f"({time.perf_counter() - t0:.1f} s); target <= {MAX_ROTATION_DEG} deg: "
-          f"{'PASS' if ok else 'FAIL'}")
+    pairs = " ".join(f"{d:5.2f}" for d in e["rotation_deg"])
+    verdict = "PASS" if e["rotation_deg_max"] <= MAX_ROTATION_DEG else "FAIL"
+    print(f"  {label:34s} {pairs}  {e['rotation_deg_max']:5.2f} {e['baseline_deg_max']:6.2f} "
+          f"{time.perf_counter() - t0:5.1f}  {verdict}")
+
+
+def cameras_from_people(detections, names, lab, assignment, redetect: bool = False) -> None:
+    """(c): cameras recovered from both people without the lab's extrinsics, against the lab;
+    beside them, for reference, the same calibration on the lab association's people
+    (``assignment`` (T, C, P) of :func:`triangulate_people`, which used the lab cameras) and on
+    each person alone."""
+    from epiflow.keypoints import Keypoints
+    T, C = detections.shape[:2]
+    order, notes = calibration_free_people(detections, names, lab)
+    print(f"\n(c) cameras from the two people ({T} frames; lab intrinsics, extrinsics unknown)")
+    for note in notes:
+        print("  " + note)
+    print(f"  slots agree with the lab association in {agreement(order, assignment):.0f} % of "
+          f"the camera-frames where it has both people")
+    people = np.take_along_axis(detections[:, :, :2], order[..., None, None], axis=2)
+    lab_people = np.stack([person_detections(detections, assignment, n) for n in range(2)], 2)
+
+    def kp(data):
+        return Keypoints(data, "blazepose33", tuple(names), lab.sizes, None)
+    pairs = " ".join(f"{names[i][-2:]}-{names[j][-2:]}" for i in range(C) for j in range(i + 1, C))
+    print(f"  {'2D used':34s} {pairs}  max   basel.  sec   target <= {MAX_ROTATION_DEG} deg")
+    _calibration_row("both people, verified pairing", kp(np.concatenate(
+        [people[:, :, 0], people[:, :, 1]])), lab, names)
+    _calibration_row("both, lab association (reference)", kp(np.concatenate(
+        [lab_people[:, :, 0], lab_people[:, :, 1]])), lab, names)
+    for n in range(2):
+        _calibration_row(f"person {n} alone, lab association", kp(lab_people[:, :, n]), lab,
+                         names)
+    one = cached_one_person(redetect)
+    rig, _ = lab_rig(one.camera_names, one.image_size)
+    _calibration_row("one-person videos (same cameras)", one, rig, names)
 
 
 def main(argv=None) -> None:
@@ -342,7 +408,7 @@ def main(argv=None) -> None:
     if args.picture:
         draw_picture(args.picture, rig, det, res, names, args.picture_frame)
     if not args.skip_cameras:
-        cameras_from_people(det, names, rig)
+        cameras_from_people(det, names, rig, res.assignment, args.redetect)
 
 
 if __name__ == "__main__":
