@@ -372,24 +372,27 @@ def cameras_from_people(detections, names, lab, assignment, redetect: bool = Fal
     for n in range(2):
         _calibration_row(f"person {n} alone, lab association", kp(lab_people[:, :, n]), lab,
                          names)
-    one = cached_one_person(redetect)
+    one = cached_one_person(redetect).frames(0, T)
     rig, _ = lab_rig(one.camera_names, one.image_size)
     _calibration_row("one-person videos (same cameras)", one, rig, names)
 
 
 def main(argv=None) -> None:
+    from epiflow.cli import non_negative_int, positive_int
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--redetect", action="store_true", help="redo the cached detections")
-    ap.add_argument("--frames", type=int, default=None, help="only the first N frames")
+    ap.add_argument("--frames", type=positive_int, default=None, help="only the first N frames")
     ap.add_argument("--skip-cameras", action="store_true", help="skip (c)")
     ap.add_argument("--picture", type=Path, default=None, help="write the picture here (png)")
-    ap.add_argument("--picture-frame", type=int, default=50)
+    ap.add_argument("--picture-frame", type=non_negative_int, default=50)
     args = ap.parse_args(argv)
     if not VIDEOS.is_dir():
         raise SystemExit(f"{VIDEOS} not found (set EPIFLOW_DATA to the shared data folder)")
     det, names, sizes = cached_people(args.redetect)
     single = cached_single(args.redetect)
     det, single = det[:args.frames], single.frames(0, args.frames)
+    if args.picture and args.picture_frame >= len(det):
+        ap.error(f"--picture-frame: expected a frame below {len(det)}, got {args.picture_frame}")
     rig, warnings = lab_rig(names, sizes)
     for w in warnings:
         print("lab cameras:", w)
