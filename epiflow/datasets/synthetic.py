@@ -42,7 +42,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m, H36M17
 
 __all__ = ["REFERENCE_HEIGHT_PX", "make_rig", "look_at", "Corruption", "SyntheticCapture",
-           "synthesize", "capture_center", "cmu_capture", "skeleton_crops"]
+           "synthesize", "capture_center", "cmu_capture", "cmu_clip_path", "skeleton_crops"]
 
 #: person height (pixels) at which ``Corruption.noise_px`` is the noise std
 REFERENCE_HEIGHT_PX = 400.0
@@ -394,6 +394,12 @@ def capture_center(motion: Motion) -> np.ndarray:
     return np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, 1.0])
 
 
+def cmu_clip_path(clip: str, data_dir) -> Path:
+    """Where :func:`cmu_capture` reads clip ``clip`` (``02_01``) of the shared data folder
+    ``data_dir``: ``data_dir/cmu_mocap/<subject>/<clip>.amc``."""
+    return Path(data_dir) / "cmu_mocap" / clip.split("_")[0] / f"{clip}.amc"
+
+
 def cmu_capture(clip: str = "02_01", n_cameras: int = 4, corruption: Corruption = Corruption(),
                 seed: int = 0, layout: str = "ring", data_dir=None, fps: float | None = 30.0,
                 joint_set: str = "h36m17", **rig_options) -> SyntheticCapture:
@@ -412,7 +418,7 @@ def cmu_capture(clip: str = "02_01", n_cameras: int = 4, corruption: Corruption 
     if data_dir is None:
         motion = load_packaged_clip(clip)
     else:
-        motion = load_cmu_clip(Path(data_dir) / "cmu_mocap" / clip.split("_")[0] / f"{clip}.amc")
+        motion = load_cmu_clip(cmu_clip_path(clip, data_dir))
     if fps is not None and fps != motion.fps:
         motion = motion.resample(fps)
     rig = make_rig(n_cameras, layout, target=capture_center(motion), seed=seed, **rig_options)

@@ -244,7 +244,8 @@ def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
     is read as ingest will read it (videos probed and their first frame decoded, image folders'
     first images, keypoint files read and checked), it must give :data:`MIN_CAMERAS` cameras or
     more and image sizes (or a cameras file to take them from), its cameras file must load, pass :func:`~epiflow.calibration.input_checks.check_rig`
-    and match its cameras, its board folder must exist. Synthetic sessions need nothing. Input
+    and match its cameras, its board folder must exist; a synthetic session's CMU clip must be
+    in its ``data_dir`` (a packaged clip when there is none). Input
     that cannot be read refuses the whole run, every bad session listed at once; what fails later
     (calibration, triangulation) fails only its session, recorded in the store and the report.
 
@@ -254,10 +255,11 @@ def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
     """
     problems: list[tuple[str, Exception]] = []
     for session in sessions:
-        if session.kind == "synthetic":
-            continue
         try:
-            _check_source(session, cfg)
+            if session.kind == "synthetic":
+                _check_synthetic(session.synthetic)
+            else:
+                _check_source(session, cfg)
         except (FileNotFoundError, ValueError) as err:
             problems.append((session.name, err))
     if not problems:
@@ -267,6 +269,25 @@ def check_sources(sessions: list[SessionConfig], cfg: RunConfig) -> None:
         else ValueError
     raise kind(lines[0] if len(lines) == 1 else
                f"{len(lines)} sessions cannot be read:\n  " + "\n  ".join(lines))
+
+
+def _check_synthetic(syn) -> None:
+    """The CMU clip of a synthetic session exists (the motion is read only at ingest, after the
+    store is made)."""
+    from epiflow.datasets.cmu import packaged_clips
+    from epiflow.datasets.synthetic import cmu_clip_path
+    if not syn.data_dir:
+        if syn.clip not in packaged_clips():
+            raise ValueError(f"clip {syn.clip!r} is not packaged with epiflow (those are "
+                             f"{', '.join(packaged_clips())}); set data_dir to the folder that "
+                             f"holds cmu_mocap/<subject>/<clip>.amc")
+        return
+    path = cmu_clip_path(syn.clip, syn.data_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CMU clip {str(path)!r} does not exist: data_dir {syn.data_dir!r} should hold "
+            f"cmu_mocap/<subject>/<clip>.amc (a relative data_dir is taken from the config "
+            f"file's folder; in a training recipe it is data.source.data_dir)")
 
 
 def _check_source(session: SessionConfig, cfg: RunConfig) -> None:

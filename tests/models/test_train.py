@@ -253,3 +253,24 @@ def test_one_progress_bar_for_the_whole_run(tmp_path, sessions, monkeypatch):
     steps_per_epoch = len(T.make_loader(data.train, cfg, torch.device("cpu"), True))
     assert len(bars) == 1
     assert bars[0].total == 3 * steps_per_epoch == bars[0].steps
+
+
+def test_a_recipe_copied_elsewhere_is_refused_before_its_store_is_made(tmp_path, capsys):
+    """A new user copies configs/cmu_selfsup_mlp.toml into their own folder: its relative
+    data.source.data_dir ("../../shared/data") now points nowhere. Was: a store of ten failed
+    sessions written at ../runs/cmu02.zarr beside the copy, then a RuntimeError traceback
+    (exit 1). Now: exit 2 naming the clip's path and the key, nothing written."""
+    from pathlib import Path
+    recipe_text = (Path(__file__).parents[2] / "configs" / "cmu_selfsup_mlp.toml").read_text()
+    home = tmp_path / "user" / "recipes"
+    home.mkdir(parents=True)
+    (home / "mine.toml").write_text(recipe_text)
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["train", str(home / "mine.toml"), "--out", str(tmp_path / "run"),
+                 "train.epochs=1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    missing = tmp_path / "shared" / "data" / "cmu_mocap" / "02" / "02_01.amc"  # ../../ of home
+    assert f"CMU clip '{missing}' does not exist" in err, err
+    assert "data.source.data_dir" in err and "10 sessions cannot be read" in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # no store at ../runs, no run folder

@@ -176,3 +176,22 @@ class TestNumbersAndConfigBytes:
         config.write_bytes(bytes(range(128, 256)) * 3)
         _refused(capsys, tmp_path, ["run", str(config), "--quiet"], config,
                  ["is not a text file (byte 0x80 at offset 0", "expected a TOML config file"])
+
+
+class TestSyntheticClips:
+    """A synthetic session whose CMU clip is not there is refused before the store is made (was:
+    the store created, the session failed at ingest)."""
+
+    def test_clip_missing_from_data_dir(self, tmp_path, capsys):
+        config = tmp_path / "run.toml"
+        config.write_text('synthetic_sessions = 1\n[synthetic]\nclip = "02_01"\n'
+                          'data_dir = "no_such_data"\n')
+        clip = tmp_path / "no_such_data" / "cmu_mocap" / "02" / "02_01.amc"  # from the config
+        _refused(capsys, tmp_path, ["run", str(config), "--out", str(tmp_path / "s.zarr"),
+                                    "--quiet"], clip, ["does not exist", "data_dir"])
+
+    def test_clip_not_packaged(self, tmp_path, capsys):
+        config = tmp_path / "run.toml"
+        config.write_text('synthetic_sessions = 1\n[synthetic]\nclip = "02_09"\n')
+        _refused(capsys, tmp_path, ["run", str(config), "--out", str(tmp_path / "s.zarr"),
+                                    "--quiet"], "'02_09'", ["not packaged", "02_01", "data_dir"])
