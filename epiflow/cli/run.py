@@ -73,6 +73,11 @@ def config_from_args(args):
     elif args.cameras or args.session or args.board:
         raise ValueError("--cameras, --board and --session describe a session given with "
                          "--videos, --frames or --keypoints")
+    elif not (args.config or args.synthetic):
+        raise ValueError("nothing to run: give a run config (epiflow run "
+                         "configs/pose2sim_demo.toml) or a session and a store (epiflow run "
+                         "--videos DIR --out STORE.zarr; or --keypoints PATH, --frames DIR, "
+                         "--synthetic N instead of --videos)")
     if args.synthetic:
         cfg = replace(cfg, synthetic_sessions=args.synthetic)
     ray = replace(cfg.ray, address=args.address or cfg.ray.address,

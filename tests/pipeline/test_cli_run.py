@@ -37,8 +37,13 @@ def test_store_of_another_schema_version(tmp_path, capsys):
 def test_no_store_and_no_sessions(tmp_path, capsys):
     code, err = _run(capsys, "--synthetic", "1")
     assert code == 2 and "no output store" in err
-    code, err = _run(capsys, "--out", str(tmp_path / "s.zarr"))
-    assert code == 2 and "no sessions" in err
+    # nothing to run at all: one message with both forms (was "no output store", and after
+    # --out was added, "the run has no sessions": two tries to learn what run needs)
+    for args in ((), ("--out", str(tmp_path / "s.zarr"))):
+        code, err = _run(capsys, *args)
+        assert code == 2 and "nothing to run" in err, err
+        assert "epiflow run configs/pose2sim_demo.toml" in err and "--videos DIR --out" in err
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_short_form_builds_one_session(tmp_path):
