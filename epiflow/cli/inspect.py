@@ -91,6 +91,7 @@ def _cameras(s: Session) -> str:
 
 def run(args) -> int:
     store = PoseStore.open(args.store)
+    session = store.session(args.session) if args.session else None  # refused before output
     rows = [session_summary(s) for s in store.sessions()]
     damaged = store.damaged_entries()
     if args.json:
@@ -107,7 +108,7 @@ def run(args) -> int:
     for name, problem in damaged.items():
         print(f"NOT A SESSION sessions/{name}: {problem}; the other sessions read as usual "
               f"(remove that folder from the store if nothing of yours is in it)")
-    if args.session:
+    if session is not None:
         print(f"\nsession {args.session}:")
-        print(_cameras(store.session(args.session)))
+        print(_cameras(session))
     return 0
