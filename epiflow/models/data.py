@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["SessionArrays", "PreparedSession", "DataError", "load_sessions",
@@ -183,7 +184,8 @@ def normalize_keypoints(uv: np.ndarray, root: int = 0) -> np.ndarray:
     """
     uv = np.asarray(uv, dtype=np.float64)
     rel = uv - uv[..., root:root + 1, :]
-    spread = np.sqrt(np.nanmean(np.square(rel).sum(-1), axis=-1))[..., None, None]
+    with quiet_nan_warnings():  # a pose with no joint seen: NaN spread, zeros below
+        spread = np.sqrt(np.nanmean(np.square(rel).sum(-1), axis=-1))[..., None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         x = rel / np.where(spread > 1e-9, spread, np.nan)
     x[..., root, :] = uv[..., root, :]

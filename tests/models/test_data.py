@@ -38,6 +38,18 @@ def test_normalised_input_does_not_depend_on_distance():
     assert np.isfinite(x).all() and (x[1, 3] == 0).all()
 
 
+def test_a_frame_without_the_person_is_zeros_and_quiet():
+    """`epiflow predict --video` on frames where the detector found no one printed numpy's
+    'RuntimeWarning: Mean of empty slice' (models/data.py) among its output."""
+    import warnings
+    uv = np.random.default_rng(1).normal(size=(3, 17, 2)) * 0.1
+    uv[1] = np.nan                                  # nobody seen in frame 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = normalize_keypoints(uv)
+    assert (x[1] == 0).all() and np.isfinite(x).all() and np.abs(x[0, 1:]).max() > 0.1
+
+
 def test_nan_labels_get_zero_weight_and_unlabelled_samples_are_left_out(session):
     T = session.gt3d.shape[0]
     pseudo = session.pseudo3d.copy()
