@@ -35,6 +35,10 @@ def open_video(path):
     """An opened ``cv2.VideoCapture`` of ``path``; errors name the file and say what to do."""
     import cv2
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        raise ValueError(f"video {str(path)!r} is a folder; expected one video file"
+                         + (f", e.g. {str(path / inside[0])!r}" if inside else ""))
     if not path.is_file():
         raise FileNotFoundError(f"video {str(path)!r} does not exist")
     cap = cv2.VideoCapture(str(path))

@@ -48,3 +48,17 @@ def test_bad_inputs_name_the_file(tmp_path):
         video_info(broken)
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\) uint8"):
         MediaPipeDetector()(np.zeros((2, 10, 10), np.uint8))
+
+
+def test_a_folder_given_as_one_video_is_named_as_a_folder(tmp_path):
+    """`epiflow predict --video videos/` (the folder `run --videos` takes) said "video
+    '.../videos' does not exist" of a folder that exists."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "cam02.mp4").write_bytes(b"")
+    (folder / "cam01.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"'.*videos' is a folder; expected one video file, "
+                                         r"e\.g\. '.*videos/cam01\.mp4'"):
+        video_info(folder)
+    with pytest.raises(ValueError, match=r"is a folder; expected one video file$"):
+        video_info(tmp_path)  # a folder without videos in it: no example
