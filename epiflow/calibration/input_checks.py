@@ -136,11 +136,16 @@ def check_keypoints(keypoints: Keypoints, sizes: np.ndarray, config) -> list[str
     still = [f"{names[c]} ({spread[c]:.3f})" for c in range(len(names))
              if not spread[c] >= config.min_motion]
     if still:
+        moving = [f"{names[c]} ({spread[c]:.3f})" for c in range(len(names))
+                  if spread[c] >= config.min_motion]
         raise CalibrationError(
             f"the person hardly moves in cameras {still} (joint tracks spread less than "
             f"{config.min_motion} of the person's size): one pose repeated gives too few distinct "
             f"points for the geometry; record the person walking around the capture area and "
-            f"moving their arms")
+            f"moving their arms" + (
+                f". Yet the person moves in cameras {moving}: with several people in view, the "
+                f"cameras may have followed different people (one person per camera is kept); "
+                f"give the cameras from a file, or 2D keypoints of one person" if moving else ""))
     return _length_warnings(frame_seen, names)
 
 

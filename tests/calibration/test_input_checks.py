@@ -128,6 +128,19 @@ class TestMotion:
             assert f"'{name} (0.0" in msg  # each camera with its spread, 0.007-0.017 measured
         assert "walking around the capture area" in msg
 
+    def test_still_in_some_cameras_only_suggests_other_people(self, still, capture):
+        """One person cannot stand still in some views and walk in others: on the Pose2Sim
+        two-person take cam03 followed the walker and the other cameras the one standing, and the
+        message sent the user to record walking, which they had."""
+        n = still.keypoints.n_frames
+        mixed = _with(still.keypoints, lambda d: d.__setitem__(
+            (slice(None), 3), capture.keypoints.data[:n, 3]))   # cam_04 sees the walker
+        msg = _fails(mixed, still.rig, match="the person hardly moves in cameras")
+        assert "'cam_04" not in msg.split("Yet")[0] and "'cam_01 (0.0" in msg
+        assert "moves in cameras ['cam_04 (0." in msg and "several people" in msg
+        # all still: no talk of other people
+        assert "several people" not in _fails(still.keypoints, still.rig, match="hardly moves")
+
     def test_spread_of_still_and_walking(self, still, capture):
         def spread(kp):
             return motion_spread(kp.xy, kp.confidence >= 0.5)
