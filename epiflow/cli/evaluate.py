@@ -8,6 +8,7 @@ whose ``[data.source]`` builds them (``--config``; its store is built when it do
 from __future__ import annotations
 
 import json
+import sys
 
 from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
@@ -47,8 +48,13 @@ def run(args) -> int:
     check_file_outputs({"--out": args.out}, "metrics.json")
     check_outputs_not_inputs({"--out": args.out}, {"CHECKPOINT": args.checkpoint,
                                                    "--store": args.store, "--config": args.config})
+    from epiflow.models.train import StoreBuildError
     checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any data loads
-    sessions = _sessions(args)
+    try:
+        sessions = _sessions(args)
+    except StoreBuildError as err:  # a stage failed, not the input: exit 1, no traceback
+        print(f"epiflow evaluate: error: {err}", file=sys.stderr)
+        return 1
     for s in sessions:
         check_input(checkpoint, f"session {s.name!r} of {args.store or args.config}",
                     joint_set=s.joint_set, has_images=s.crops is not None)

@@ -10,6 +10,7 @@ Overrides are TOML values for dotted keys: ``train.epochs=5 model.name="transfor
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from epiflow.outputs import OutputError, check_outputs_not_inputs
@@ -65,12 +66,16 @@ def _check_out(out: Path, cfg, config: str, fresh: bool) -> None:
 
 def run(args) -> int:
     from epiflow.models.config import load_experiment
-    from epiflow.models.train import train
+    from epiflow.models.train import StoreBuildError, train
     out, fresh, overrides = _split(args)
     cfg = load_experiment(args.config, overrides)
     out = Path(out or Path("runs") / Path(args.config).stem)
     _check_out(out, cfg, args.config, fresh)
-    result = train(cfg, out, resume=not fresh)
+    try:
+        result = train(cfg, out, resume=not fresh)
+    except StoreBuildError as err:  # a stage failed, not the input: exit 1, no traceback
+        print(f"epiflow train: error: {err}", file=sys.stderr)
+        return 1
     last = result.history[-1] if result.history else {}
     shown = ", ".join(f"{k} {last[k]:.1f}" for k in ("val_label_mm", "val_gt_mm", "val_gt_p_mm") if k in last)
     print(f"trained {cfg.model.name} for {int(last.get('epoch', 0))} epochs "

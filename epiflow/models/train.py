@@ -36,7 +36,8 @@ from epiflow.models.distributed import train_with_ray
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "build_data",
+__all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "StoreBuildError",
+           "build_data",
            "make_loader", "compute_loss", "validate", "fit", "train", "METRICS_FILE",
            "CHECKPOINT_FILE"]
 
@@ -72,6 +73,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+class StoreBuildError(RuntimeError):
+    """Building a recipe's store from its ``data.source`` failed for some sessions (the input was
+    readable; a stage failed); the message names each session, stage and reason."""
+
+
 def ensure_store(cfg: ExperimentConfig) -> str:
     """The store's path/URL; with a ``data.source``, the pipeline first builds what the store
     lacks of it (:func:`~epiflow.models.config.run_config`, in this process: a complete store
@@ -94,7 +100,7 @@ def ensure_store(cfg: ExperimentConfig) -> str:
     if report.failures:
         reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
                             for f in report.failures)
-        raise RuntimeError(f"building the store {cfg.data.store!r} from data.source failed for "
+        raise StoreBuildError(f"building the store {cfg.data.store!r} from data.source failed for "
                            f"some sessions: {reasons}; see `epiflow inspect {cfg.data.store}`; "
                            f"to build it afresh, delete it or name another data.store")
     return cfg.data.store

@@ -274,3 +274,30 @@ def test_a_recipe_copied_elsewhere_is_refused_before_its_store_is_made(tmp_path,
     assert f"CMU clip '{missing}' does not exist" in err, err
     assert "data.source.data_dir" in err and "10 sessions cannot be read" in err, err
     assert sorted(tmp_path.rglob("*")) == before  # no store at ../runs, no run folder
+
+
+def test_a_failed_store_build_is_a_message_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """When the pipeline building a recipe's store fails a session (readable input, a stage
+    failed), train and evaluate --config print which and why and exit 1; was a RuntimeError
+    traceback."""
+    from types import SimpleNamespace
+
+    import epiflow.pipeline.orchestrate as orchestrate
+    failed = SimpleNamespace(failures=[{"session": "02_01", "stage": "calibrate",
+                                        "reason": "CalibrationError: too few frames"}])
+    monkeypatch.setattr(orchestrate, "run_pipeline", lambda *a, **k: failed)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[data]\nstore = "{tmp_path / "s.zarr"}"\nval_sessions = ["02_01"]\n'
+                      '[data.source]\nkind = "cmu_synthetic"\nclips = ["02_01"]\n'
+                      '[train]\nepochs = 1\n')
+    want = ("error: building the store", "02_01 at calibrate: CalibrationError: too few frames",
+            "epiflow inspect")
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("epiflow train: error:") and all(w in err for w in want), err
+    ckpt = tmp_path / "c.pt"
+    torch.save({}, ckpt)  # evaluate reads the checkpoint before the store: a stand-in here
+    monkeypatch.setattr("epiflow.models.checkpoint.load_checkpoint", lambda path: None)
+    assert main(["evaluate", str(ckpt), "--config", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("epiflow evaluate: error:") and all(w in err for w in want), err
