@@ -128,8 +128,15 @@ def run(args) -> int:
     cfg = config_from_args(args)
     check_outputs_not_inputs({"the store (--out)": cfg.out,
                               "the report": report_url(cfg.out, cfg.report)}, _inputs(args, cfg))
-    report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite,
-                          lease_wait_s=args.wait_lease)
+    try:
+        report = run_pipeline(cfg, progress=not args.quiet, overwrite=args.overwrite,
+                              lease_wait_s=args.wait_lease)
+    except FileNotFoundError as err:
+        if not args.config:
+            raise
+        folder = Path(args.config).resolve().parent
+        raise FileNotFoundError(f"{err} (relative paths in {args.config} are taken from its "
+                                f"folder, {folder}, not from where the command runs)") from None
     print(report.table())
     print_warnings("run", report.warnings)
     print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")

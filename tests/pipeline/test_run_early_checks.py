@@ -195,3 +195,16 @@ class TestSyntheticClips:
         config.write_text('synthetic_sessions = 1\n[synthetic]\nclip = "02_09"\n')
         _refused(capsys, tmp_path, ["run", str(config), "--out", str(tmp_path / "s.zarr"),
                                     "--quiet"], "'02_09'", ["not packaged", "02_01", "data_dir"])
+
+
+def test_a_config_path_missing_says_relative_paths_are_from_the_config(capsys, tmp_path):
+    """A config copied elsewhere whose relative videos folder does not exist there: the message
+    says relative paths are taken from the config's folder (a user running from another folder
+    reads the path as theirs)."""
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    cfg = cfg_dir / "run.toml"
+    cfg.write_text('out = "s.zarr"\n[[sessions]]\nname = "take"\nvideos = "videos"\n')
+    err = _refused(capsys, tmp_path, ["run", str(cfg), "--quiet"], cfg_dir / "videos",
+                   ["relative paths in", str(cfg_dir), "not from where the command runs"])
+    assert "does not exist" in err
