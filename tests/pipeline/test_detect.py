@@ -77,11 +77,11 @@ def test_worker_detects_and_writes_one_unit(shared_data, tmp_path):
     res = worker.run(DetectUnit(str(tmp_path / "s.zarr"), "demo", 1, 0, str(video), 6, 12))
     assert res.frames == 6 and res.found == 1.0
     assert s.units_done().tolist() == [[False, False], [True, False]]
-    kp = s.keypoints2d[6:12, 0]
+    kp = s.keypoints2d[6:12, 0, 0]                       # slot 0: the one person (P = 1)
     assert (kp[..., 2] > 0.5).mean() > 0.8 and np.isnan(s.keypoints2d[0:6]).all()
     xy = kp[..., :2][kp[..., 2] > 0]
     assert (xy[:, 0] > 0).all() and (xy[:, 0] < 1088).all() and (xy[:, 1] < 1920).all()
-    src = s.keypoints2d_source[6:12, 0]                  # BlazePose's own 33 joints
+    src = s.keypoints2d_source[6:12, 0, 0]               # BlazePose's own 33 joints
     assert np.allclose(kp[:, 11, :2], src[:, 11, :2], equal_nan=True)    # left shoulder
     assert np.allclose(kp[:, 0, :2], (src[:, 23, :2] + src[:, 24, :2]) / 2, atol=1e-3)  # pelvis
     box = s.crop_boxes[6, 0]
