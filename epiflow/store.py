@@ -75,12 +75,14 @@ P = N = 1 with person id 0. Crops are kept for slot 0 only: the image models tra
 
 Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``source_joint_set``,
 ``fps``, ``n_frames``, ``camera_names`` (the order of axis C), ``image_size`` (C x [w, h]),
-``chunk_frames``, ``max_people`` (P), ``source`` (kind and path), ``config`` (the resolved run config: the
+``chunk_frames``, ``max_people`` (P), ``source`` (kind and path), ``config`` (the resolved run
+config: the
 session's source and every stage's settings), ``fingerprint`` (its hash), ``code_version``,
 ``status`` (per stage in :data:`STAGES`: ``pending`` / ``done`` / ``failed``), ``failure``
 (stage and reason, or None), ``warnings`` (ingest's: a trim...), ``calibration`` (method and
 report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``; with
-several people also ``people``: per person id, each camera's share and median distance),
+several people also ``people``: per person id, its frames labelled and, per camera, the frames
+of each reason its view was or was not used),
 ``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
 where a source has them), ``complete`` (set last, once every stage is done).
 
@@ -90,7 +92,8 @@ per session and set their ``status`` after their data. Stores may be local folde
 that zarr's fsspec support reads (``s3://bucket/data.zarr`` with ``s3fs`` installed).
 
 Every array carries Zarr v3 ``dimension_names`` (:data:`DIMENSIONS`: ``frame``, ``camera``,
-``slot``, ``person``, ``joint``, ...), so ``xarray.open_zarr(store, group="sessions/<id>", consolidated=False)`` reads a
+``slot``, ``person``, ``joint``, ...), so
+``xarray.open_zarr(store, group="sessions/<id>", consolidated=False)`` reads a
 session as a labelled dataset without epiflow.
 """
 from __future__ import annotations
@@ -405,7 +408,8 @@ DIMENSIONS = {
     "keypoints2d": ("frame", "camera", "slot", "joint", "xyc"),
     "keypoints2d_source": ("frame", "camera", "slot", "source_joint", "xyc"),
     "person_ids": ("person",),
-    "pseudo3d": ("frame", "person", "joint", "xyz"), "pseudo3d_weight": ("frame", "person", "joint"),
+    "pseudo3d": ("frame", "person", "joint", "xyz"),
+    "pseudo3d_weight": ("frame", "person", "joint"),
     "reproj_error": ("frame", "person", "joint"),
     "pseudo3d_views": ("frame", "person", "camera", "joint"),
     "person_slots": ("frame", "person", "camera"),

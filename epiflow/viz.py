@@ -30,7 +30,8 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
            "plot_reprojections", "plot_people_reprojections", "plot_reprojection_errors",
-           "plot_skeletons_3d", "plot_people_3d", "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error",
+           "plot_skeletons_3d", "plot_people_3d",
+           "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error",
            "save_png", "camera_to_display", "plot_prediction"]
 
 CAMERA_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",

@@ -90,7 +90,8 @@ class TestRoundTrip:
         assert a["calibration"] == {"method": "file", "report": {"median_px": 0.5, "bad": None}}
         assert a["gt3d_frame"] == "cameras" and a["source"] == {"kind": "test"}
         assert r.keypoints().data.shape == (T, C, 1, J, 3)
-        assert np.array_equal(r.person0_keypoints().data, r.keypoints().data[:, :, 0], equal_nan=True)
+        assert np.array_equal(r.person0_keypoints().data, r.keypoints().data[:, :, 0],
+                              equal_nan=True)
 
     def test_optional_arrays_absent_are_none(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr")

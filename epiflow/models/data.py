@@ -137,7 +137,8 @@ class SessionArrays:
 def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = False
                   ) -> list[SessionArrays]:
     """Read sessions of a store (a path, URL or open :class:`PoseStore`) whole into memory,
-    each labelled person a :class:`SessionArrays` of its own (:meth:`SessionArrays.people_from_store`).
+    each labelled person a :class:`SessionArrays` of its own
+    (:meth:`SessionArrays.people_from_store`).
 
     Args:
         ids: the sessions to read; each must have its cameras. None: every session that has
@@ -221,7 +222,9 @@ def normalize_keypoints(uv: np.ndarray, root: int = 0) -> np.ndarray:
     """
     uv = np.asarray(uv, dtype=np.float64)
     rel = uv - uv[..., root:root + 1, :]
-    spread = np.sqrt(np.nanmean(np.square(rel).sum(-1), axis=-1))[..., None, None]
+    with warnings.catch_warnings():   # a pose with no joint (a person hidden from a camera)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.sqrt(np.nanmean(np.square(rel).sum(-1), axis=-1))[..., None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         x = rel / np.where(spread > 1e-9, spread, np.nan)
     x[..., root, :] = uv[..., root, :]

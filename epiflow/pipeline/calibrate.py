@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from epiflow.calibration.camera import CameraRig, match_rig
 from epiflow.pipeline.config import CalibrateConfig, SessionConfig
 from epiflow.store import Session

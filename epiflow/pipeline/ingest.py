@@ -390,7 +390,8 @@ def _write_passthrough(s: Session, src: Source, joint_set: str) -> None:
 def _write_with_crops(s: Session, keypoints: np.ndarray, source: np.ndarray | None,
                       joint_set: str) -> None:
     """A synthetic session's (T, C, J, 3) keypoints (one person, P = 1) unit by unit, each with
-    the person crops drawn from its 2D skeleton (:func:`epiflow.datasets.synthetic.skeleton_crops`)."""
+    the person crops drawn from its 2D skeleton
+    (:func:`epiflow.datasets.synthetic.skeleton_crops`)."""
     from epiflow.datasets.synthetic import skeleton_crops
     crops, boxes = skeleton_crops(keypoints, joint_set, s.crops.shape[2])
     for unit in range(s.units_done().shape[0]):

@@ -71,6 +71,29 @@ def test_two_people_run_inspect_export_train(ray_head, tmp_path, crowd, capsys):
     assert set(data.index[:, 0].tolist()) == {0, 1}  # samples of both people
 
 
+def test_a_camera_off_for_one_person_is_stored_and_printed_by_name(ray_head, tmp_path, capsys):
+    """The crowd of tests/calibration/test_triangulation_cli_people.py (with 4 cameras and 2
+    people, a camera 200 px off for one person loses that person's association instead)."""
+    crowd = make_crowd(CrowdOptions(n_people=3, n_cameras=5, n_frames=40), seed=7)
+    det = crowd.detections.copy()
+    mine = crowd.slot_person == 1
+    mine[:, [0, 1, 3, 4]] = False                              # person 1, in the third camera
+    det[mine, :, 0] += 200.0
+    cam = crowd.rig.names[2]
+    out = str(tmp_path / "S.zarr")
+    assert main(["run", *_inputs(tmp_path, crowd, det), "--out", out, "--session", "off",
+                 "--address", ray_head["address"], "--quiet"]) == 0
+    err = capsys.readouterr().err
+    printed = [w for w in err.splitlines() if f"camera {cam} disagrees" in w]
+    assert len(printed) == 1 and "epiflow run: warning:" in printed[0], err
+    s = PoseStore.open(out).session("off")
+    assert any(f"camera {cam} disagrees" in w for w in s.warnings)
+    n = [w for w in printed[0].split() if w.rstrip(":").isdigit()]
+    person = s.label_summary["people"][n[0].rstrip(":")] if n else None
+    assert person is not None and person["cameras"][cam]["disagrees with the other views"] > 20
+    assert s.label_summary["median_reproj_px_per_camera"][cam] < 10   # the views used are fine
+
+
 def test_several_people_need_given_cameras_and_a_p_axis_of_people(tmp_path, crowd, capsys):
     args = _inputs(tmp_path, crowd)
     assert main(["run", args[0], args[1], "--out", str(tmp_path / "S.zarr")]) == 2
@@ -85,3 +108,12 @@ def test_several_people_need_given_cameras_and_a_p_axis_of_people(tmp_path, crow
                  args[3], "--out", str(tmp_path / "S.zarr")]) == 2
     err = capsys.readouterr().err
     assert "empty.npz" in err and "P axis" in err and not (tmp_path / "S.zarr").exists()
+
+
+def test_videos_with_several_slots_need_given_cameras(shared_data, tmp_path, capsys):
+    videos = shared_data / "pose2sim_demo/multi_person/videos"
+    assert main(["run", "--videos", str(videos), "--out", str(tmp_path / "S.zarr"),
+                 "--set", "detect.max_people=2"]) == 2
+    err = capsys.readouterr().err
+    assert "detect.max_people = 2" in err and "--cameras" in err
+    assert not (tmp_path / "S.zarr").exists()
