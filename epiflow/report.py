@@ -20,6 +20,11 @@ training curves             ``metrics_csv`` (of the page)          ``training.pn
 metrics tables              ``metrics`` (of the page)              (in the page)
 ==========================  ====================================  ==============================
 
+Several people (``pseudo3d`` (T, N, J, 3) with ``person_ids``, ``keypoints`` (T, C, N, J, 3)
+each person's own detections): the reprojections and the 3D skeletons draw each person in its
+own colour with its id; the camera layout shows person 0; the weight figure and the
+reprojection-error curve are one person's and are left out.
+
 ``{_S}`` is ``_<session name>`` when the report shows several sessions, empty with one. The page
 references the PNGs by relative path, so the folder can be moved or served as is.
 
@@ -60,8 +65,11 @@ class SessionView:
         reference_rig: the true cameras, same order; the layout is drawn after aligning ``rig``
             onto them by a similarity (the gauge cameras from people are free in).
         keypoints: the observed 2D keypoints (T, C, J, 3); mapped to ``joint_set`` when needed.
-        pseudo3d: (T, J, 3) 3D pseudo-labels, metres, in ``rig``'s world.
-        weights: (T, J) the pseudo-labels' weights in [0, 1] (0 = no label).
+            Several people: (T, C, N, J, 3), each person's detections in the order of axis N.
+        pseudo3d: (T, J, 3) 3D pseudo-labels, metres, in ``rig``'s world; or (T, N, J, 3),
+            N people (ids in ``person_ids``), each drawn in its own colour.
+        weights: (T, J) the pseudo-labels' weights in [0, 1] (0 = no label); (T, N, J).
+        person_ids: the N people's ids, with a (T, N, J, 3) ``pseudo3d``.
         truth3d: (T, J, 3) ground truth, metres, in ``reference_rig``'s world (Z up).
         predictions3d: (T, J, 3) a model's predictions, metres, Z up, oriented like the world
             they are compared in; shown root-relative (pelvis placed on the truth's, when given).
@@ -80,6 +88,7 @@ class SessionView:
     weights: np.ndarray | None = None
     truth3d: np.ndarray | None = None
     predictions3d: np.ndarray | None = None
+    person_ids: Sequence[int] | None = None
     joint_set: str = "h36m17"
     images: Sequence[np.ndarray] | Callable[[int], Sequence[np.ndarray]] | None = None
     frame: int | None = None
@@ -227,7 +236,27 @@ def _camera_figure(view: SessionView, out: Path, suffix: str, of: str) -> list[R
         "edge is the top of the image; the person's path and one pose are in the middle.")]
 
 
+def _has_people(view: SessionView) -> bool:
+    """Whether ``view`` shows several people ((T, N, J, 3) labels)."""
+    return view.pseudo3d is not None and np.ndim(view.pseudo3d) == 4
+
+
+def _check_people(view: SessionView) -> None:
+    J = len(get_joint_set(view.joint_set))
+    T, N = np.shape(view.pseudo3d)[:2]
+    if np.shape(view.pseudo3d)[2:] != (J, 3) or view.person_ids is None or \
+            len(view.person_ids) != N:
+        raise ValueError(f"pseudo3d of several people must be (T, N, J={J}, 3) with N person_ids; "
+                         f"got {np.shape(view.pseudo3d)} and person_ids {view.person_ids}")
+    if view.keypoints is not None and (view.keypoints.data.ndim != 5 or
+                                       view.keypoints.data.shape[2] != N):
+        raise ValueError(f"keypoints of several people must be (T, C, N={N}, J, 3), each "
+                         f"person's detections; got {view.keypoints.data.shape}")
+
+
 def _check_joints(view: SessionView) -> None:
+    if _has_people(view):
+        return _check_people(view)
     J = len(get_joint_set(view.joint_set))
     for name in ("pseudo3d", "truth3d", "predictions3d"):
         value = getattr(view, name)
@@ -248,6 +277,8 @@ def _session_figures(view: SessionView, out: Path, several: bool) -> list[Report
     """The figures of one session (checked by :func:`_check_joints`); file names end in
     ``_<name>`` when ``several``."""
     suffix, of = _suffix(view.name, several), (f": {view.name}" if view.name else "")
+    if _has_people(view):
+        return _people_figures(view, out, suffix, of)
     figures = _camera_figure(view, out, suffix, of) if view.rig is not None else []
     if view.rig is not None and view.keypoints is not None and view.pseudo3d is not None:
         figures += _reprojection_figures(view, out, suffix, of)
@@ -256,12 +287,49 @@ def _session_figures(view: SessionView, out: Path, several: bool) -> list[Report
     return figures
 
 
+def _people_figures(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
+    """The figures of a session of several people: the camera layout (with person 0), the
+    reprojections and the 3D skeletons, each person in its own colour."""
+    labels = np.asarray(view.pseudo3d, np.float64)
+    ids = [int(i) for i in view.person_ids]
+    figures = []
+    if view.rig is not None:
+        figures += _camera_figure(SessionView(view.name, view.rig, view.reference_rig,
+                                              pseudo3d=labels[:, 0], joint_set=view.joint_set),
+                                  out, suffix, of)
+    if view.rig is not None and view.keypoints is not None:
+        kp = view.keypoints if view.keypoints.joint_set == view.joint_set else \
+            view.keypoints.to_h36m()
+        f = view.frame if view.frame is not None else int(np.argmax(
+            np.isfinite(labels).all(-1).sum((1, 2))))
+        reproj = view.rig.project(labels[f])                              # (C, N, J, 2)
+        viz.save_png(viz.plot_people_reprojections(
+            kp.data[f], reproj, kp.image_size, kp.camera_names, ids, view.joint_set,
+            _images(view, f), title=f"{view.name + ', ' if view.name else ''}frame {f}"),
+            out / _name("reprojections", suffix))
+        figures.append(ReportFigure(_name("reprojections", suffix), "2D reprojections" + of,
+                                    f"Frame {f} in every camera: each person's 2D detection "
+                                    f"(solid) and its 3D label projected back (dashed), in the "
+                                    f"person's own colour, id at the head."))
+    T = labels.shape[0]
+    shown = np.unique(np.linspace(0, T - 1, min(view.n_skeleton_frames, T)).round().astype(int))
+    viz.save_png(viz.plot_people_3d(labels[shown], ids, view.joint_set,
+                                    [f"frame {i}" for i in shown],
+                                    title=f"3D skeletons{of}" if of else None),
+                 out / _name("skeletons", suffix))
+    figures.append(ReportFigure(_name("skeletons", suffix), "3D skeletons" + of,
+                                f"Frames {', '.join(map(str, shown))}: people {ids}, one colour "
+                                f"each. Metres, Z up, equal scale on all axes."))
+    return figures
+
+
 # -- the figures of the page ---------------------------------------------------------------------
 def label_weight_errors(view: SessionView) -> tuple[np.ndarray, np.ndarray]:
     """(N,) weights and (N,) true errors (mm) of a session's labelled joints (weight > 0 and
     finite), the labels moved onto the truth by one similarity for the sequence; empty arrays
     without weights, labels or truth."""
-    if view.weights is None or view.pseudo3d is None or view.truth3d is None:
+    if view.weights is None or view.pseudo3d is None or view.truth3d is None or \
+            _has_people(view):
         return np.zeros(0), np.zeros(0)
     labels = np.asarray(view.pseudo3d, np.float64)
     truth = np.asarray(view.truth3d, np.float64)

@@ -9,56 +9,80 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
       sessions/<session_id>/       one group per capture session (attrs: see below; the id
                                    follows :data:`SESSION_ID_RULE`)
 
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| array                  | shape          | dtype   | meaning, units                         | chunks           |
-+========================+================+=========+========================================+==================+
-| keypoints2d            | (T, C, J, 3)   | float32 | x, y pixels (distorted image), conf in | (F, 1, J, 3)     |
-|                        |                |         | [0, 1]; missing = NaN with conf 0      |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| keypoints2d_source     | (T, C, Js, 3)  | float32 | the same in the 2D source's own joint  | (F, 1, Js, 3)    |
-| (optional)             |                |         | set (attr ``source_joint_set``, e.g.   |                  |
-|                        |                |         | BlazePose 33) when it differs; the     |                  |
-|                        |                |         | cameras are calibrated from these      |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| pseudo3d               | (T, J, 3)      | float32 | triangulated joints, metres, the       | (F, J, 3)        |
-|                        |                |         | session's world frame (that of the     |                  |
-|                        |                |         | cameras below; Z up when calibrated    |                  |
-|                        |                |         | from people); NaN = no label           |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| pseudo3d_weight        | (T, J)         | float32 | per-label weight in [0, 1] (0 = none)  | (F, J)           |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| reproj_error           | (T, J)         | float32 | mean reprojection error over the views | (F, J)           |
-|                        |                |         | used, pixels                           |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| pseudo3d_views         | (T, C, J)      | bool    | which views the label was built from   | (F, C, J)        |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| cameras/K              | (C, 3, 3)      | float64 | intrinsic matrices, pixels             | whole            |
-| cameras/dist           | (C, 5)         | float64 | Brown-Conrady k1, k2, p1, p2, k3       | whole            |
-| cameras/R              | (C, 3, 3)      | float64 | world->camera rotation                 | whole            |
-| cameras/t              | (C, 3)         | float64 | world->camera translation, metres      | whole            |
-| cameras/size           | (C, 2)         | int32   | image (width, height), pixels          | whole            |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| gt3d (optional)        | (T, J, 3)      | float32 | ground-truth joints, metres, in the    | (F, J, 3)        |
-|                        |                |         | frame named by attr ``gt3d_frame``:    |                  |
-|                        |                |         | ``gt_cameras`` = world of the true rig |                  |
-|                        |                |         | in attr ``gt_cameras_toml``            |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| crops (optional)       | (T, C, H, W, 3)| uint8   | square RGB person crops, H = W =       | (F, 1, H, W, 3)  |
-|                        |                |         | ``crop_size``; zeros where no person   |                  |
-| crop_boxes (optional)  | (T, C, 4)      | float32 | crop square in the image: x0, y0, x1,  | (F, 1, 4)        |
-|                        |                |         | y1 pixels; NaN where no crop           |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
-| done/detect            | (T / F, C)     | bool    | detection unit (frame chunk, camera)   | (1, 1)           |
-|                        |                |         | written; set only after its data       |                  |
-+------------------------+----------------+---------+----------------------------------------+------------------+
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| array                  | shape           | dtype   | meaning, units                        | chunks             |
++========================+=================+=========+=======================================+====================+
+| keypoints2d            | (T, C, P, J, 3) | float32 | x, y pixels (distorted image), conf   | (F, 1, P, J, 3)    |
+|                        |                 |         | in [0, 1]; missing = NaN with conf 0; |                    |
+|                        |                 |         | P unassociated detection slots per    |                    |
+|                        |                 |         | camera-frame (slot p of one camera is |                    |
+|                        |                 |         | unrelated to slot p of another)       |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| keypoints2d_source     | (T, C, P, Js, 3)| float32 | the same in the 2D source's own joint | (F, 1, P, Js, 3)   |
+| (optional)             |                 |         | set (attr ``source_joint_set``, e.g.  |                    |
+|                        |                 |         | BlazePose 33) when it differs; the    |                    |
+|                        |                 |         | cameras are calibrated from these     |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| person_ids (labels)    | (N,)            | int64   | stable id of each labelled person     | whole              |
+|                        |                 |         | (axis N below); one person: [0]       |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| pseudo3d (labels)      | (T, N, J, 3)    | float32 | triangulated joints, metres, the      | (F, N, J, 3)       |
+|                        |                 |         | session's world frame (that of the    |                    |
+|                        |                 |         | cameras below; Z up when calibrated   |                    |
+|                        |                 |         | from people); NaN = no label          |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| pseudo3d_weight        | (T, N, J)       | float32 | per-label weight in [0, 1] (0 = none) | (F, N, J)          |
+| (labels)               |                 |         |                                       |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| reproj_error (labels)  | (T, N, J)       | float32 | mean reprojection error over the      | (F, N, J)          |
+|                        |                 |         | views used, pixels                    |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| pseudo3d_views         | (T, N, C, J)    | bool    | which views each label was built from | (F, N, C, J)       |
+| (labels)               |                 |         |                                       |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| person_slots (labels)  | (T, N, C)       | int16   | the detection slot (axis P) that is   | (F, N, C)          |
+|                        |                 |         | person n in camera c; -1 = none (the  |                    |
+|                        |                 |         | association; one person: slot 0)      |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| cameras/K              | (C, 3, 3)       | float64 | intrinsic matrices, pixels            | whole              |
+| cameras/dist           | (C, 5)          | float64 | Brown-Conrady k1, k2, p1, p2, k3      | whole              |
+| cameras/R              | (C, 3, 3)       | float64 | world->camera rotation                | whole              |
+| cameras/t              | (C, 3)          | float64 | world->camera translation, metres     | whole              |
+| cameras/size           | (C, 2)          | int32   | image (width, height), pixels         | whole              |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| gt3d (optional)        | (T, N, J, 3)    | float32 | ground-truth joints, metres, of N     | (F, N, J, 3)       |
+|                        |                 |         | true people, in the frame named by    |                    |
+|                        |                 |         | attr ``gt3d_frame``: ``gt_cameras`` = |                    |
+|                        |                 |         | world of the true rig in attr         |                    |
+|                        |                 |         | ``gt_cameras_toml``                   |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| crops (optional)       | (T, C, H, W, 3) | uint8   | square RGB crops of detection slot 0  | (F, 1, H, W, 3)    |
+|                        |                 |         | only (the one person of a P = 1       |                    |
+|                        |                 |         | session), H = W = ``crop_size``;      |                    |
+|                        |                 |         | zeros where no person                 |                    |
+| crop_boxes (optional)  | (T, C, 4)       | float32 | crop square in the image: x0, y0, x1, | (F, 1, 4)          |
+|                        |                 |         | y1 pixels; NaN where no crop          |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+| done/detect            | (T / F, C)      | bool    | detection unit (frame chunk, camera)  | (1, 1)             |
+|                        |                 |         | written; set only after its data      |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
+
+The person axes: P (``slot``) is fixed when the session is created (``max_people``: the
+detector's slots, or the P axis of a keypoints input; one person is P = 1). N (``person``) is
+known only after triangulation, so the label arrays (marked "labels") are created when the
+labels are written, and the triangulate stage's status is set after them. One person is
+P = N = 1 with person id 0. Crops are kept for slot 0 only: the image models train on one person.
 
 Session attributes: ``schema_version``, ``joint_set``, ``joint_names``, ``source_joint_set``,
 ``fps``, ``n_frames``, ``camera_names`` (the order of axis C), ``image_size`` (C x [w, h]),
-``chunk_frames``, ``source`` (kind and path), ``config`` (the resolved run config: the
+``chunk_frames``, ``max_people`` (P), ``source`` (kind and path), ``config`` (the resolved run
+config: the
 session's source and every stage's settings), ``fingerprint`` (its hash), ``code_version``,
 ``status`` (per stage in :data:`STAGES`: ``pending`` / ``done`` / ``failed``), ``failure``
 (stage and reason, or None), ``warnings`` (ingest's: a trim...), ``calibration`` (method and
-report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``),
+report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``; with
+several people also ``people``: per person id, its frames labelled and, per camera, the frames
+of each reason its view was or was not used),
 ``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
 where a source has them), ``complete`` (set last, once every stage is done).
 
@@ -68,7 +92,8 @@ per session and set their ``status`` after their data. Stores may be local folde
 that zarr's fsspec support reads (``s3://bucket/data.zarr`` with ``s3fs`` installed).
 
 Every array carries Zarr v3 ``dimension_names`` (:data:`DIMENSIONS`: ``frame``, ``camera``,
-``joint``, ...), so ``xarray.open_zarr(store, group="sessions/<id>", consolidated=False)`` reads a
+``slot``, ``person``, ``joint``, ...), so
+``xarray.open_zarr(store, group="sessions/<id>", consolidated=False)`` reads a
 session as a labelled dataset without epiflow.
 """
 from __future__ import annotations
@@ -92,7 +117,7 @@ if TYPE_CHECKING:  # the camera code imports torch; detection workers need none 
 __all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "Labels",
            "GroundTruth", "StoreError", "StoreVersionError", "check_session_id"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The pipeline's stages, in order; a session is complete when all are ``done``.
 STAGES = ("ingest", "detect", "calibrate", "triangulate")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -144,12 +169,18 @@ def check_session_id(session_id, what: str = "session id") -> str:
     return session_id
 
 
-def _check_version(found: Any, where: str) -> None:
+def _check_version(found: Any, where: str, url: str) -> None:
     if found != SCHEMA_VERSION:
-        raise StoreVersionError(
-            f"{where} was written with epiflow store schema version {found}; this epiflow "
-            f"({__version__}) reads version {SCHEMA_VERSION}. Write a new store (a new --out) or "
-            f"use the epiflow version that wrote it")
+        raise StoreVersionError(f"{where} {_version_problem(found, url)}")
+
+
+def _version_problem(found: Any, url: str) -> str:
+    """Why a store or session of schema version ``found`` is not read, and what to do."""
+    todo = (f"convert it with `epiflow upgrade-store {url}` (in place; --out NEW.zarr writes a "
+            f"converted copy and keeps the old store)" if found == 1 and SCHEMA_VERSION == 2
+            else "write a new store (a new --out) or use the epiflow version that wrote it")
+    return (f"was written with epiflow store schema version {found}; this epiflow "
+            f"({__version__}) reads version {SCHEMA_VERSION}: {todo}")
 
 
 class PoseStore:
@@ -159,7 +190,7 @@ class PoseStore:
 
         store = PoseStore.open("demo.zarr")
         s = store.session(store.session_ids()[0])
-        xyz = s.pseudo3d[:100]          # (100, J, 3) numpy, metres
+        xyz = s.labels().pseudo3d[:100]  # (100, N, J, 3) numpy, metres
     """
 
     def __init__(self, root: zarr.Group, url: str, mode: str):
@@ -195,7 +226,7 @@ class PoseStore:
                                      "code_version": __version__}
             root.require_group("sessions")
         else:
-            _check_version(meta.get("schema_version"), f"store {url!r}")
+            _check_version(meta.get("schema_version"), f"store {url!r}", url)
         return cls(root, url, mode)
 
     def session_ids(self, complete_only: bool = False) -> list[str]:
@@ -237,7 +268,7 @@ class PoseStore:
         where = f"session {session_id!r} of {self.url!r}"
         problem = _entry_problem(session_id, group)
         if problem and isinstance(group, zarr.Group) and "schema_version" in group.attrs:
-            _check_version(group.attrs["schema_version"], where)
+            _check_version(group.attrs["schema_version"], where, self.url)
         if problem:
             raise StoreError(f"{where} is not an epiflow session: {problem}")
         return Session(group, session_id, self.url)
@@ -248,7 +279,7 @@ class PoseStore:
 
     def create_session(self, session_id: str, *, n_frames: int, camera_names: list[str],
                        joint_set: str, image_size, fps: float | None, chunk_frames: int,
-                       crop_size: int = 0, with_gt3d: bool = False,
+                       crop_size: int = 0, max_people: int = 1,
                        source_joint_set: str | None = None,
                        attrs: dict | None = None) -> "Session":
         """Create (or replace) a session's group and its empty arrays; status all ``pending``.
@@ -258,16 +289,18 @@ class PoseStore:
             joint_set: the joint set of ``keypoints2d`` and ``pseudo3d`` (J from it).
             image_size: (C, 2) (width, height) pixels. fps: frames per second or None.
             chunk_frames: F, frames per detection unit and per chunk along T.
-            crop_size: side of person crops, pixels; 0 = no crops.
+            crop_size: side of person crops (of detection slot 0), pixels; 0 = no crops.
+            max_people: P, the detection slots per camera-frame (1 = one person).
             source_joint_set: the 2D source's own joint set when it differs from
                 ``joint_set``: its keypoints are kept too, as ``keypoints2d_source``.
             attrs: more session attributes (source, config...).
         """
         self._check_writable()
         check_session_id(session_id)
-        if n_frames <= 0 or not camera_names or chunk_frames <= 0:
-            raise StoreError(f"session {session_id!r}: need n_frames > 0, cameras and "
-                             f"chunk_frames > 0; got {n_frames}, {camera_names}, {chunk_frames}")
+        if n_frames <= 0 or not camera_names or chunk_frames <= 0 or max_people < 1:
+            raise StoreError(f"session {session_id!r}: need n_frames > 0, cameras, "
+                             f"chunk_frames > 0 and max_people >= 1; got {n_frames}, "
+                             f"{camera_names}, {chunk_frames}, {max_people}")
         js = get_joint_set(joint_set)
         src = None if source_joint_set in (None, js.name) else get_joint_set(source_joint_set)
         size = np.asarray(image_size, dtype=np.int64).reshape(len(camera_names), 2)
@@ -277,14 +310,15 @@ class PoseStore:
                 "fps": None if fps is None else float(fps), "n_frames": int(n_frames),
                 "camera_names": [str(c) for c in camera_names], "image_size": size.tolist(),
                 "chunk_frames": int(chunk_frames), "crop_size": int(crop_size),
+                "max_people": int(max_people),
                 "status": {s: "pending" for s in STAGES}, "failure": None, "complete": False,
                 **(attrs or {})}
         # the attributes go with the group, in one write, before any array: a run killed
         # part-way leaves a session that says its version and that it is not complete
         group = self.root.require_group("sessions").create_group(session_id, overwrite=True,
                                                                  attributes=meta)
-        _create_arrays(group, n_frames, len(camera_names), len(js), chunk_frames,
-                       crop_size, with_gt3d, len(src) if src else 0)
+        _create_arrays(group, n_frames, len(camera_names), int(max_people), len(js),
+                       chunk_frames, crop_size, len(src) if src else 0)
         return Session(group, session_id, self.url)
 
     def record_failure(self, session_id: str, stage: str, reason: str) -> None:
@@ -365,62 +399,117 @@ def _entry_problem(name: str, node) -> str | None:
                  f"from an older epiflow)" if inner else ""
         return f"it has no epiflow session attributes{nested}"
     if node.attrs["schema_version"] != SCHEMA_VERSION:
-        return (f"written with session schema version {node.attrs['schema_version']}; this "
-                f"epiflow reads {SCHEMA_VERSION}")
+        return f"session {_version_problem(node.attrs['schema_version'], 'STORE')}"
     return None
 
 
 #: each array's dimension names (Zarr v3 ``dimension_names``: xarray reads them)
 DIMENSIONS = {
-    "keypoints2d": ("frame", "camera", "joint", "xyc"),
-    "keypoints2d_source": ("frame", "camera", "source_joint", "xyc"),
-    "pseudo3d": ("frame", "joint", "xyz"), "pseudo3d_weight": ("frame", "joint"),
-    "reproj_error": ("frame", "joint"), "pseudo3d_views": ("frame", "camera", "joint"),
-    "gt3d": ("frame", "joint", "xyz"), "crops": ("frame", "camera", "crop_y", "crop_x", "rgb"),
+    "keypoints2d": ("frame", "camera", "slot", "joint", "xyc"),
+    "keypoints2d_source": ("frame", "camera", "slot", "source_joint", "xyc"),
+    "person_ids": ("person",),
+    "pseudo3d": ("frame", "person", "joint", "xyz"),
+    "pseudo3d_weight": ("frame", "person", "joint"),
+    "reproj_error": ("frame", "person", "joint"),
+    "pseudo3d_views": ("frame", "person", "camera", "joint"),
+    "person_slots": ("frame", "person", "camera"),
+    "gt3d": ("frame", "person", "joint", "xyz"),
+    "crops": ("frame", "camera", "crop_y", "crop_x", "rgb"),
     "crop_boxes": ("frame", "camera", "box"), "done/detect": ("unit", "camera"),
     "K": ("camera", "row", "column"), "R": ("camera", "row", "column"),
     "dist": ("camera", "coefficient"), "t": ("camera", "xyz"), "size": ("camera", "wh"),
 }
+#: the arrays the triangulate stage creates, with their fill values
+LABEL_ARRAYS = {"pseudo3d": float("nan"), "pseudo3d_weight": 0.0,
+                "reproj_error": float("nan"), "pseudo3d_views": False, "person_slots": -1}
+_LABEL_DTYPES = {"pseudo3d_views": "bool", "person_slots": "int16"}
 
 
-def _create_arrays(group: zarr.Group, T: int, C: int, J: int, F: int, crop: int,
-                   with_gt3d: bool, J_source: int) -> None:
-    nan = float("nan")
+def _array(group: zarr.Group, name: str, shape, chunks, dtype="float32", fill=float("nan"),
+           overwrite: bool = False):
+    return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                              dimension_names=DIMENSIONS[name], overwrite=overwrite)
 
-    def array(name, shape, chunks, dtype="float32", fill=nan):
-        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                           dimension_names=DIMENSIONS[name])
 
+def _create_arrays(group: zarr.Group, T: int, C: int, P: int, J: int, F: int, crop: int,
+                   J_source: int) -> None:
+    """The arrays fixed at creation: detections, done-markers, crops (labels come later)."""
     F = min(F, T)
-    array("keypoints2d", (T, C, J, 3), (F, 1, J, 3))
+    _array(group, "keypoints2d", (T, C, P, J, 3), (F, 1, P, J, 3))
     if J_source:
-        array("keypoints2d_source", (T, C, J_source, 3), (F, 1, J_source, 3))
-    array("pseudo3d", (T, J, 3), (F, J, 3))
-    array("pseudo3d_weight", (T, J), (F, J), fill=0.0)
-    array("reproj_error", (T, J), (F, J))
-    array("pseudo3d_views", (T, C, J), (F, C, J), dtype="bool", fill=False)
+        _array(group, "keypoints2d_source", (T, C, P, J_source, 3), (F, 1, P, J_source, 3))
     n_units = -(-T // F)
-    array("done/detect", (n_units, C), (1, 1), dtype="bool", fill=False)
-    if with_gt3d:
-        array("gt3d", (T, J, 3), (F, J, 3))
+    _array(group, "done/detect", (n_units, C), (1, 1), dtype="bool", fill=False)
     if crop:
-        array("crops", (T, C, crop, crop, 3), (F, 1, crop, crop, 3), dtype="uint8", fill=0)
-        array("crop_boxes", (T, C, 4), (F, 1, 4))
+        _array(group, "crops", (T, C, crop, crop, 3), (F, 1, crop, crop, 3), dtype="uint8",
+               fill=0)
+        _array(group, "crop_boxes", (T, C, 4), (F, 1, 4))
+
+
+@dataclass(frozen=True, eq=False)
+class PersonLabels:
+    """One person's pseudo-labels (:meth:`Labels.person`), in the session's world frame.
+
+    Attributes:
+        person_id: the person's stable id. pseudo3d: (T, J, 3) float32 metres; NaN = no label.
+        weight: (T, J) float32 in [0, 1]. reproj_error: (T, J) float32 pixels.
+        views: (T, C, J) bool, the views each label used. slots: (T, C) int16, the detection
+        slot that is this person in each camera, -1 = none.
+    """
+
+    person_id: int
+    pseudo3d: np.ndarray
+    weight: np.ndarray
+    reproj_error: np.ndarray
+    views: np.ndarray
+    slots: np.ndarray
+
+    def keypoints(self, detections: np.ndarray) -> np.ndarray:
+        """This person's 2D keypoints (T, C, J', 3) gathered from the session's detections
+        (T, C, P, J', 3) by :attr:`slots`; NaN with confidence 0 where the person has none."""
+        T, C = self.slots.shape
+        out = np.full((T, C, *detections.shape[3:]), np.nan, detections.dtype)
+        out[..., 2] = 0
+        t, c = np.nonzero(self.slots >= 0)
+        out[t, c] = detections[t, c, self.slots[t, c]]
+        return out
 
 
 @dataclass(frozen=True, eq=False)
 class Labels:
-    """A session's pseudo-labels (:meth:`Session.labels`), in its world frame.
+    """A session's pseudo-labels (:meth:`Session.labels`), in its world frame, N people.
 
     Attributes:
-        pseudo3d: (T, J, 3) float32 metres; NaN = no label. weight: (T, J) float32 in [0, 1].
-        reproj_error: (T, J) float32 pixels. views: (T, C, J) bool, the views each label used.
+        pseudo3d: (T, N, J, 3) float32 metres; NaN = no label. weight: (T, N, J) float32 in
+        [0, 1]. reproj_error: (T, N, J) float32 pixels. views: (T, N, C, J) bool, the views
+        each label used. person_ids: (N,) int64 stable person ids (one person: [0]).
+        slots: (T, N, C) int16, the detection slot of each person in each camera, -1 = none.
     """
 
     pseudo3d: np.ndarray
     weight: np.ndarray
     reproj_error: np.ndarray
     views: np.ndarray
+    person_ids: np.ndarray
+    slots: np.ndarray
+
+    @property
+    def n_people(self) -> int:
+        """N."""
+        return int(self.pseudo3d.shape[1])
+
+    def person(self, index: int) -> PersonLabels:
+        """Person ``index`` (position along axis N, not the id) as (T, J, ...) arrays."""
+        if not 0 <= index < self.n_people:
+            raise IndexError(f"person index {index} out of range: the labels hold "
+                             f"{self.n_people} people (ids {self.person_ids.tolist()})")
+        return PersonLabels(int(self.person_ids[index]), self.pseudo3d[:, index],
+                            self.weight[:, index], self.reproj_error[:, index],
+                            self.views[:, index], self.slots[:, index])
+
+    def people(self) -> list[PersonLabels]:
+        """Every person, in the order of axis N."""
+        return [self.person(n) for n in range(self.n_people)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -428,8 +517,9 @@ class GroundTruth:
     """A session's ground truth (:meth:`Session.ground_truth`).
 
     Attributes:
-        points: (T, J, 3) float32 metres. frame: ``gt_cameras`` (the world of ``rig``) or
-            ``source`` (the source's own frame). rig: the true cameras, or None.
+        points: (T, N, J, 3) float32 metres, N true people (one person: N = 1). frame:
+            ``gt_cameras`` (the world of ``rig``) or ``source`` (the source's own frame).
+        rig: the true cameras, or None.
     """
 
     points: np.ndarray
@@ -459,38 +549,45 @@ class Session:
 
     @property
     def keypoints2d(self) -> zarr.Array:
-        """(T, C, J, 3) float32: x, y pixels, confidence; NaN / 0 where missing."""
+        """(T, C, P, J, 3) float32: x, y pixels, confidence; NaN / 0 where missing; P
+        unassociated detection slots per camera-frame."""
         return self._array("keypoints2d")
 
     @property
     def keypoints2d_source(self) -> zarr.Array | None:
-        """(T, C, J_source, 3) float32 in the 2D source's own joint set (attr
+        """(T, C, P, J_source, 3) float32 in the 2D source's own joint set (attr
         ``source_joint_set``), or None when it is the store's joint set."""
         return self._array("keypoints2d_source", optional=True)
 
     @property
     def pseudo3d(self) -> zarr.Array:
-        """(T, J, 3) float32 metres, the session's world frame; NaN where no label."""
+        """(T, N, J, 3) float32 metres, the session's world frame; NaN where no label (created
+        by the triangulate stage: KeyError before; :meth:`labels` says what to run)."""
         return self._array("pseudo3d")
 
     @property
     def pseudo3d_weight(self) -> zarr.Array:
-        """(T, J) float32 in [0, 1]; 0 where no label."""
+        """(T, N, J) float32 in [0, 1]; 0 where no label."""
         return self._array("pseudo3d_weight")
 
     @property
     def reproj_error(self) -> zarr.Array:
-        """(T, J) float32 pixels."""
+        """(T, N, J) float32 pixels."""
         return self._array("reproj_error")
 
     @property
     def pseudo3d_views(self) -> zarr.Array:
-        """(T, C, J) bool: views each label was triangulated from."""
+        """(T, N, C, J) bool: views each label was triangulated from."""
         return self._array("pseudo3d_views")
 
     @property
+    def max_people(self) -> int:
+        """P, the detection slots per camera-frame (axis 2 of :attr:`keypoints2d`)."""
+        return int(self.keypoints2d.shape[2])
+
+    @property
     def gt3d(self) -> zarr.Array | None:
-        """(T, J, 3) float32 metres, or None where the source has no ground truth."""
+        """(T, N, J, 3) float32 metres, or None where the source has no ground truth."""
         return self._array("gt3d", optional=True)
 
     @property
@@ -560,13 +657,25 @@ class Session:
         return rig_from_toml(text, f"{self.url}/sessions/{self.id}.cameras_toml")
 
     def keypoints(self, source: bool = False):
-        """The 2D keypoints as :class:`epiflow.keypoints.Keypoints` (T, C, J, 3); with
-        ``source``, in the 2D source's own joint set when the session keeps it."""
+        """The 2D detections as :class:`epiflow.keypoints.Keypoints` (T, C, P, J, 3), P
+        unassociated slots; with ``source``, in the 2D source's own joint set when the session
+        keeps it."""
         a = self.attrs
         use_source = source and self.keypoints2d_source is not None
         data = (self.keypoints2d_source if use_source else self.keypoints2d)[:]
         return Keypoints(data, a["source_joint_set"] if use_source else a["joint_set"],
                          tuple(a["camera_names"]), np.asarray(a["image_size"]), a.get("fps"))
+
+    def person0_keypoints(self, source: bool = False):
+        """The 2D keypoints of detection slot 0 as :class:`~epiflow.keypoints.Keypoints`
+        (T, C, J, 3): the one person of a session with P = 1. A :class:`StoreError` when the
+        session has several slots (slot 0 of one camera is not slot 0 of another there)."""
+        if self.max_people != 1:
+            raise StoreError(f"session {self.id!r} of {self.url!r} has {self.max_people} "
+                             f"detection slots per camera-frame (several people); its slot 0 is "
+                             f"not one person across cameras: read keypoints() and associate")
+        kp = self.keypoints(source)
+        return Keypoints(kp.data[:, :, 0], kp.joint_set, kp.camera_names, kp.image_size, kp.fps)
 
     # -- typed readers: no module outside this one reads the raw attributes ----------------------
     @property
@@ -589,7 +698,15 @@ class Session:
         return Labels(np.asarray(self.pseudo3d[:], np.float32),
                       np.asarray(self.pseudo3d_weight[:], np.float32),
                       np.asarray(self.reproj_error[:], np.float32),
-                      np.asarray(self.pseudo3d_views[:], bool))
+                      np.asarray(self.pseudo3d_views[:], bool), self.person_ids,
+                      np.asarray(self._array("person_slots")[:], np.int16))
+
+    @property
+    def person_ids(self) -> np.ndarray:
+        """(N,) int64 stable ids of the labelled people (axis N of the labels); empty before
+        the triangulate stage wrote them."""
+        ids = self._array("person_ids", optional=True)
+        return np.zeros(0, np.int64) if ids is None else np.asarray(ids[:], np.int64)
 
     @property
     def gt_rig(self) -> "CameraRig | None":
@@ -670,12 +787,14 @@ class Session:
 
         Args:
             unit: the frame chunk index. camera: the camera index (axis C).
-            keypoints: (stop - start, J, 3) pixels / confidence for those frames.
-            crops: (stop - start, H, W, 3) uint8, and crop_boxes (stop - start, 4), when the
-                session has crops.
-            source_keypoints: (stop - start, J_source, 3), when the session keeps them.
+            keypoints: (stop - start, P, J, 3) pixels / confidence for those frames ((stop -
+                start, J, 3) is taken as P = 1 when the session has one slot).
+            crops: (stop - start, H, W, 3) uint8, and crop_boxes (stop - start, 4), of slot 0,
+                when the session has crops.
+            source_keypoints: (stop - start, P, J_source, 3), when the session keeps them.
         """
         start, stop = self.unit_frames(unit)
+        keypoints, source_keypoints = self._with_slots(keypoints, source_keypoints, 3)
         arrays = [("keypoints2d", keypoints)]
         if self.keypoints2d_source is not None:
             arrays.append(("keypoints2d_source", source_keypoints))
@@ -697,9 +816,10 @@ class Session:
 
     def write_all_units(self, keypoints: np.ndarray,
                         source_keypoints: np.ndarray | None = None) -> None:
-        """Write the whole (T, C, J, 3) keypoints at once (a source that needs no detection),
-        and (T, C, J_source, 3) ``source_keypoints`` when the session keeps them; then mark
-        every unit done."""
+        """Write the whole (T, C, P, J, 3) keypoints at once (a source that needs no detection),
+        and (T, C, P, J_source, 3) ``source_keypoints`` when the session keeps them ((T, C, J, 3)
+        is taken as P = 1 when the session has one slot); then mark every unit done."""
+        keypoints, source_keypoints = self._with_slots(keypoints, source_keypoints, 4)
         arrays = [("keypoints2d", keypoints)]
         if self.keypoints2d_source is not None:
             arrays.append(("keypoints2d_source", source_keypoints))
@@ -711,6 +831,14 @@ class Session:
                                  f"{None if value is None else value.shape}")
             self.group[name][...] = value
         self._array("done/detect")[...] = True
+
+    def _with_slots(self, keypoints, source_keypoints, one_person_ndim: int):
+        """The keypoints with their P axis: a one-slot session's arrays without it gain it."""
+        if self.max_people != 1:
+            return keypoints, source_keypoints
+        add = (lambda a: a if a is None or np.ndim(a) != one_person_ndim
+               else np.expand_dims(np.asarray(a), one_person_ndim - 2))
+        return add(keypoints), add(source_keypoints)
 
     # -- stage data ----------------------------------------------------------------------------
     def write_rig(self, rig: "CameraRig", method: str, report: dict | None = None) -> None:
@@ -729,22 +857,52 @@ class Session:
                           calibration={"method": method, "report": _plain(report or {})})
 
     def write_labels(self, pseudo3d: np.ndarray, weight: np.ndarray, reproj_error: np.ndarray,
-                     views: np.ndarray | None = None) -> None:
-        """Store the pseudo-labels: (T, J, 3) metres, (T, J) weights, (T, J) pixels, (T, C, J)."""
-        T, J = self.pseudo3d.shape[:2]
-        for name, value, shape in (("pseudo3d", pseudo3d, (T, J, 3)),
-                                   ("pseudo3d_weight", weight, (T, J)),
-                                   ("reproj_error", reproj_error, (T, J))):
-            value = np.asarray(value, dtype=np.float32)
-            if value.shape != shape:
+                     views: np.ndarray | None = None, person_ids=None,
+                     slots: np.ndarray | None = None) -> None:
+        """Store the pseudo-labels of N people, creating (or replacing) the label arrays.
+
+        Args:
+            pseudo3d: (T, N, J, 3) metres. weight: (T, N, J). reproj_error: (T, N, J) pixels.
+            views: (T, N, C, J) bool, or None (no view recorded).
+            person_ids: (N,) stable ids; None = 0 .. N-1.
+            slots: (T, N, C) int, the detection slot of each person per camera, -1 = none;
+                None = slot 0 (a session with one slot).
+        The caller sets the triangulate status after this returns (resume redoes a cut write).
+        """
+        T, C = self.n_frames, len(self.camera_names)
+        pseudo3d = np.asarray(pseudo3d, dtype=np.float32)
+        if pseudo3d.ndim != 4 or pseudo3d.shape[0] != T or pseudo3d.shape[3] != 3:
+            raise ValueError(f"session {self.id!r}: pseudo3d must have shape (T={T}, N, J, 3); "
+                             f"got {pseudo3d.shape}")
+        _, N, J, _ = pseudo3d.shape
+        ids = np.arange(N) if person_ids is None else np.asarray(person_ids, np.int64)
+        views = np.zeros((T, N, C, J), bool) if views is None else np.asarray(views, bool)
+        if slots is None and self.max_people != 1:
+            raise ValueError(f"session {self.id!r} has {self.max_people} detection slots: give "
+                             f"slots (T, N, C), which slot is which person")
+        slots = np.zeros((T, N, C), np.int16) if slots is None else np.asarray(slots)
+        values = {"pseudo3d": (pseudo3d, (T, N, J, 3)),
+                  "pseudo3d_weight": (weight, (T, N, J)),
+                  "reproj_error": (reproj_error, (T, N, J)),
+                  "pseudo3d_views": (views, (T, N, C, J)),
+                  "person_slots": (slots, (T, N, C))}
+        for name, (value, shape) in values.items():
+            if np.shape(value) != shape:
                 raise ValueError(f"session {self.id!r}: {name} must have shape {shape}; "
-                                 f"got {value.shape}")
-            self.group[name][...] = value
-        if views is not None:
-            self.pseudo3d_views[...] = np.asarray(views, dtype=bool)
+                                 f"got {np.shape(value)}")
+        if ids.shape != (N,) or len(set(ids.tolist())) != N:
+            raise ValueError(f"session {self.id!r}: person_ids must be {N} distinct ids; got "
+                             f"{ids.tolist()}")
+        F = min(self.chunk_frames, T)
+        for name, (value, shape) in values.items():
+            dtype = _LABEL_DTYPES.get(name, "float32")
+            _array(self.group, name, shape, (F, *shape[1:]), dtype, LABEL_ARRAYS[name],
+                   overwrite=True)[...] = np.asarray(value, dtype)
+        _array(self.group, "person_ids", (N,), (max(N, 1),), "int64", 0,
+               overwrite=True)[...] = ids
 
     def write_gt3d(self, points: np.ndarray, frame: str, cameras: "CameraRig | None" = None) -> None:
-        """Store ground truth (T, J, 3) metres.
+        """Store ground truth (T, N, J, 3) metres of N true people ((T, J, 3): one person).
 
         Args:
             frame: names its world frame: ``gt_cameras`` (that of ``cameras``, the true rig,
@@ -752,7 +910,15 @@ class Session:
                 or ``source`` (the source's own frame, unrelated to the cameras).
         """
         from epiflow.calibration.formats import rig_to_toml
-        self._array("gt3d")[...] = np.asarray(points, dtype=np.float32)
+        points = np.asarray(points, dtype=np.float32)
+        if points.ndim == 3:
+            points = points[:, None]
+        if points.ndim != 4 or points.shape[0] != self.n_frames or points.shape[3] != 3:
+            raise ValueError(f"session {self.id!r}: gt3d must have shape (T={self.n_frames}, "
+                             f"N, J, 3); got {points.shape}")
+        F = min(self.chunk_frames, self.n_frames)
+        _array(self.group, "gt3d", points.shape, (F, *points.shape[1:]),
+               overwrite=True)[...] = points
         self.update_attrs(gt3d_frame=frame,
                           gt_cameras_toml=None if cameras is None else rig_to_toml(cameras))
 
@@ -805,3 +971,144 @@ def _plain(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+# -- converting an older store -----------------------------------------------------------------
+#: per array of a schema-1 session, the axis schema 2 inserts (P = 1 or N = 1)
+_V1_NEW_AXIS = {"keypoints2d": 2, "keypoints2d_source": 2, "pseudo3d": 1, "pseudo3d_weight": 1,
+                "reproj_error": 1, "pseudo3d_views": 1, "gt3d": 1}
+_V1_LABELS = ("pseudo3d", "pseudo3d_weight", "reproj_error", "pseudo3d_views")
+
+
+def upgrade_store(url, out=None) -> dict[str, str]:
+    """Convert a schema-1 store (one person, no person axis) to schema 2, into ``out`` (a new
+    store; the old one is kept) or in place.
+
+    Schema 1 -> 2: ``keypoints2d`` and ``keypoints2d_source`` gain P = 1 (axis 2); the labels,
+    where the triangulate stage wrote them, gain N = 1 (axis 1), with ``person_ids`` [0] and
+    ``person_slots`` 0; labels never written are left out (the triangulate stage creates them);
+    ``gt3d``, where written, gains N = 1; the session attribute ``max_people`` = 1. Every other
+    array and attribute is copied as is.
+
+    In place (local folders only): the converted store is written whole beside the old one
+    (``<store>.upgrade-new``), then the old folder is renamed ``<store>.upgrade-old``, the new
+    one takes its name and the old one is deleted. Every folder is at any moment one whole store,
+    old or new, never a mix: a run killed between the two renames leaves no ``<store>`` but both
+    whole stores beside it, and running the upgrade again finishes the swap.
+
+    Returns:
+        {session id: what was done}. Raises :class:`StoreError` for a store that is not
+        schema 1 (or is already 2: nothing to do, said so).
+    """
+    import os
+    import shutil
+    url = str(url)
+    if out is None and "://" in url:
+        raise StoreError(f"{url!r}: an in-place upgrade works on local folders; give --out "
+                         f"NEW.zarr to write the converted store elsewhere")
+    new_path, old_path = f"{url.rstrip('/')}.upgrade-new", f"{url.rstrip('/')}.upgrade-old"
+    if out is None and not os.path.exists(url) and _finished_copy(new_path) and \
+            os.path.isdir(old_path):  # killed between the two renames: finish the swap
+        os.rename(new_path, url)
+        shutil.rmtree(old_path)
+        return {"(store)": f"finished an interrupted upgrade: {url} is now schema "
+                           f"{SCHEMA_VERSION}"}
+    src = _v1_root(url)
+    target = str(out) if out is not None else new_path
+    if out is None and os.path.exists(new_path):
+        shutil.rmtree(new_path)   # a copy cut short by an earlier kill: the old store is intact
+    done = _copy_upgraded(src, target)
+    if out is None:
+        os.rename(url, old_path)
+        os.rename(new_path, url)
+        shutil.rmtree(old_path)
+    return done
+
+
+def _finished_copy(path: str) -> bool:
+    """Whether ``path`` holds a converted store written to its end (the root's version is set
+    last)."""
+    try:
+        root = zarr.open_group(path, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        return False
+    return (root.attrs.get("epiflow") or {}).get("schema_version") == SCHEMA_VERSION
+
+
+def _v1_root(url: str) -> zarr.Group:
+    """The root group of a schema-1 store at ``url``; StoreError otherwise."""
+    _check_location(url, "r", None)
+    try:
+        root = zarr.open_group(url, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise FileNotFoundError(f"pose store {url!r} does not exist") from None
+    found = (root.attrs.get("epiflow") or {}).get("schema_version")
+    if found == SCHEMA_VERSION:
+        raise StoreError(f"store {url!r} is already schema version {SCHEMA_VERSION}; nothing to "
+                         f"upgrade")
+    if found != 1:
+        raise StoreError(f"store {url!r} has schema version {found!r}; `epiflow upgrade-store` "
+                         f"converts version 1 stores to {SCHEMA_VERSION}")
+    return root
+
+
+def _copy_upgraded(src: zarr.Group, target: str) -> dict[str, str]:
+    """Write the schema-2 form of the schema-1 store ``src`` at ``target`` (a new location);
+    the root's version attribute is written last, so a cut copy is never taken for a store."""
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.exists(path):
+        raise StoreError(f"{target!r} exists; the converted store is written to a new path")
+    dst = zarr.open_group(target, mode="w-", zarr_format=3)
+    done = {}
+    sessions = dst.require_group("sessions")
+    for name, node in (src["sessions"].members() if "sessions" in src else []):
+        if not isinstance(node, zarr.Group):
+            continue
+        done[name] = _copy_session(node, sessions, name)
+    dst.attrs["epiflow"] = {**src.attrs["epiflow"], "schema_version": SCHEMA_VERSION,
+                            "code_version": __version__}
+    return done
+
+
+def _copy_session(src: zarr.Group, sessions: zarr.Group, name: str) -> str:
+    """One schema-1 session converted into ``sessions/<name>``; what was done, in words."""
+    attrs = src.attrs.asdict()
+    if attrs.get("schema_version") != 1:
+        raise StoreError(f"session {name!r} has schema version {attrs.get('schema_version')!r} "
+                         f"in a version 1 store; it cannot be converted")
+    labelled = (attrs.get("status") or {}).get("triangulate") == "done"
+    group = sessions.create_group(name, attributes={**attrs, "schema_version": SCHEMA_VERSION,
+                                                    "max_people": 1})
+    skip = set() if labelled else set(_V1_LABELS)
+    if not attrs.get("gt3d_frame"):
+        skip.add("gt3d")
+    for path, array in _arrays(src):
+        if path in skip:
+            continue
+        axis = _V1_NEW_AXIS.get(path)
+        data = array[...]
+        chunks = array.chunks
+        if axis is not None:
+            data, chunks = np.expand_dims(data, axis), (*chunks[:axis], 1, *chunks[axis:])
+        group.create_array(path, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                           fill_value=array.fill_value,
+                           dimension_names=DIMENSIONS[path.rsplit("/", 1)[-1]
+                                                      if path.startswith("cameras/") else path]
+                           )[...] = data
+    if labelled:
+        T, C = group["keypoints2d"].shape[:2]
+        F = group["pseudo3d"].chunks[0]
+        _array(group, "person_ids", (1,), (1,), "int64", 0)[...] = [0]
+        _array(group, "person_slots", (T, 1, C), (F, 1, C), "int16", -1)[...] = 0
+    return ("converted: one person (P = N = 1)" + ("" if labelled else ", no labels yet")
+            if "keypoints2d" in src else "converted: attributes only (failed before its arrays)")
+
+
+def _arrays(group: zarr.Group, prefix: str = ""):
+    """(path, array) of every array under ``group``, recursively."""
+    for name, node in group.members():
+        if isinstance(node, zarr.Group):
+            yield from _arrays(node, f"{prefix}{name}/")
+        else:
+            yield f"{prefix}{name}", node

@@ -30,7 +30,8 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["similarity_from_points", "rig_alignment", "camera_frustum", "plot_camera_layout",
            "plot_reprojections", "plot_people_reprojections", "plot_reprojection_errors",
-           "plot_skeletons_3d", "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error",
+           "plot_skeletons_3d", "plot_people_3d",
+           "read_metrics_csv", "plot_training_curves", "plot_weight_vs_error",
            "save_png", "camera_to_display", "plot_prediction"]
 
 CAMERA_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -469,6 +470,41 @@ def plot_skeletons_3d(rows: Mapping[str, np.ndarray], truth: np.ndarray | None =
             ax.set_title(f"{label}: {head}" if f == 0 else head, fontsize=8)
     note = " (grey dashed: truth)" if gt is not None else ""
     fig.suptitle((title or "3D skeletons") + note, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_people_3d(frames: np.ndarray, person_ids: Sequence[int], joint_set: str = "h36m17",
+                   frame_labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Several people's 3D skeletons, each in its own colour (that of
+    :func:`plot_people_reprojections`), one panel per frame, the id written at each head.
+
+    Args:
+        frames: (F, N, J, 3) metres, world frame Z up; NaN = no label.
+        person_ids: N ids, in the order of axis N. frame_labels: F panel titles.
+
+    Returns:
+        The figure; each panel has equal scaling on x, y and z, z up.
+    """
+    pts = np.asarray(frames, np.float64)
+    if pts.ndim != 4 or pts.shape[1] != len(person_ids) or pts.shape[3] != 3:
+        raise ValueError(f"frames must be (F, N={len(person_ids)}, J, 3); got {pts.shape}")
+    F = pts.shape[0]
+    bones = get_joint_set(joint_set).bones
+    fig = Figure(figsize=(3.2 * F + 0.4, 3.4), dpi=100)
+    for f in range(F):
+        ax = fig.add_subplot(1, F, f + 1, projection="3d")
+        for n, pid in enumerate(person_ids):
+            _draw_bones(ax, pts[f, n], bones, _color(n), lw=2)
+            top = pts[f, n][np.isfinite(pts[f, n]).all(1)]
+            if len(top):
+                head = top[np.argmax(top[:, 2])]
+                ax.text(*head, f" {pid}", color=_color(n), fontsize=8)
+        _set_equal_3d(ax, pts[f].reshape(-1, 3), min_fraction=0.3)
+        _quiet_axes(ax, keep_z=f == 0)
+        ax.set_title(frame_labels[f] if frame_labels else f"frame {f}", fontsize=8)
+    fig.suptitle((title or "3D skeletons") + f": {len(person_ids)} people, one colour each",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 

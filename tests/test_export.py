@@ -205,9 +205,9 @@ class TestCli:
         labels = rng.normal(0, 0.3, (8, 17, 3)) + [0, 0, 1]
         store = PoseStore.open(tmp_path / "s.zarr", mode="a")
         s = store.create_session("walk", n_frames=8, camera_names=rig.names, joint_set="h36m17",
-                                 image_size=rig.sizes, fps=25.0, chunk_frames=4, with_gt3d=True)
+                                 image_size=rig.sizes, fps=25.0, chunk_frames=4)
         s.write_rig(rig, method="synthetic")
-        s.write_labels(labels, np.full((8, 17), 0.5), np.zeros((8, 17)))
+        s.write_labels(labels[:, None], np.full((8, 1, 17), 0.5), np.zeros((8, 1, 17)))
         s.write_gt3d(labels + 0.01, frame="world")
         for stage in ("calibrate", "triangulate"):  # as the pipeline does after writing
             s.set_status(stage, "done")
@@ -225,6 +225,37 @@ class TestCli:
         assert cams.names == rig.names and np.allclose(cams.R, rig.R, atol=1e-12)
 
 
+    def test_one_file_per_person(self, tmp_path, capsys):
+        """Two people: poses_p<id>.trc each (ids as stored, not positions); --person one."""
+        from epiflow.store import PoseStore
+        rig = make_rig(3, seed=4)
+        labels = np.random.default_rng(5).normal(0, 0.3, (8, 2, 17, 3)) + [0, 0, 1]
+        labels[:, 1] += [1.5, 0, 0]
+        s = PoseStore.open(tmp_path / "s.zarr", mode="a").create_session(
+            "two", n_frames=8, camera_names=rig.names, joint_set="h36m17", image_size=rig.sizes,
+            fps=25.0, chunk_frames=4, max_people=2)
+        s.write_rig(rig, method="synthetic")
+        s.write_labels(labels, np.full((8, 2, 17), 0.5), np.zeros((8, 2, 17)), person_ids=[3, 7],
+                       slots=np.zeros((8, 2, 3), int))
+        for stage in ("calibrate", "triangulate"):
+            s.set_status(stage, "done")
+        assert main(["export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "poses.trc")]) == 0
+        assert "(person 7)" in capsys.readouterr().out
+        assert sorted(p.name for p in tmp_path.glob("poses*")) == ["poses_p3.trc", "poses_p7.trc"]
+        for n, pid in enumerate((3, 7)):
+            back = ex.read_trc(tmp_path / f"poses_p{pid}.trc")
+            assert back.n_frames == 8
+            assert np.allclose(back.points, labels[:, n], atol=1e-4), pid   # read back Z up
+        assert main(["export", str(tmp_path / "s.zarr"), "--person", "7", "--out",
+                     str(tmp_path / "seven.csv")]) == 0
+        assert np.allclose(ex.read_csv(tmp_path / "seven.csv").points, labels[:, 1], atol=1e-5)
+        assert main(["export", str(tmp_path / "s.zarr"), "--person", "5", "--out",
+                     str(tmp_path / "five.csv")]) == 2
+        err = capsys.readouterr().err
+        assert "--person 5" in err and "person ids: [3, 7]" in err
+        assert not (tmp_path / "five.csv").exists()
+
+
 def _store_with(tmp_path, good: tuple[str, ...], failed: tuple[str, ...]):
     """A store whose ``good`` sessions have cameras and labels and whose ``failed`` ones failed
     at calibrate, as ``epiflow run`` leaves them."""
@@ -235,7 +266,7 @@ def _store_with(tmp_path, good: tuple[str, ...], failed: tuple[str, ...]):
         s = store.create_session(name, n_frames=6, camera_names=rig.names, joint_set="h36m17",
                                  image_size=rig.sizes, fps=25.0, chunk_frames=3)
         s.write_rig(rig, method="synthetic")
-        s.write_labels(np.ones((6, 17, 3)), np.full((6, 17), 0.5), np.zeros((6, 17)))
+        s.write_labels(np.ones((6, 1, 17, 3)), np.full((6, 1, 17), 0.5), np.zeros((6, 1, 17)))
         for stage in ("calibrate", "triangulate"):
             s.set_status(stage, "done")
     for name in failed:

@@ -89,7 +89,8 @@ def test_typed_readers_of_a_pipeline_session(tmp_path):
     assert s.source["kind"] == "synthetic" and s.calibration["method"] == "given"
     assert (s.image_size == s.rig.sizes).all() and s.image_size.shape == (4, 2)
     labels = s.labels()
-    assert labels.pseudo3d.shape == (12, 17, 3) and labels.views.shape == (12, 4, 17)
+    assert labels.pseudo3d.shape == (12, 1, 17, 3) and labels.views.shape == (12, 1, 4, 17)
+    assert labels.person_ids.tolist() == [0] and labels.person(0).pseudo3d.shape == (12, 17, 3)
     seen = labels.weight > 0
     assert seen.mean() > 0.9 and np.isfinite(labels.reproj_error[seen]).all()
     assert np.nanmedian(labels.reproj_error) < 5.0 and s.label_summary["labelled"] > 0.9

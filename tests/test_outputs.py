@@ -145,7 +145,7 @@ class TestCommandsNeverWriteOverTheirInputs:
         s = store.create_session("walk", n_frames=8, camera_names=rig.names, joint_set="h36m17",
                                  image_size=rig.sizes, fps=25.0, chunk_frames=4)
         s.write_rig(rig, method="synthetic")
-        s.write_labels(np.ones((8, 17, 3)), np.full((8, 17), 0.5), np.zeros((8, 17)))
+        s.write_labels(np.ones((8, 1, 17, 3)), np.full((8, 1, 17), 0.5), np.zeros((8, 1, 17)))
         listing = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
         for name in ("x.trc", "cameras.toml"):
             out = tmp_path / "S.zarr" / name

@@ -166,3 +166,31 @@ class TestRenderHtml:
                                                "flag": True}})
         assert ">n/a<" in text and ">3<" in text and ">True<" in text
         assert "<img" not in text
+
+
+def _has_colour(img: np.ndarray, hex_colour: str, share: float = 1e-4) -> bool:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    return (np.abs(img - rgb).max(-1) < 0.08).mean() > share
+
+
+def test_several_people_each_in_its_own_colour(capture, tmp_path):
+    """Two people (the walk and a copy 1.5 m aside): the reprojections and the 3D skeletons
+    draw person 4 in the first colour (blue) and person 9 in the second (orange)."""
+    from epiflow.keypoints import Keypoints
+    second = capture.points3d + [1.5, 0.0, 0.0]
+    labels = np.stack([capture.points3d, second], 1)                       # (T, 2, J, 3)
+    proj = np.moveaxis(capture.rig.project(second), 0, 1)                  # (T, C, J, 2)
+    kp2 = np.concatenate([proj, np.ones(proj.shape[:-1] + (1,))], -1)
+    kp = Keypoints(np.stack([capture.keypoints.data, kp2], 2), capture.keypoints.joint_set,
+                   capture.keypoints.camera_names, capture.keypoints.image_size)
+    page = write_report(ReportInputs(sessions=[SessionView(
+        rig=capture.rig, keypoints=kp, pseudo3d=labels, person_ids=[4, 9],
+        weights=np.ones(labels.shape[:3]))]), tmp_path / "r")
+    assert _referenced(page) == {"cameras.png", "reprojections.png", "skeletons.png"}
+    for name in ("reprojections.png", "skeletons.png"):
+        img = imread(tmp_path / "r" / name)[..., :3]
+        assert _has_colour(img, "#1f77b4") and _has_colour(img, "#ff7f0e"), name
+    assert "people [4, 9], one colour each" in page.read_text()
+    with pytest.raises(ValueError, match="N person_ids"):
+        write_report(ReportInputs(sessions=[SessionView(pseudo3d=labels, person_ids=[4])]),
+                     tmp_path / "bad")

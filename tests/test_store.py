@@ -24,16 +24,16 @@ def _rig() -> CameraRig:
                             t=rng.normal(size=3), size=(640, 480)) for i in range(C))
 
 
-def _new(url, crop_size=0, gt=False, session="s1"):
+def _new(url, crop_size=0, session="s1", max_people=1):
     store = PoseStore.open(url, "a")
     return store, store.create_session(
         session, n_frames=T, camera_names=[f"cam{i}" for i in range(C)], joint_set="h36m17",
         image_size=[[640, 480]] * C, fps=30.0, chunk_frames=F, crop_size=crop_size,
-        with_gt3d=gt, attrs={"source": {"kind": "test"}})
+        max_people=max_people, attrs={"source": {"kind": "test"}})
 
 
-def _fill(session, rng, crop_size=0):
-    kp = rng.normal(size=(T, C, J, 3)).astype(np.float32)
+def _fill(session, rng, crop_size=0, P=1):
+    kp = rng.normal(size=(T, C, P, J, 3)).astype(np.float32)
     crops = rng.integers(0, 255, size=(T, C, crop_size, crop_size, 3), dtype=np.uint8)
     boxes = rng.normal(size=(T, C, 4)).astype(np.float32)
     for unit in range(-(-T // F)):
@@ -47,13 +47,15 @@ def _fill(session, rng, crop_size=0):
 class TestRoundTrip:
     def test_arrays_rig_and_attrs_read_back(self, tmp_path):
         rng = np.random.default_rng(1)
-        _, s = _new(tmp_path / "a.zarr", crop_size=8, gt=True)
+        _, s = _new(tmp_path / "a.zarr", crop_size=8)
         kp, crops, boxes = _fill(s, rng, 8)
         rig = _rig()
         s.write_rig(rig, "file", {"median_px": np.float64(0.5), "bad": float("nan")})
-        X, w, e = rng.normal(size=(T, J, 3)), rng.random((T, J)), rng.random((T, J))
-        views = rng.random((T, C, J)) > 0.5
-        s.write_labels(X, w, e, views)
+        N = 2
+        X, w, e = rng.normal(size=(T, N, J, 3)), rng.random((T, N, J)), rng.random((T, N, J))
+        views = rng.random((T, N, C, J)) > 0.5
+        assert s.gt3d is None and "pseudo3d" not in s.group   # labels come with triangulation
+        s.write_labels(X, w, e, views, person_ids=[3, 7])
         s.write_gt3d(X + 1, "cameras", rig)
 
         r = PoseStore.open(tmp_path / "a.zarr").session("s1")
@@ -64,6 +66,17 @@ class TestRoundTrip:
         assert np.allclose(r.reproj_error[:], e, atol=1e-6)
         assert np.array_equal(r.pseudo3d_views[:], views)
         assert np.allclose(r.gt3d[:], X + 1, atol=1e-6)
+        assert r.person_ids.tolist() == [3, 7] and r.max_people == 1
+        s.set_status("triangulate", "done")
+        labels = PoseStore.open(tmp_path / "a.zarr").session("s1").labels()
+        assert labels.n_people == 2 and labels.person_ids.tolist() == [3, 7]
+        p1 = labels.person(1)
+        assert p1.person_id == 7 and p1.pseudo3d.shape == (T, J, 3)
+        assert np.allclose(p1.pseudo3d, X[:, 1], atol=1e-6)
+        assert np.array_equal(p1.views, views[:, 1])
+        with pytest.raises(IndexError, match="2 people"):
+            labels.person(2)
+        assert r.ground_truth().points.shape == (T, N, J, 3)
         back = r.rig
         assert back.names == rig.names
         for name in ("K", "dist", "R", "t"):
@@ -76,7 +89,9 @@ class TestRoundTrip:
         assert a["fps"] == 30.0 and a["camera_names"] == ["cam0", "cam1", "cam2"]
         assert a["calibration"] == {"method": "file", "report": {"median_px": 0.5, "bad": None}}
         assert a["gt3d_frame"] == "cameras" and a["source"] == {"kind": "test"}
-        assert r.keypoints().data.shape == (T, C, J, 3)
+        assert r.keypoints().data.shape == (T, C, 1, J, 3)
+        assert np.array_equal(r.person0_keypoints().data, r.keypoints().data[:, :, 0],
+                              equal_nan=True)
 
     def test_optional_arrays_absent_are_none(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr")
@@ -96,14 +111,15 @@ class TestRoundTrip:
     def test_xarray_reads_a_session_with_named_dimensions(self, tmp_path):
         xr = pytest.importorskip("xarray")
         rng = np.random.default_rng(2)
-        _, s = _new(tmp_path / "x.zarr", crop_size=4, gt=True)
+        _, s = _new(tmp_path / "x.zarr", crop_size=4)
         kp, _, _ = _fill(s, rng, 4)
         s.write_rig(_rig(), "file")
-        X = rng.normal(size=(T, J, 3))
-        s.write_labels(X, rng.random((T, J)), rng.random((T, J)))
+        X = rng.normal(size=(T, 1, J, 3))
+        s.write_labels(X, rng.random((T, 1, J)), rng.random((T, 1, J)))
         ds = xr.open_zarr(tmp_path / "x.zarr", group="sessions/s1", consolidated=False)
-        assert ds["keypoints2d"].dims == ("frame", "camera", "joint", "xyc")
-        assert ds["pseudo3d"].dims == ("frame", "joint", "xyz")
+        assert ds["keypoints2d"].dims == ("frame", "camera", "slot", "joint", "xyc")
+        assert ds["pseudo3d"].dims == ("frame", "person", "joint", "xyz")
+        assert ds["person_ids"].dims == ("person",)
         assert dict(ds.sizes)["frame"] == T and dict(ds.sizes)["camera"] == C
         assert np.allclose(ds["pseudo3d"].values, X, atol=1e-6)
         assert np.array_equal(ds["keypoints2d"].values, kp)
@@ -114,7 +130,7 @@ class TestRoundTrip:
 class TestUnits:
     def test_each_unit_writes_its_own_chunk(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr", crop_size=4)
-        assert s.keypoints2d.chunks == (F, 1, J, 3)
+        assert s.keypoints2d.chunks == (F, 1, 1, J, 3)
         s.write_unit(1, 2, np.zeros((F, J, 3)), np.ones((F, 4, 4, 3), np.uint8), np.zeros((F, 4)))
         root = tmp_path / "a.zarr" / "sessions" / "s1"
         for name in ("keypoints2d", "crops", "crop_boxes", "done/detect"):
@@ -128,15 +144,15 @@ class TestUnits:
         s = store.create_session("s", n_frames=T, camera_names=["a"], joint_set="h36m17",
                                  image_size=[[64, 48]], fps=None, chunk_frames=F,
                                  source_joint_set="blazepose33")
-        assert s.keypoints2d_source.shape == (T, 1, 33, 3)
-        assert s.keypoints2d_source.chunks == (F, 1, 33, 3)
+        assert s.keypoints2d_source.shape == (T, 1, 1, 33, 3)
+        assert s.keypoints2d_source.chunks == (F, 1, 1, 33, 3)
         with pytest.raises(ValueError, match="keeps keypoints2d_source"):
             s.write_unit(0, 0, np.zeros((F, J, 3)))
         src = np.arange(F * 33 * 3, dtype=np.float32).reshape(F, 33, 3)
         s.write_unit(0, 0, np.zeros((F, J, 3)), source_keypoints=src)
         r = PoseStore.open(tmp_path / "a.zarr").session("s")
         assert r.keypoints(source=True).joint_set == "blazepose33"
-        assert np.array_equal(r.keypoints2d_source[:F, 0], src)
+        assert np.array_equal(r.keypoints2d_source[:F, 0, 0], src)
         assert r.keypoints().joint_set == "h36m17" and r.attrs["source_joint_set"] == "blazepose33"
         same = store.create_session("t", n_frames=T, camera_names=["a"], joint_set="h36m17",
                                     image_size=[[64, 48]], fps=None, chunk_frames=F,
@@ -146,7 +162,23 @@ class TestUnits:
     def test_last_unit_is_short(self, tmp_path):
         _, s = _new(tmp_path / "a.zarr")
         assert s.units_done().shape == (3, C) and s.unit_frames(2) == (8, 10)
-        with pytest.raises(ValueError, match=r"shape \(2, 17, 3\)"):
+        with pytest.raises(ValueError, match=r"shape \(2, 1, 17, 3\)"):
+            s.write_unit(2, 0, np.zeros((F, J, 3)))
+
+    def test_several_slots_need_the_p_axis(self, tmp_path):
+        _, s = _new(tmp_path / "a.zarr", max_people=3)
+        assert s.keypoints2d.shape == (T, C, 3, J, 3) and s.max_people == 3
+        with pytest.raises(ValueError, match=r"shape \(4, 3, 17, 3\)"):
+            s.write_unit(0, 0, np.zeros((F, J, 3)))   # no guessing which slot it is
+        rng = np.random.default_rng(4)
+        kp, _, _ = _fill(s, rng, P=3)
+        assert np.array_equal(s.keypoints2d[:], kp)
+        with pytest.raises(StoreError, match="3 detection slots"):
+            s.person0_keypoints()
+
+    def test_short_unit_is_refused_and_not_marked(self, tmp_path):
+        _, s = _new(tmp_path / "a.zarr")
+        with pytest.raises(ValueError, match=r"shape \(2, 1, 17, 3\)"):
             s.write_unit(2, 0, np.zeros((F, J, 3)))
         assert not s.units_done().any()
 

@@ -20,6 +20,7 @@ COMMANDS = [
     "evaluate",
     "predict",
     "demo",
+    "upgrade_store",
 ]
 
 

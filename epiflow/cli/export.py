@@ -4,9 +4,14 @@ The source is a store (one of its sessions: pseudo-labels, ground truth or predi
 cameras) or a poses file (npz, TRC, CSV or JSON, see :mod:`epiflow.export`)::
 
     epiflow export store/ --session s01 --out s01.trc              # pseudo-labels, Y up, OpenSim
+    epiflow export store/ --session s01 --out s01.trc --person 1   # one person of several
     epiflow export store/ --session s01 --array gt3d --out gt.csv --layout wide
     epiflow export store/ --session s01 --out cameras.toml         # Pose2Sim / Anipose cameras
     epiflow export predictions.npz --out predictions.json
+
+A session of several people writes one file per person, named by its id: ``--out poses.trc``
+gives ``poses_p0.trc``, ``poses_p1.trc``... (one person: ``poses.trc`` itself); ``--person ID``
+writes that person only, to ``--out``.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from epiflow import export as ex
-from epiflow.cli import positive_float
+from epiflow.cli import non_negative_int, positive_float
 from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
 POSE_READERS = {".npz": ex.load_poses_npz, ".trc": ex.read_trc, ".csv": ex.read_csv,
@@ -34,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--session", help="the store session (default: the only one)")
     p.add_argument("--array", choices=("pseudo3d", "gt3d"), default="pseudo3d",
                    help="the store array of 3D poses to export (default: the pseudo-labels)")
+    p.add_argument("--person", type=non_negative_int, metavar="ID",
+                   help="a store session's person id to export (default: every person, one "
+                        "file each; see `epiflow inspect` for the ids)")
     p.add_argument("--layout", choices=("long", "wide"), default="long", help="CSV layout")
     p.add_argument("--z-up", action="store_true",
                    help="TRC: keep epiflow's Z-up world instead of OpenSim's Y up")
@@ -92,16 +100,37 @@ def _session(source: str, name: str | None, what: str):
                      f"with --session" + "".join(f"; {why}" for why in skipped))
 
 
-def poses_from_session(session, array: str = "pseudo3d", fps: float | None = None) -> ex.Poses3D:
-    """The 3D poses ``array`` (T, J, 3) of a store session (``pseudo3d`` with its weights, or
-    ``gt3d``), named by the session's joint set, at its frame rate unless ``fps`` is given."""
-    data = getattr(session, array, None) if array in ("pseudo3d", "gt3d") else None
-    if data is None:
+def poses_from_session(session, array: str = "pseudo3d", fps: float | None = None,
+                       person: int | None = None) -> dict[int, ex.Poses3D]:
+    """The 3D poses ``array`` of a store session (``pseudo3d`` with its weights, or ``gt3d``),
+    ``{person id: Poses3D (T, J, 3)}`` for every person or for id ``person``, named by the
+    session's joint set, at its frame rate unless ``fps`` is given. Ground-truth people are
+    numbered 0..N-1 in their stored order."""
+    if array == "pseudo3d":
+        labels = session.labels()
+        people = {p.person_id: (p.pseudo3d, p.weight) for p in labels.people()}
+    elif array == "gt3d" and (truth := session.ground_truth()) is not None:
+        people = {n: (truth.points[:, n], None) for n in range(truth.points.shape[1])}
+    else:
         raise KeyError(f"session {session.id!r} has no 3D array {array!r}; export pseudo3d, or "
                        f"gt3d where the source had ground truth")
-    weights = np.asarray(session.pseudo3d_weight[:]) if array == "pseudo3d" else None
-    return ex.Poses3D.from_joint_set(np.asarray(data[:]), session.joint_set,
-                                     fps or session.fps, weights)
+    if person is not None:
+        if person not in people:
+            raise ValueError(f"--person {person}: session {session.id!r} has no person "
+                             f"{person} in {array}; its person ids: {sorted(people)}")
+        people = {person: people[person]}
+    return {i: ex.Poses3D.from_joint_set(np.asarray(xyz), session.joint_set, fps or session.fps,
+                                         None if w is None else np.asarray(w))
+            for i, (xyz, w) in people.items()}
+
+
+def person_paths(out, ids: list[int], chosen: bool) -> dict[int, Path]:
+    """The file of each person: ``out`` itself for one person (or one ``chosen`` with
+    --person), else ``<stem>_p<id><suffix>`` beside it."""
+    out = Path(out)
+    if chosen or len(ids) == 1:
+        return {ids[0]: out}
+    return {i: out.with_name(f"{out.stem}_p{i}{out.suffix}") for i in ids}
 
 
 def run(args) -> int:
@@ -109,6 +138,9 @@ def run(args) -> int:
     check_file_outputs({"--out": args.out}, "cameras.toml" if fmt == "toml" else f"poses.{fmt}")
     check_outputs_not_inputs({"--out": args.out}, {"the source": args.source})
     if _is_pose_file(args.source):
+        if args.person is not None:
+            raise ValueError(f"--person {args.person}: a poses file holds one person; --person "
+                             f"chooses among a store session's people")
         if fmt == "toml":
             raise ValueError(f"{args.source}: a poses file holds no cameras; export the camera "
                              f"TOML from a store session")
@@ -126,8 +158,20 @@ def run(args) -> int:
             save_toml(session.rig, args.out)
             print(f"wrote {len(session.rig)} cameras to {args.out}")
             return 0
-        poses = poses_from_session(session, args.array, args.fps)
-    options = {"trc": {"y_up": not args.z_up}, "csv": {"layout": args.layout}}.get(fmt, {})
-    path = ex.write_poses(poses, args.out, fmt, **options)
-    print(f"wrote {poses.n_frames} frames x {len(poses.joint_names)} joints to {path}")
+        people = poses_from_session(session, args.array, args.fps, args.person)
+        paths = person_paths(args.out, list(people), args.person is not None)
+        outputs = {f"--out (person {i})": p for i, p in paths.items()}
+        check_file_outputs(outputs, f"poses.{fmt}")
+        check_outputs_not_inputs(outputs, {"the source": args.source})
+        for i, poses in people.items():
+            _write(poses, paths[i], fmt, args, f" (person {i})" if len(paths) > 1 else "")
+        return 0
+    _write(poses, args.out, fmt, args, "")
     return 0
+
+
+def _write(poses: ex.Poses3D, out, fmt: str, args, who: str) -> None:
+    """Write one person's poses and say so."""
+    options = {"trc": {"y_up": not args.z_up}, "csv": {"layout": args.layout}}.get(fmt, {})
+    path = ex.write_poses(poses, out, fmt, **options)
+    print(f"wrote {poses.n_frames} frames x {len(poses.joint_names)} joints{who} to {path}")

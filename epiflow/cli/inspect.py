@@ -1,7 +1,9 @@
 """``epiflow inspect STORE``: what a pose store holds, per session: frames, cameras, how the
 cameras were obtained and how well they fit (median reprojection error of the labels), 2D and
-3D label coverage, status and failures; the warnings stored with each session go to stderr, one
-line each. ``--session ID`` adds a per-camera table."""
+3D label coverage, status and failures, and the people labelled (a line per person: its id,
+frames labelled, and the share of its labels each camera was used in, so a camera that one
+person's labels leave out shows by name); the warnings stored with each session go to stderr,
+one line each. ``--session ID`` adds a per-camera table."""
 from __future__ import annotations
 
 import json
@@ -46,7 +48,32 @@ def session_summary(s: Session) -> dict:
         out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
         w = np.asarray(s.pseudo3d_weight[:])
         out["mean_weight"] = float(w[w > 0].mean()) if (w > 0).any() else None
+        out["people"] = people_summary(s)
     return out
+
+
+def people_summary(s: Session) -> list[dict]:
+    """Per labelled person: ``id``, ``frames_labelled`` (frames with any joint labelled) and
+    ``camera_use`` {camera: share of the person's labelled joints that used the camera}."""
+    weight = np.asarray(s.pseudo3d_weight[:])                       # (T, N, J)
+    views = np.asarray(s.pseudo3d_views[:])                         # (T, N, C, J)
+    out = []
+    for n, pid in enumerate(s.person_ids):
+        labelled = weight[:, n] > 0
+        use = {name: float(views[:, n, c][labelled].mean()) if labelled.any() else None
+               for c, name in enumerate(s.camera_names)}
+        out.append({"id": int(pid), "frames_labelled": int(labelled.any(-1).sum()),
+                    "camera_use": use})
+    return out
+
+
+def _people_lines(row: dict) -> list[str]:
+    """A line per person of a session row."""
+    return [f"  {row['session']} person {p['id']}: {p['frames_labelled']} of {row['frames']} "
+            f"frames labelled; cameras used: " + ", ".join(
+                f"{name} {_fmt(None if v is None else 100 * v, '.0f')}%"
+                for name, v in p["camera_use"].items())
+            for p in row.get("people") or []]
 
 
 def _fmt(v, spec="") -> str:
@@ -56,16 +83,18 @@ def _fmt(v, spec="") -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'session':<22}{'status':<11}{'frames':>7}{'cams':>5}  {'cameras':<8}"
+    head = (f"{'session':<22}{'status':<11}{'frames':>7}{'cams':>5}{'people':>7}  {'cameras':<8}"
             f"{'reproj px':>10}{'2D %':>7}{'3D %':>7}{'weight':>8}  gt3d")
     lines = [head]
     for r in rows:
         lines.append(
-            f"{r['session'][:21]:<22}{r['status']:<11}{_fmt(r['frames']):>7}{r['cameras']:>5}  "
+            f"{r['session'][:21]:<22}{r['status']:<11}{_fmt(r['frames']):>7}{r['cameras']:>5}"
+            f"{_fmt(len(r['people']) if 'people' in r else None):>7}  "
             f"{_fmt(r['calibration']):<8}{_fmt(r['reproj_px'], '.2f'):>10}"
             f"{_fmt(r.get('coverage_2d') and 100 * r['coverage_2d'], '.1f'):>7}"
             f"{_fmt(r.get('coverage_3d') and 100 * r['coverage_3d'], '.1f'):>7}"
             f"{_fmt(r.get('mean_weight'), '.2f'):>8}  {'yes' if r['gt3d'] else 'no'}")
+    lines += [line for r in rows for line in _people_lines(r)]
     failed = [r for r in rows if r["failure"]]
     lines += [f"FAILED {r['session']} at {r['failure']['stage']}: {r['failure']['reason']}"
               for r in failed]
@@ -74,7 +103,7 @@ def _table(rows: list[dict]) -> str:
 
 def _cameras(s: Session) -> str:
     rig = s.rig
-    kp = np.asarray(s.keypoints2d[..., 2])
+    kp = np.asarray(s.keypoints2d[..., 2]).max(axis=2)   # (T, C, J): any slot
     per_cam = s.label_summary.get("median_reproj_px_per_camera") or {}
     share = s.label_summary.get("camera_share") or {}  # of the labels of joints it sees
     lines = [f"{'camera':<12}{'size':>11}{'focal px':>10}{'centre (m)':>24}{'2D %':>7}"

@@ -16,6 +16,12 @@ into per-camera arrays (:func:`prepare_session`):
 :class:`PoseDataset` indexes every (session, frame, camera) with a label (or every instant, with
 all views, when ``views=True``) and answers a whole batch of indices at once (``__getitems__``),
 so data loading costs a few array gathers per batch. Split by session: :func:`split_sessions`.
+
+Several people: each labelled person of a store session is a sequence of its own
+(:meth:`SessionArrays.people_from_store`: the person's 2D detections gathered by the store's
+``person_slots``, its labels and, where the ground truth has several people, the nearest true
+person); they share the session's :attr:`SessionArrays.session_id`, so a split never puts one
+session's people on both sides.
 """
 from __future__ import annotations
 
@@ -43,15 +49,18 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class SessionArrays:
-    """One capture session, in memory.
+    """One person of one capture session, in memory.
 
     Attributes:
-        name: session id. joint_set: joint set of every array below.
+        name: the sequence's name: the session id (one person), or ``<session id>:p<person id>``.
+        joint_set: joint set of every array below.
         keypoints2d: (T, C, J, 3) pixels (distorted image) and confidence; NaN / 0 = missing.
         rig: the session's cameras (world frame of ``pseudo3d``).
         pseudo3d: (T, J, 3) metres, world frame, or None. pseudo3d_weight: (T, J) or None.
         gt3d: (T, J, 3) metres, or None; in the world frame of ``gt_rig`` (``rig`` when None).
         crops: (T, C, S, S, 3) uint8 person crops, or None. fps: frames per second or None.
+        session_id: the store session it comes from (default: ``name``); person_id: the
+            person's stable id in that session.
     """
 
     name: str
@@ -64,8 +73,12 @@ class SessionArrays:
     gt_rig: CameraRig | None = None
     crops: np.ndarray | None = None
     fps: float | None = None
+    session_id: str = ""
+    person_id: int = 0
 
     def __post_init__(self):
+        if not self.session_id:
+            object.__setattr__(self, "session_id", self.name)
         T, C, J = self.keypoints2d.shape[:3]
         checks = {"keypoints2d": (self.keypoints2d, (T, C, len(get_joint_set(self.joint_set)), 3)),
                   "pseudo3d": (self.pseudo3d, (T, J, 3)),
@@ -79,27 +92,38 @@ class SessionArrays:
                             f"{len(self.rig)} ({self.rig.names})")
 
     @classmethod
-    def from_store(cls, session, need_crops: bool = False) -> "SessionArrays":
-        """One store session read whole (every chunk at once) through its typed readers.
+    def people_from_store(cls, session, need_crops: bool = False) -> list["SessionArrays"]:
+        """Each labelled person of a store session (read whole through its typed readers) as a
+        sequence; a session without labels yet is one sequence of its slot-0 detections.
 
         Args:
             session: an :class:`epiflow.store.Session` whose cameras are written.
-            need_crops: also read the person crops (an error when the session has none).
+            need_crops: also read the person crops (an error when the session has none, or
+                several people: crops are kept for detection slot 0 only).
         """
-        if need_crops and session.crops is None:
-            raise DataError(f"session {session.id!r} of {session.url!r} has no person crops; "
-                            f"the image model trains on crops: re-run the pipeline with "
-                            f"store.crop_size > 0")
         labels = session.labels() if session.has_labels else None
+        people = labels.people() if labels is not None else []
+        if need_crops and (session.crops is None or len(people) > 1):
+            why = ("has no person crops" if session.crops is None else
+                   f"has {len(people)} people and the store keeps crops of one (slot 0)")
+            raise DataError(f"session {session.id!r} of {session.url!r} {why}; the image model "
+                            f"trains on crops (one person's: detection slot 0): re-run the "
+                            f"pipeline with store.crop_size > 0 and detect.max_people = 1, or "
+                            f"leave the session out of data.sessions")
         truth = session.ground_truth()
         usable = truth is not None and truth.frame != "source"  # a frame the cameras relate to
-        return cls(name=session.id, keypoints2d=np.asarray(session.keypoints2d[:], np.float32),
-                   rig=session.rig, joint_set=session.joint_set,
-                   pseudo3d=None if labels is None else labels.pseudo3d,
-                   pseudo3d_weight=None if labels is None else labels.weight,
-                   gt3d=truth.points if usable else None,
-                   gt_rig=truth.rig if usable else None,
-                   crops=np.asarray(session.crops[:]) if need_crops else None, fps=session.fps)
+        detections = np.asarray(session.keypoints2d[:], np.float32)
+        common = dict(rig=session.rig, joint_set=session.joint_set, fps=session.fps,
+                      gt_rig=truth.rig if usable else None, session_id=session.id,
+                      crops=np.asarray(session.crops[:]) if need_crops else None)
+        if not people:
+            return [cls(name=session.id, keypoints2d=detections[:, :, 0],
+                        gt3d=truth.points[:, 0] if usable else None, **common)]
+        return [cls(name=session.id if len(people) == 1 else f"{session.id}:p{p.person_id}",
+                    keypoints2d=p.keypoints(detections), pseudo3d=p.pseudo3d,
+                    pseudo3d_weight=p.weight, person_id=p.person_id,
+                    gt3d=_nearest_truth(truth.points, p.pseudo3d) if usable else None, **common)
+                for p in people]
 
     @classmethod
     def from_capture(cls, capture, name: str | None = None) -> "SessionArrays":
@@ -113,7 +137,9 @@ class SessionArrays:
 
 def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = False
                   ) -> list[SessionArrays]:
-    """Read sessions of a store (a path, URL or open :class:`PoseStore`) whole into memory.
+    """Read sessions of a store (a path, URL or open :class:`PoseStore`) whole into memory,
+    each labelled person a :class:`SessionArrays` of its own
+    (:meth:`SessionArrays.people_from_store`).
 
     Args:
         ids: the sessions to read; each must have its cameras. None: every session that has
@@ -136,7 +162,20 @@ def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = Fa
     if not ready:
         raise DataError(f"pose store {store.url!r} has no session with cameras to train on; "
                         f"fill it with `epiflow run`")
-    return [SessionArrays.from_store(s, need_crops) for s in ready]
+    return [person for s in ready for person in SessionArrays.people_from_store(s, need_crops)]
+
+
+def _nearest_truth(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The true person (T, J, 3) of ``truth`` (T, N, J, 3) nearest to one person's labels
+    (T, J, 3) by median joint distance (the only one when N = 1)."""
+    if truth.shape[1] == 1:
+        return truth[:, 0]
+    with np.errstate(invalid="ignore"):
+        dist = np.linalg.norm(truth - labels[:, None], axis=-1)          # (T, N, J)
+    seen = np.isfinite(dist)
+    median = [np.median(dist[:, n][seen[:, n]]) if seen[:, n].any() else np.inf
+              for n in range(truth.shape[1])]
+    return truth[:, int(np.argmin(median))]
 
 
 def _tree_root(joint_set: str) -> int:
@@ -165,7 +204,7 @@ def convert_joint_set(session: SessionArrays, joint_set: str) -> SessionArrays:
     return SessionArrays(
         session.name, map_to_h36m(session.keypoints2d, session.joint_set, confidence=True),
         session.rig, "h36m17", pts(session.pseudo3d), weight, pts(session.gt3d), session.gt_rig,
-        session.crops, session.fps)
+        session.crops, session.fps, session.session_id, session.person_id)
 
 
 def normalize_keypoints(uv: np.ndarray, root: int = 0) -> np.ndarray:
@@ -184,7 +223,7 @@ def normalize_keypoints(uv: np.ndarray, root: int = 0) -> np.ndarray:
     """
     uv = np.asarray(uv, dtype=np.float64)
     rel = uv - uv[..., root:root + 1, :]
-    with quiet_nan_warnings():  # a pose with no joint seen: NaN spread, zeros below
+    with quiet_nan_warnings():  # a pose with no joint seen (a person hidden from a camera)
         spread = np.sqrt(np.nanmean(np.square(rel).sum(-1), axis=-1))[..., None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         x = rel / np.where(spread > 1e-9, spread, np.nan)

@@ -116,13 +116,13 @@ def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
     if sessions is None:
         ensure_store(cfg)
         sessions = load_sessions(cfg.data.store, cfg.data.sessions or None, need_crops=image)
-    names = [s.name for s in sessions]
+    names = list(dict.fromkeys(s.session_id for s in sessions))  # a session's people go together
     train_ids, val_ids = split_sessions(names, cfg.data.val_fraction, cfg.data.val_sessions)
     window = build_model(cfg.model, len(get_joint_set(cfg.data.joint_set))).input_window
 
     def dataset(ids):
         prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set)
-                    for s in sessions if s.name in ids]
+                    for s in sessions if s.session_id in ids]
         return PoseDataset(prepared, window, cfg.data.views, images=image)
     return TrainData(dataset(train_ids), dataset(val_ids) if val_ids else None, cfg.data.joint_set)
 

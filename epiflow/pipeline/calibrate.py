@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from epiflow.calibration.camera import CameraRig, match_rig
 from epiflow.pipeline.config import CalibrateConfig, SessionConfig
 from epiflow.store import Session
 
-__all__ = ["calibration_method", "given_rig", "calibrate_session", "rig_quality"]
+__all__ = ["calibration_method", "given_rig", "calibrate_session"]
 
 
 def calibration_method(session: SessionConfig, cfg: CalibrateConfig) -> str:
@@ -80,21 +78,16 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
         return rig, "given", {"source": session_cfg.cameras or "synthetic true cameras",
                               "warnings": warnings}
     from epiflow.calibration.from_people import calibrate_from_people
+    if session.max_people > 1:
+        raise ValueError(f"session {session.id!r} has {session.max_people} detection slots "
+                         f"(several people) and calibrate.method {method!r}: cameras are solved "
+                         f"from one person only; give the session's cameras (--cameras FILE, or "
+                         f"'cameras' in its [[sessions]] table)")
     intrinsics = _intrinsics(session, session_cfg, cfg.intrinsics) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)
     source = session_cfg.cameras if cfg.intrinsics == "given" else cfg.intrinsics
-    result = calibrate_from_people(session.keypoints(source=True), intrinsics=intrinsics,
+    result = calibrate_from_people(session.person0_keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
                                    config=cfg.people,
                                    intrinsics_source=source or "the board's intrinsics")
     return result.rig, method, dict(result.report)
-
-
-def rig_quality(session: Session, rig: CameraRig) -> dict:
-    """Median reprojection error (pixels) per camera of the stored labels, for the report."""
-    err = rig.reprojection_error(np.asarray(session.pseudo3d[:], np.float64),
-                                 np.asarray(session.keypoints2d[..., :2], np.float64)
-                                 .transpose(1, 0, 2, 3))
-    used = np.asarray(session.pseudo3d_views[:]).transpose(1, 0, 2)
-    return {name: float(np.nanmedian(np.where(used[c], err[c], np.nan)))
-            if used[c].any() else None for c, name in enumerate(rig.names)}

@@ -140,6 +140,13 @@ class DetectConfig:
             detector (0 = full size); keypoints are given in full-size pixels.
         decode_options: FFmpeg options for reading videos, ``key;value|...``
             (``skip_loop_filter;all``: H.264 decodes about a third faster, slightly softer).
+        max_people: P, the detection slots per camera-frame the store keeps. 1 (one person)
+            runs MediaPipe's single-person detector; > 1 runs
+            :class:`~epiflow.detection.tracking.MultiPersonPoseDetector` and needs given
+            cameras (several people are associated across cameras with them). Keypoint inputs
+            with a P axis are stored with their own P.
+        detect_every: with ``max_people`` > 1, frames between person-detector runs while fewer
+            than ``max_people`` are tracked.
     """
 
     backend: Literal["mediapipe"] = "mediapipe"
@@ -153,6 +160,8 @@ class DetectConfig:
     video_mode: bool = True
     max_side: int = 0
     decode_options: str = ""
+    max_people: int = 1
+    detect_every: int = 10
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,9 @@ class RunConfig:
         if self.detect.chunk_frames <= 0 or self.detect.inflight <= 0:
             raise ConfigError(f"detect.chunk_frames and detect.inflight must be > 0; got "
                               f"{self.detect.chunk_frames}, {self.detect.inflight}")
+        if self.detect.max_people < 1 or self.detect.detect_every < 1:
+            raise ConfigError(f"detect.max_people and detect.detect_every must be >= 1; got "
+                              f"{self.detect.max_people}, {self.detect.detect_every}")
         if self.store.joint_set != "source":
             from epiflow.skeleton import get_joint_set
             try:

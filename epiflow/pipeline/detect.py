@@ -163,7 +163,10 @@ class DetectWorker:
     """One 2D detector, loaded once, fed units of one camera's frames.
 
     Args:
-        cfg: the detect settings (model, ``max_side``).
+        cfg: the detect settings (model, ``max_side``, ``max_people``: 1 runs MediaPipe's
+            single-person detector, as fast as before; more runs
+            :class:`~epiflow.detection.tracking.MultiPersonPoseDetector`, its tracks restarted
+            at each unit so that results do not depend on which actor ran which unit).
         joint_set: the store's joint set (``h36m17``: detections are mapped onto it).
     """
 
@@ -171,8 +174,7 @@ class DetectWorker:
         from epiflow.pipeline.workers import warm_up
         self._warm = warm_up("cv2", "mediapipe.python.solutions.pose", "epiflow.skeleton")
         self.cfg = cfg
-        self.detector = MediaPipeDetector(cfg.model_complexity, cfg.min_confidence,
-                                          cfg.video_mode)
+        self.detector = _detector(cfg)
         self.joint_set = joint_set
         self.reader = FrameReader(cfg.decode_options)
         self._sessions: dict[tuple[str, str], Session] = {}
@@ -183,9 +185,13 @@ class DetectWorker:
         return self._sessions[(url, sid)]
 
     def detect(self, frames: list[np.ndarray]) -> np.ndarray:
-        """(N, J_detector, 3) keypoints in the frames' pixels."""
+        """(N, P, J_detector, 3) keypoints in the frames' pixels, P = ``cfg.max_people``."""
         rgb, (sx, sy) = _to_detector(frames, self.cfg.max_side)
-        kp = self.detector(rgb)
+        if self.cfg.max_people > 1:
+            self.detector.reset()
+            kp = np.asarray(self.detector(rgb), np.float64)
+        else:
+            kp = self.detector(rgb)[:, None]
         kp[..., 0] *= sx
         kp[..., 1] *= sy
         return kp
@@ -200,12 +206,22 @@ class DetectWorker:
         detected = time.time()
         session = self._session(unit.store_url, unit.session_id)
         crops = boxes = None
-        if session.crops is not None:
-            crops, boxes = person_crops(frames, kp, session.crops.shape[2])
+        if session.crops is not None:  # of slot 0 (the store's crops are one person's)
+            crops, boxes = person_crops(frames, kp[:, 0], session.crops.shape[2])
         out = kp if self.joint_set == self.detector.joint_set else \
             map_to_h36m(kp, self.detector.joint_set, confidence=True)
         session.write_unit(unit.unit, unit.camera, out, crops, boxes,
                            kp if session.keypoints2d_source is not None else None)
         return UnitResult(unit.session_id, unit.unit, unit.camera, len(frames), started,
                           time.time(), decoded - started, detected - decoded,
-                          time.process_time() - cpu, float(np.mean(kp[:, :, 2].max(-1) > 0)))
+                          time.process_time() - cpu,
+                          float(np.mean(kp[..., 2].max(-1).max(-1) > 0)))
+
+
+def _detector(cfg: DetectConfig):
+    """The 2D detector ``cfg`` asks for: MediaPipe's one person, or several people."""
+    if cfg.max_people > 1:
+        from epiflow.detection.tracking import MultiPersonPoseDetector
+        return MultiPersonPoseDetector(cfg.max_people, cfg.detect_every,
+                                       min_detection=cfg.min_confidence)
+    return MediaPipeDetector(cfg.model_complexity, cfg.min_confidence, cfg.video_mode)

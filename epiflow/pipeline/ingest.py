@@ -197,7 +197,7 @@ def _frames_source(session: SessionConfig, trim: bool) -> Source:
 
 def _keypoint_source(session: SessionConfig) -> Source:
     from epiflow.datasets.io import load_keypoints
-    kp = load_keypoints(session.keypoints, joint_set=session.joint_set or None)
+    kp = load_keypoints(session.keypoints, joint_set=session.joint_set or None, people=None)
     if session.fps and not kp.fps:
         kp = replace(kp, fps=session.fps)
     size = kp.image_size
@@ -292,6 +292,7 @@ def _check_synthetic(syn) -> None:
 
 def _check_source(session: SessionConfig, cfg: RunConfig) -> None:
     src = read_source(session, cfg.ingest.trim)
+    _check_people_cameras(session, src, cfg)
     if len(src.camera_names) < MIN_CAMERAS:
         raise ValueError(f"{session.kind} {session.path!r} gives {len(src.camera_names)} "
                          f"camera(s) {src.camera_names}; a session needs at least {MIN_CAMERAS} "
@@ -317,6 +318,28 @@ def to_store_joints(kp: Keypoints, joint_set: str) -> Keypoints:
     if joint_set != "h36m17":
         raise ValueError(f"store.joint_set {joint_set!r}: only 'h36m17' or 'source' are supported")
     return kp.to_h36m()
+
+
+def source_slots(src: Source, cfg: RunConfig) -> int:
+    """P, the detection slots the session keeps: a keypoint input's own P axis (1 without
+    one), else ``detect.max_people`` for the detector."""
+    if src.keypoints is not None:
+        return src.keypoints.data.shape[2] if src.keypoints.has_people else 1
+    return cfg.detect.max_people
+
+
+def _check_people_cameras(session: SessionConfig, src: Source, cfg: RunConfig) -> None:
+    """Several people need given cameras: cameras from several people are not solved by the
+    pipeline yet (see benchmarks/two_person.py)."""
+    from epiflow.pipeline.calibrate import calibration_method
+    P = source_slots(src, cfg)
+    if P > 1 and calibration_method(session, cfg.calibrate) != "given":
+        what = (f"its keypoints hold {P} people per camera-frame (a P axis)"
+                if src.keypoints is not None else f"detect.max_people = {P}")
+        raise ValueError(f"{session.kind} {session.path!r}: {what}, and cameras are solved "
+                         f"from one person only: give the session's cameras (--cameras FILE, or "
+                         f"'cameras' in its [[sessions]] table, with calibrate.method 'auto' or "
+                         f"'given')")
 
 
 # -- the stage ---------------------------------------------------------------------------------
@@ -362,7 +385,7 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
         session.name, n_frames=src.n_frames, camera_names=src.camera_names, joint_set=joint_set,
         image_size=src.image_size, fps=src.fps, chunk_frames=cfg.detect.chunk_frames,
         crop_size=cfg.store.crop_size if session.kind != "keypoints" else 0,
-        with_gt3d=src.gt3d is not None, source_joint_set=source_set,
+        max_people=source_slots(src, cfg), source_joint_set=source_set,
         attrs={"source": {"kind": session.kind, "path": session.path},
                "config": run_settings(cfg, session), "fingerprint": fingerprint,
                "streams": src.streams, "warnings": src.warnings})
@@ -387,8 +410,9 @@ def _write_passthrough(s: Session, src: Source, joint_set: str) -> None:
 
 def _write_with_crops(s: Session, keypoints: np.ndarray, source: np.ndarray | None,
                       joint_set: str) -> None:
-    """A synthetic session's (T, C, J, 3) keypoints unit by unit, each with the person crops
-    drawn from its 2D skeleton (:func:`epiflow.datasets.synthetic.skeleton_crops`)."""
+    """A synthetic session's (T, C, J, 3) keypoints (one person, P = 1) unit by unit, each with
+    the person crops drawn from its 2D skeleton
+    (:func:`epiflow.datasets.synthetic.skeleton_crops`)."""
     from epiflow.datasets.synthetic import skeleton_crops
     crops, boxes = skeleton_crops(keypoints, joint_set, s.crops.shape[2])
     for unit in range(s.units_done().shape[0]):

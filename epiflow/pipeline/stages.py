@@ -8,7 +8,7 @@ import traceback
 
 import numpy as np
 
-from epiflow.pipeline.calibrate import calibrate_session, rig_quality
+from epiflow.pipeline.calibrate import calibrate_session
 from epiflow.pipeline.config import RunConfig, SessionConfig
 from epiflow.pipeline.report import SessionOutcome, StageRecord, timed
 from epiflow.pipeline.triangulate import triangulate_session
@@ -35,7 +35,6 @@ def _calibrate(s: Session, session_cfg: SessionConfig, cfg: RunConfig) -> dict:
 
 def _triangulate(s: Session, cfg: RunConfig) -> dict:
     summary = triangulate_session(s, cfg.triangulate)
-    summary["median_reproj_px_per_camera"] = rig_quality(s, s.rig)
     s.update_attrs(labels=summary)
     s.set_status("triangulate", "done")
     return summary

@@ -221,7 +221,7 @@ def test_the_store_is_built_when_missing(tmp_path):
     assert 0.5 < session.label_summary["median_reproj_px"] < 5.0  # 2 px of 2D noise
     labels = session.labels()
     seen = labels.weight > 0
-    assert np.isfinite(labels.reproj_error[seen]).all() and labels.views.any(1)[seen].all()
+    assert np.isfinite(labels.reproj_error[seen]).all() and labels.views.any(2)[seen].all()
     # a second build is a check of the store, not a rebuild
     import time
     t0 = time.perf_counter()

@@ -77,13 +77,32 @@ def test_worker_detects_and_writes_one_unit(shared_data, tmp_path):
     res = worker.run(DetectUnit(str(tmp_path / "s.zarr"), "demo", 1, 0, str(video), 6, 12))
     assert res.frames == 6 and res.found == 1.0
     assert s.units_done().tolist() == [[False, False], [True, False]]
-    kp = s.keypoints2d[6:12, 0]
+    kp = s.keypoints2d[6:12, 0, 0]                       # slot 0: the one person (P = 1)
     assert (kp[..., 2] > 0.5).mean() > 0.8 and np.isnan(s.keypoints2d[0:6]).all()
     xy = kp[..., :2][kp[..., 2] > 0]
     assert (xy[:, 0] > 0).all() and (xy[:, 0] < 1088).all() and (xy[:, 1] < 1920).all()
-    src = s.keypoints2d_source[6:12, 0]                  # BlazePose's own 33 joints
+    src = s.keypoints2d_source[6:12, 0, 0]               # BlazePose's own 33 joints
     assert np.allclose(kp[:, 11, :2], src[:, 11, :2], equal_nan=True)    # left shoulder
     assert np.allclose(kp[:, 0, :2], (src[:, 23, :2] + src[:, 24, :2]) / 2, atol=1e-3)  # pelvis
     box = s.crop_boxes[6, 0]
     assert box[2] - box[0] > 300          # the person is most of the portrait frame's height
     assert s.crops[6:12, 0].mean() > 10 and not s.crops[0:6].any()
+
+
+def test_worker_with_several_slots_finds_both_people(shared_data, tmp_path):
+    """detect.max_people = 2 on the two-person Pose2Sim take: the multi-person detector fills
+    both slots of every frame, at two places, mapped to the store's joints; crops are slot 0's."""
+    video = shared_data / "pose2sim_demo/multi_person/videos/cam01.mp4"
+    store = PoseStore.open(tmp_path / "s.zarr", "a")
+    s = store.create_session("two", n_frames=8, camera_names=["cam01"], joint_set="h36m17",
+                             image_size=[[1088, 1920]], fps=60.0, chunk_frames=4, crop_size=32,
+                             max_people=2, source_joint_set="blazepose33")
+    worker = DetectWorker(DetectConfig(max_side=640, max_people=2), "h36m17")
+    res = worker.run(DetectUnit(str(tmp_path / "s.zarr"), "two", 1, 0, str(video), 4, 8))
+    assert res.frames == 4 and res.found == 1.0
+    kp = s.keypoints2d[4:8, 0]                                   # (4, P=2, 17, 3)
+    assert kp.shape == (4, 2, 17, 3) and s.keypoints2d_source[4:8, 0].shape == (4, 2, 33, 3)
+    assert ((kp[..., 2] > 0.3).mean(-1) > 0.6).all()            # both slots hold a person
+    pelvis = kp[:, :, 0, :2]
+    assert (np.linalg.norm(pelvis[:, 0] - pelvis[:, 1], axis=-1) > 100).all()   # two places
+    assert s.crops[4:8, 0].mean() > 10 and np.isfinite(s.crop_boxes[4:8, 0]).all()

@@ -125,9 +125,9 @@ class TestIngestSession:
         assert (s.keypoints2d[..., 2] > 0).mean() > 0.8
         kp = s.keypoints2d[:]
         # the same settings again: found, not rewritten
-        s.group["keypoints2d"][0, 0, 0, 0] = -1.0
+        s.group["keypoints2d"][0, 0, 0, 0, 0] = -1.0
         ingest_session(url, session, cfg)
-        assert s.keypoints2d[0, 0, 0, 0] == -1.0
+        assert s.keypoints2d[0, 0, 0, 0, 0] == -1.0
         # other settings on a complete session: refused
         for stage in ("calibrate", "triangulate"):
             s.set_status(stage, "done")

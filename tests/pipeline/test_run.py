@@ -84,7 +84,7 @@ def test_sessions_finish_while_a_failing_one_is_recorded(ray_head, tmp_path, cap
     text = capsys.readouterr().out
     assert "3 sessions, 2 complete" in text and "FAILED blind at calibrate" in text
     row = next(line for line in text.splitlines() if line.startswith("synthetic_0000"))
-    assert row.split()[1:5] == ["complete", "40", "4", "given"]
+    assert row.split()[1:6] == ["complete", "40", "4", "1", "given"]   # 1 person
 
 
 def _demo_config(shared_data: Path, out: Path, **detect) -> RunConfig:

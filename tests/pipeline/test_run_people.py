@@ -1,0 +1,119 @@
+"""Several people through ``epiflow run``: a synthetic two-person crowd as a keypoints npz with a
+P axis and its cameras gives two labelled people with stable ids; inspect lists both, export
+writes a TRC each, the trainer samples both; bad inputs are refused before any work."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from epiflow.calibration.formats import save_toml
+from epiflow.cli import main
+from epiflow.datasets.crowds import CrowdOptions, make_crowd, score_people
+from epiflow.keypoints import Keypoints, save_npz
+from epiflow.store import PoseStore
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    return make_crowd(CrowdOptions(n_people=2, n_cameras=4, n_frames=40), seed=3)
+
+
+def _inputs(tmp_path, crowd, det=None):
+    kp = Keypoints(crowd.detections if det is None else det, crowd.joint_set,
+                   tuple(crowd.rig.names), crowd.rig.sizes, crowd.fps)
+    save_npz(kp, tmp_path / "kp.npz")
+    save_toml(crowd.rig, tmp_path / "cameras.toml")
+    return ["--keypoints", str(tmp_path / "kp.npz"), "--cameras", str(tmp_path / "cameras.toml")]
+
+
+def test_two_people_run_inspect_export_train(ray_head, tmp_path, crowd, capsys):
+    out = str(tmp_path / "S.zarr")
+    assert main(["run", *_inputs(tmp_path, crowd), "--out", out, "--session", "two",
+                 "--address", ray_head["address"], "--quiet"]) == 0
+    s = PoseStore.open(out).session("two")
+    T, C, P = crowd.detections.shape[:3]
+    assert s.is_complete and s.max_people == P and s.keypoints2d.shape == (T, C, P, 17, 3)
+    labels = s.labels()
+    assert labels.n_people == 2 and labels.person_ids.tolist() == [0, 1]
+    assert labels.pseudo3d.shape == (T, 2, 17, 3) and labels.slots.shape == (T, 2, C)
+    # the store's slots are the association: the trainer's 2D of a person is that person's
+    assignment = np.full((T, C, P), -1)
+    t, n, c = np.nonzero(labels.slots >= 0)
+    assignment[t, c, labels.slots[t, n, c]] = n
+    score = score_people(crowd, labels.pseudo3d, assignment)
+    assert score["found"] >= 0.97 and score["mpjpe_mm"] <= 20 and score["swaps"] == 0, score
+    assert score["assignment_accuracy"] >= 0.97, score
+    people = s.label_summary["people"]
+    assert sorted(people) == ["0", "1"] and set(people["0"]["cameras"]) == set(crowd.rig.names)
+    capsys.readouterr()
+
+    assert main(["inspect", out]) == 0
+    text = capsys.readouterr().out
+    for pid in (0, 1):
+        line = next(x for x in text.splitlines() if f"two person {pid}:" in x)
+        assert f"of {T} frames labelled" in line and all(n in line for n in crowd.rig.names)
+    assert main(["export", out, "--out", str(tmp_path / "poses.trc")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("poses*.trc")) == ["poses_p0.trc",
+                                                                   "poses_p1.trc"]
+
+    from epiflow.models.data import PoseDataset, load_sessions, prepare_session
+    sessions = load_sessions(out)
+    assert [(x.name, x.session_id, x.person_id) for x in sessions] == [
+        ("two:p0", "two", 0), ("two:p1", "two", 1)]
+    for x in sessions:   # each person's 2D is its own: its labels reproject onto it
+        err = crowd.rig.reprojection_error(x.pseudo3d, np.moveaxis(x.keypoints2d[..., :2], 1, 0))
+        assert np.nanmedian(err) < 5.0, x.name
+    data = PoseDataset([prepare_session(x, "pseudo", "h36m17") for x in sessions], 1)
+    usable = sum(int(((x.keypoints2d[..., 0, 2] > 0) & (x.pseudo3d_weight > 0).any(-1)[:, None])
+                     .sum()) for x in sessions)      # root seen in the camera, frame labelled
+    assert 0.98 * usable <= len(data) <= usable      # (a root the undistortion loses: left out)
+    assert usable > 0.7 * 2 * T * C                   # (the crowd hides people from cameras)
+    assert set(data.index[:, 0].tolist()) == {0, 1}  # samples of both people
+
+
+def test_a_camera_off_for_one_person_is_stored_and_printed_by_name(ray_head, tmp_path, capsys):
+    """The crowd of tests/calibration/test_triangulation_cli_people.py (with 4 cameras and 2
+    people, a camera 200 px off for one person loses that person's association instead)."""
+    crowd = make_crowd(CrowdOptions(n_people=3, n_cameras=5, n_frames=40), seed=7)
+    det = crowd.detections.copy()
+    mine = crowd.slot_person == 1
+    mine[:, [0, 1, 3, 4]] = False                              # person 1, in the third camera
+    det[mine, :, 0] += 200.0
+    cam = crowd.rig.names[2]
+    out = str(tmp_path / "S.zarr")
+    assert main(["run", *_inputs(tmp_path, crowd, det), "--out", out, "--session", "off",
+                 "--address", ray_head["address"], "--quiet"]) == 0
+    err = capsys.readouterr().err
+    printed = [w for w in err.splitlines() if f"camera {cam} disagrees" in w]
+    assert len(printed) == 1 and "epiflow run: warning:" in printed[0], err
+    s = PoseStore.open(out).session("off")
+    assert any(f"camera {cam} disagrees" in w for w in s.warnings)
+    n = [w for w in printed[0].split() if w.rstrip(":").isdigit()]
+    person = s.label_summary["people"][n[0].rstrip(":")] if n else None
+    assert person is not None and person["cameras"][cam]["disagrees with the other views"] > 20
+    assert s.label_summary["median_reproj_px_per_camera"][cam] < 10   # the views used are fine
+
+
+def test_several_people_need_given_cameras_and_a_p_axis_of_people(tmp_path, crowd, capsys):
+    args = _inputs(tmp_path, crowd)
+    assert main(["run", args[0], args[1], "--out", str(tmp_path / "S.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "2 people per camera-frame" in err or f"{crowd.detections.shape[2]} people" in err
+    assert "--cameras" in err and not (tmp_path / "S.zarr").exists()
+    T, C = crowd.detections.shape[:2]
+    empty = np.zeros((C, T, 0, 17, 3), np.float32)          # a P axis of size 0
+    np.savez(tmp_path / "empty.npz", keypoints=empty, joint_set="h36m17",
+             camera_names=np.array(crowd.rig.names), image_size=crowd.rig.sizes)
+    assert main(["run", "--keypoints", str(tmp_path / "empty.npz"), "--cameras",
+                 args[3], "--out", str(tmp_path / "S.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "empty.npz" in err and "P axis" in err and not (tmp_path / "S.zarr").exists()
+
+
+def test_videos_with_several_slots_need_given_cameras(shared_data, tmp_path, capsys):
+    videos = shared_data / "pose2sim_demo/multi_person/videos"
+    assert main(["run", "--videos", str(videos), "--out", str(tmp_path / "S.zarr"),
+                 "--set", "detect.max_people=2"]) == 2
+    err = capsys.readouterr().err
+    assert "detect.max_people = 2" in err and "--cameras" in err
+    assert not (tmp_path / "S.zarr").exists()
