@@ -80,8 +80,8 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
     from epiflow.calibration.from_people import calibrate_from_people
     if session.max_people > 1:
         raise ValueError(f"session {session.id!r} has {session.max_people} detection slots "
-                         f"(several people) and calibrate.method {method!r}: cameras are solved "
-                         f"from one person only; give the session's cameras (--cameras FILE, or "
+                         f"(several people) and calibrate.method {method!r}: epiflow does not yet "
+                         f"solve cameras from several people; give the session's cameras (--cameras FILE, or "
                          f"'cameras' in its [[sessions]] table)")
     intrinsics = _intrinsics(session, session_cfg, cfg.intrinsics) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)

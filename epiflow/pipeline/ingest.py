@@ -336,10 +336,12 @@ def _check_people_cameras(session: SessionConfig, src: Source, cfg: RunConfig) -
     if P > 1 and calibration_method(session, cfg.calibrate) != "given":
         what = (f"its keypoints hold {P} people per camera-frame (a P axis)"
                 if src.keypoints is not None else f"detect.max_people = {P}")
-        raise ValueError(f"{session.kind} {session.path!r}: {what}, and cameras are solved "
-                         f"from one person only: give the session's cameras (--cameras FILE, or "
-                         f"'cameras' in its [[sessions]] table, with calibrate.method 'auto' or "
-                         f"'given')")
+        one = ("keypoints with one person per camera-frame" if src.keypoints is not None
+               else "detect.max_people = 1 when only one person is in view")
+        raise ValueError(f"{session.kind} {session.path!r}: {what}, but epiflow does not yet "
+                         f"solve cameras from several people: give the session's cameras "
+                         f"(--cameras FILE, or 'cameras' in its [[sessions]] table, with "
+                         f"calibrate.method 'auto' or 'given'), or use {one}")
 
 
 # -- the stage ---------------------------------------------------------------------------------

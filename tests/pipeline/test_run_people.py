@@ -100,6 +100,8 @@ def test_several_people_need_given_cameras_and_a_p_axis_of_people(tmp_path, crow
     err = capsys.readouterr().err
     assert "2 people per camera-frame" in err or f"{crowd.detections.shape[2]} people" in err
     assert "--cameras" in err and not (tmp_path / "S.zarr").exists()
+    assert "does not yet solve cameras from several people" in err
+    assert "keypoints with one person per camera-frame" in err
     T, C = crowd.detections.shape[:2]
     empty = np.zeros((C, T, 0, 17, 3), np.float32)          # a P axis of size 0
     np.savez(tmp_path / "empty.npz", keypoints=empty, joint_set="h36m17",
@@ -116,4 +118,6 @@ def test_videos_with_several_slots_need_given_cameras(shared_data, tmp_path, cap
                  "--set", "detect.max_people=2"]) == 2
     err = capsys.readouterr().err
     assert "detect.max_people = 2" in err and "--cameras" in err
+    assert "does not yet solve cameras from several people" in err
+    assert "detect.max_people = 1 when only one person is in view" in err
     assert not (tmp_path / "S.zarr").exists()
