@@ -81,8 +81,10 @@ def _as_asked(kp: Keypoints, people: bool | None, path: Path) -> Keypoints:
     if P > 1:
         raise ValueError(f"{path}: holds several people: {P} detection slots per camera-frame "
                          f"(keypoints (T, C, P, J, 3) = {kp.data.shape}); this command reads one "
-                         f"person: give one person's keypoints (C, T, J, 3), or use a command "
-                         f"that reads several (epiflow triangulate)")
+                         f"person: give one person's keypoints (C, T, J, 3), or, with the cameras "
+                         f"given, a command that reads several (epiflow triangulate, "
+                         f"epiflow run --cameras); cameras from several people are not "
+                         f"supported yet")
     return Keypoints(kp.data[:, :, 0], kp.joint_set, kp.camera_names, kp.image_size, kp.fps)
 
 
@@ -90,7 +92,8 @@ def _read(path: Path, joint_set: str | None, image_size, people, calibration) ->
     if path.is_dir() and is_shelf_folder(path):
         if people is False:
             raise ValueError(f"{path}: a Shelf detection folder holds several people; this "
-                             f"command reads one person (epiflow triangulate reads several)")
+                             f"command reads one person (epiflow triangulate and epiflow run read "
+                             f"several, with --cameras calibration.json)")
         return _read_shelf(path, joint_set, calibration)
     if path.is_dir():
         return read_openpose(path, joint_set=joint_set, image_size=image_size,

@@ -148,8 +148,10 @@ def test_a_p_axis_of_size_0_is_refused_before_writing(tmp_path, crowd, capsys):
 def test_one_person_commands_refuse_several_people(tmp_path, crowd):
     _write(tmp_path, crowd)
     P = crowd.detections.shape[2]
-    with pytest.raises(ValueError, match=f"holds several people: {P} detection slots"):
+    with pytest.raises(ValueError, match=f"holds several people: {P} detection slots") as err:
         load_keypoints(tmp_path / "kp.npz")
+    assert "epiflow run --cameras" in str(err.value)      # run reads several people too
+    assert "cameras from several people are not supported yet" in str(err.value)
     kp = load_keypoints(tmp_path / "kp.npz", people=None)
     assert kp.has_people and kp.data.shape == crowd.detections.shape
     one = Keypoints(crowd.detections[:, :, :1], "h36m17", tuple(crowd.rig.names), crowd.rig.sizes)
