@@ -37,7 +37,7 @@ from epiflow.report import (ReportInputs, SessionView, label_weight_errors, make
 __all__ = ["DemoConfig", "DemoResult", "DemoError", "run_demo", "demo_sessions", "held_out",
            "pipeline_config", "experiment_config", "camera_tables", "label_tables",
            "model_tables", "baseline_metrics", "comparison_table", "joint_table", "time_table",
-           "video_frames", "report_inputs"]
+           "video_frames", "report_inputs", "failure_message"]
 
 #: the packaged clips, the held-out (validation) one last
 DEMO_CLIPS = ("02_03", "02_04", "02_01")
@@ -286,9 +286,21 @@ def _run_pipeline(cfg: DemoConfig, store: Path) -> None:
     if cfg.progress:
         print(report.table())
     if report.failures:
-        reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
-                            for f in report.failures)
-        raise DemoError(f"the pipeline failed for some sessions: {reasons}")
+        raise DemoError(failure_message(cfg, report.failures))
+
+
+def failure_message(cfg: DemoConfig, failures: list[dict]) -> str:
+    """The demo's error for the pipeline's failed sessions (``failures``: dicts of session,
+    stage, reason); videos that fail at calibrate also get what the demo cannot do and which
+    commands can: the demo recovers the cameras from one person and takes no camera file."""
+    reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}" for f in failures)
+    message = f"the pipeline failed for some sessions: {reasons}"
+    if cfg.videos and any(f["stage"] == "calibrate" for f in failures):
+        message += ("\nepiflow demo recovers the cameras from one person and takes no camera "
+                    "file; with several people in view, or cameras you already have, use "
+                    f"epiflow run --videos {cfg.videos} --cameras FILE --out STORE.zarr (with "
+                    "--set detect.max_people=N for N people), then epiflow inspect and export")
+    return message
 
 
 def _train(cfg: DemoConfig, store: Path, names: list[str], out: Path):

@@ -11,8 +11,8 @@ from scipy.spatial.transform import Rotation
 
 from epiflow.datasets.synthetic import Corruption, cmu_capture
 from epiflow.demo import (LIFTER, DemoConfig, baseline_metrics, camera_tables, comparison_table,
-                          joint_table, label_tables, model_tables, pipeline_config,
-                          report_inputs, time_table)
+                          failure_message, joint_table, label_tables, model_tables,
+                          pipeline_config, report_inputs, time_table)
 from epiflow.models.data import SessionArrays
 from epiflow.report import write_report
 
@@ -191,6 +191,20 @@ def test_a_calibration_of_random_bytes_is_refused_before_any_work(tmp_path, caps
                      str(tmp_path / "D"), "--quick", "--quiet"]) == 2
         assert f"{cams} is not a text file" in capsys.readouterr().err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["cams.toml", "vids"]
+
+
+def test_videos_failing_at_calibrate_point_to_run_with_cameras():
+    """``epiflow demo --videos`` on the two-person Pose2Sim take fails at calibrate (each camera
+    follows one person, cam03 another) with advice to give cameras from a file, which the demo
+    cannot take; the message now names the command that can."""
+    failed = [{"session": "multi_person", "stage": "calibrate", "reason": "the person hardly moves"}]
+    message = failure_message(DemoConfig(videos="two/videos"), failed)
+    assert "multi_person at calibrate: the person hardly moves" in message
+    assert "epiflow run --videos two/videos --cameras FILE" in message
+    assert "detect.max_people=N" in message
+    other = [{"session": "s", "stage": "detect", "reason": "no frames"}]
+    assert "epiflow run" not in failure_message(DemoConfig(videos="v"), other)
+    assert "epiflow run" not in failure_message(DemoConfig(), failed)   # synthetic: no videos
 
 
 @pytest.mark.slow
