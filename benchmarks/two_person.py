@@ -51,6 +51,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/triangulat
 
 import numpy as np  # noqa: E402
 
+from epiflow.calibration.people import person_detections  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EPIFLOW_DATA", REPO.parent / "shared" / "data"))
 DEMO = DATA / "pose2sim_demo"
@@ -144,17 +146,6 @@ def label_people(rig, detections):
     from epiflow.skeleton import map_to_h36m
     return triangulate_people(rig, map_to_h36m(detections, "blazepose33", confidence=True),
                               "h36m17")
-
-
-def person_detections(detections, assignment, n: int) -> np.ndarray:
-    """(T, C, J, 3) the detections assigned to person ``n`` (NaN, confidence 0 where none);
-    ``detections`` (T, C, P, J, 3), ``assignment`` (T, C, P)."""
-    T, C, P, J, _ = detections.shape
-    out = np.full((T, C, J, 3), np.nan)
-    out[..., 2] = 0.0
-    t, c, p = np.nonzero(assignment == n)
-    out[t, c] = detections[t, c, p]
-    return out
 
 
 def pelvis_jumps(points3d: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from epiflow.calibration.triangulation import (TriangulationOptions, camera_shar
                                                dropped_camera_warnings, triangulate_sequence)
 
 __all__ = ["ViewReason", "VIEW_REASON_TEXT", "PeopleResult", "triangulate_people",
+           "person_detections",
            "people_from_assignment", "DISAGREE_SHARE"]
 
 #: a camera whose view of a person disagrees with the other views in more than this share of the
@@ -170,8 +171,9 @@ def _keep_most_confident(det, assignment, max_people):
     return out, dropped, note
 
 
-def _gathered(det: np.ndarray, assignment: np.ndarray, n: int) -> np.ndarray:
-    """(T, C, J, 3) the detections of person n (NaN, confidence 0 where none)."""
+def person_detections(det: np.ndarray, assignment: np.ndarray, n: int) -> np.ndarray:
+    """(T, C, J, 3) the detections of person ``n`` (NaN, confidence 0 where none), gathered from
+    ``det`` (T, C, P, J, 3) by ``assignment`` (T, C, P), as :class:`PeopleResult` gives it."""
     T, C, P, J, _ = det.shape
     kp = np.full((T, C, J, 3), np.nan)
     kp[..., 2] = 0.0
@@ -334,7 +336,7 @@ def people_from_assignment(rig: CameraRig, detections, joint_set: str, assignmen
     warnings = list(notes)
     ids = np.arange(N)
     for n in range(N):
-        kp = _gathered(det, assignment, n)
+        kp = person_detections(det, assignment, n)
         tri = triangulate_sequence(rig, kp, joint_set, **s_opts)
         points[:, n], weight[:, n], reproj[:, n] = tri.points, tri.weight, tri.reproj_error
         views[:, n] = tri.views
