@@ -282,7 +282,8 @@ def time_table(seconds: dict, total: float) -> dict:
 # -- the stages ----------------------------------------------------------------------------------
 def _run_pipeline(cfg: DemoConfig, store: Path) -> None:
     from epiflow.pipeline.orchestrate import run_pipeline
-    report = run_pipeline(pipeline_config(cfg, store), progress=cfg.progress, overwrite=True)
+    report = run_pipeline(pipeline_config(cfg, store), progress=cfg.progress, overwrite=True,
+                          command="demo")
     if cfg.progress:
         print(report.table())
     if report.failures:

@@ -140,12 +140,14 @@ class StoreLease:
     Args:
         wait_s: seconds to wait for a held lease before giving up (0 = refuse at once).
         heartbeat_s, stale_after_s: see :data:`HEARTBEAT_S`, :data:`STALE_AFTER_S`.
-        log: where takeovers and waits are said (default: standard error).
+        log: where takeovers and waits are said (default: standard error, each line starting
+            ``epiflow COMMAND:``, or ``epiflow:`` without ``command``).
+        command: the epiflow command that takes the lease (``"run"``), for that prefix.
     """
 
     def __init__(self, url, storage_options: dict | None = None, *, wait_s: float = 0.0,
                  heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, command: str = ""):
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
         self.url = str(url)
@@ -154,7 +156,8 @@ class StoreLease:
         self.path = f"{self.root}/{LEASE_NAME}"
         self.local = isinstance(self.fs, LocalFileSystem)
         self.wait_s, self.heartbeat_s, self.stale_after_s = wait_s, heartbeat_s, stale_after_s
-        self.log = log or (lambda text: print(f"epiflow: {text}", file=sys.stderr, flush=True))
+        prefix = f"epiflow {command}:" if command else "epiflow:"
+        self.log = log or (lambda text: print(f"{prefix} {text}", file=sys.stderr, flush=True))
         self.me: LeaseHolder | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

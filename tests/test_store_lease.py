@@ -85,6 +85,18 @@ def test_a_second_run_is_refused_before_it_writes(store, holder, capsys, monkeyp
     assert not Path(store + ".report.json").exists()
 
 
+def test_run_names_itself_when_it_waits(store, holder, capsys):
+    """``epiflow run --wait-lease``: the waiting line starts ``epiflow run:`` like the run's other
+    lines (it said ``epiflow:``); after the wait, refused, exit 2, nothing written."""
+    from epiflow.cli import main
+    holder()
+    code = main(["run", "--synthetic", "2", "--out", store, "--quiet", "--wait-lease", "1"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[0].startswith(f"epiflow run: store {store!r} is being written by "), err
+    assert "waiting up to 1 s" in err[0] and err[-1].startswith("epiflow run: error: "), err
+    assert "(waited 1 s)" in err[-1] and PoseStore.open(store).session_ids() == []
+
+
 def test_waits_for_the_holder_when_asked(store, holder):
     said = []
     proc = holder(seconds=1.0)

@@ -34,7 +34,8 @@ def run(args) -> int:
         check_outputs_not_inputs({"--out": args.out}, {"the store": args.store})
         done = upgrade_store(args.store, args.out)
     else:
-        with StoreLease(args.store, wait_s=0):   # no run writes it while it is copied
+        # no run writes it while it is copied
+        with StoreLease(args.store, wait_s=0, command="upgrade-store"):
             pass
         done = upgrade_store(args.store)
     for session, what in done.items():

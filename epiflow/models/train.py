@@ -96,7 +96,7 @@ def ensure_store(cfg: ExperimentConfig) -> str:
     from epiflow.models.config import run_config
     from epiflow.pipeline.orchestrate import run_pipeline
     report = run_pipeline(run_config(cfg.data.source, cfg.data.store),
-                          progress=cfg.train.progress, in_process=True)
+                          progress=cfg.train.progress, in_process=True, command="train")
     if report.failures:
         reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
                             for f in report.failures)

@@ -294,7 +294,8 @@ def _reason(err: Exception) -> str:
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
-                 lease_wait_s: float = 0.0, in_process: bool = False) -> RunReport:
+                 lease_wait_s: float = 0.0, in_process: bool = False,
+                 command: str = "run") -> RunReport:
     """Run every session of ``cfg`` into the store ``cfg.out``; returns the run report (also
     written as JSON next to the store).
 
@@ -303,7 +304,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
     lease (:class:`~epiflow.store_lease.StoreLease`) from before its first write to after the
     report: another run on the store is refused (LeaseError), or waited for up to
     ``lease_wait_s`` seconds. ``in_process``: no Ray, the sessions one after the other here
-    (:mod:`epiflow.pipeline.inprocess`; only sources with nothing to detect).
+    (:mod:`epiflow.pipeline.inprocess`; only sources with nothing to detect). ``command``: the
+    epiflow command running it, named at the start of what the lease prints (a wait, a takeover).
     """
     if not cfg.out:
         raise ValueError("no output store: set 'out' in the config or pass --out STORE.zarr")
@@ -312,7 +314,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, overwrite: bool = False,
         check_in_process(sessions)
     check_sources(sessions, cfg)  # bad input refused before Ray starts and anything is written
     PoseStore.open(cfg.out, "a")   # refuses what is not a store, creates a new one
-    with StoreLease(cfg.out, wait_s=lease_wait_s):
+    with StoreLease(cfg.out, wait_s=lease_wait_s, command=command):
         return _run_leased(cfg, sessions, progress, overwrite, in_process)
 
 
