@@ -92,7 +92,8 @@ def test_run_names_itself_when_it_waits(store, holder, capsys):
     holder()
     code = main(["run", "--synthetic", "2", "--out", store, "--quiet", "--wait-lease", "1"])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[0].startswith(f"epiflow run: store {store!r} is being written by "), err
+    start = f"epiflow run: store {store!r} is being written by "
+    assert code == 2 and err[0].startswith(start), err
     assert "waiting up to 1 s" in err[0] and err[-1].startswith("epiflow run: error: "), err
     assert "(waited 1 s)" in err[-1] and PoseStore.open(store).session_ids() == []
 

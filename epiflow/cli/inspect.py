@@ -1,9 +1,10 @@
 """``epiflow inspect STORE``: what a pose store holds, per session: frames, cameras, how the
 cameras were obtained and how well they fit (median reprojection error of the labels), 2D and
-3D label coverage, status and failures, and the people labelled (a line per person: its id,
-frames labelled, and the share of its labels each camera was used in, so a camera that one
-person's labels leave out shows by name); the warnings stored with each session go to stderr,
-one line each. ``--session ID`` adds a per-camera table."""
+3D label coverage, status and failures, and the people labelled (per person: its id, frames
+labelled, and per camera the share of frames it detects the person, the share of the person's
+labels it was used in and the median reprojection error of its detections of the person, so a
+camera that misses or disagrees with one person shows by name); the warnings stored with each
+session go to stderr, one line each. ``--session ID`` adds a per-camera table."""
 from __future__ import annotations
 
 import json
@@ -48,32 +49,57 @@ def session_summary(s: Session) -> dict:
         out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
         w = np.asarray(s.pseudo3d_weight[:])
         out["mean_weight"] = float(w[w > 0].mean()) if (w > 0).any() else None
-        out["people"] = people_summary(s)
+        if s.has_labels and s.has_cameras:
+            out["people"] = people_summary(s)
     return out
 
 
 def people_summary(s: Session) -> list[dict]:
     """Per labelled person: ``id``, ``frames_labelled`` (frames with any joint labelled) and
-    ``camera_use`` {camera: share of the person's labelled joints that used the camera}."""
-    weight = np.asarray(s.pseudo3d_weight[:])                       # (T, N, J)
-    views = np.asarray(s.pseudo3d_views[:])                         # (T, N, C, J)
-    out = []
-    for n, pid in enumerate(s.person_ids):
-        labelled = weight[:, n] > 0
-        use = {name: float(views[:, n, c][labelled].mean()) if labelled.any() else None
-               for c, name in enumerate(s.camera_names)}
-        out.append({"id": int(pid), "frames_labelled": int(labelled.any(-1).sum()),
-                    "camera_use": use})
-    return out
+    ``cameras`` {camera: {``detected``, ``used``, ``reproj_px``} (see
+    :func:`~epiflow.pipeline.triangulate.person_camera_quality`) and ``refused``: share of the
+    frames where the association refused the camera's detection of the person because it
+    disagrees with the other views (from the stored reasons; None where none are stored)}."""
+    from epiflow.calibration.people import VIEW_REASON_TEXT, ViewReason
+    from epiflow.pipeline.triangulate import person_camera_quality
+
+    labels = s.labels()
+    quality = person_camera_quality(s.rig, labels, np.asarray(s.keypoints2d[:]))
+    reasons = s.label_summary.get("people") or {}
+    disagrees = VIEW_REASON_TEXT[ViewReason.DISAGREES]
+    for q in quality:
+        for name, cam in q["cameras"].items():
+            n = ((reasons.get(str(q["id"])) or {}).get("cameras") or {}).get(name, {})
+            cam["refused"] = n[disagrees] / len(labels.weight) if disagrees in n else None
+    return [{"id": q["id"],
+             "frames_labelled": int((labels.weight[:, n] > 0).any(-1).sum()),
+             "cameras": q["cameras"]} for n, q in enumerate(quality)]
+
+
+def _pct(v) -> str:
+    return _fmt(None if v is None else 100 * v, ".0f")
 
 
 def _people_lines(row: dict) -> list[str]:
-    """A line per person of a session row."""
-    return [f"  {row['session']} person {p['id']}: {p['frames_labelled']} of {row['frames']} "
-            f"frames labelled; cameras used: " + ", ".join(
-                f"{name} {_fmt(None if v is None else 100 * v, '.0f')}%"
-                for name, v in p["camera_use"].items())
-            for p in row.get("people") or []]
+    """A line per person of a session row, then a table per person: per camera, the share of
+    frames it detects the person, the share of the person's labels that used it, and the median
+    reprojection error of the person's labels in it."""
+    lines = []
+    for p in row.get("people") or []:
+        cams = p["cameras"]
+        lines.append(f"  {row['session']} person {p['id']}: {p['frames_labelled']} of "
+                     f"{row['frames']} frames labelled")
+        lines.append(f"    {'camera':<12}{'detected %':>11}{'refused %':>10}{'used %':>8}"
+                     f"{'reproj px':>11}")
+        lines += [f"    {name:<12}{_pct(v['detected']):>11}{_pct(v['refused']):>10}"
+                  f"{_pct(v['used']):>8}{_fmt(v['reproj_px'], '.1f'):>11}"
+                  for name, v in cams.items()]
+    if lines:
+        lines += ["  detected %: frames the camera has the person; refused %: frames its detection "
+                  "was refused (disagrees with the other views)",
+                  "  used %: the person's labels that used the camera; reproj px: median "
+                  "distance of its detections of the person to the labels' projection"]
+    return lines
 
 
 def _fmt(v, spec="") -> str:
@@ -107,14 +133,18 @@ def _cameras(s: Session) -> str:
     per_cam = s.label_summary.get("median_reproj_px_per_camera") or {}
     share = s.label_summary.get("camera_share") or {}  # of the labels of joints it sees
     lines = [f"{'camera':<12}{'size':>11}{'focal px':>10}{'centre (m)':>24}{'2D %':>7}"
-             f"{'reproj px':>10}{'used %':>8}"]
+             f"{'reproj px':>10}{'used % *':>9}"]
     for c, cam in enumerate(rig):
         centre = " ".join(f"{v:6.2f}" for v in cam.center)
         used = share.get(cam.name)
         lines.append(f"{cam.name:<12}{cam.size[0]:>5}x{cam.size[1]:<5}{cam.K[0, 0]:>10.1f}"
                      f"{centre:>24}{100 * (kp[:, c] > 0).mean():>7.1f}"
                      f"{_fmt(per_cam.get(cam.name), '.2f'):>10}"
-                     f"{_fmt(None if used is None else 100 * used, '.1f'):>8}")
+                     f"{_fmt(None if used is None else 100 * used, '.1f'):>9}")
+    lines += ["2D %: frame-joints with any person detected, all people pooled (per person: the "
+              "people tables above); reproj px: median over the views the labels used",
+              "* used %: of the labels of the joints the camera sees, the share that used it "
+              "(the measure of the run's 'used in only' warnings; all people pooled)"]
     return "\n".join(lines)
 
 

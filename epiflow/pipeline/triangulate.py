@@ -12,7 +12,8 @@ import numpy as np
 from epiflow.pipeline.config import TriangulateConfig
 from epiflow.store import Session
 
-__all__ = ["triangulate_session", "views_tcj", "camera_reproj_px", "person_slots"]
+__all__ = ["triangulate_session", "views_tcj", "camera_reproj_px", "person_slots",
+           "person_camera_quality"]
 
 
 def views_tcj(views: np.ndarray, T: int, C: int, J: int) -> np.ndarray:
@@ -143,6 +144,40 @@ def camera_reproj_px(rig, points: np.ndarray, kp: np.ndarray, assignment: np.nda
                 errors[cam].append(err[cam][used[cam] & np.isfinite(err[cam])])
     return np.array([np.median(np.concatenate(e)) if sum(map(len, e)) else np.nan
                      for e in errors])
+
+
+def person_camera_quality(rig, labels, detections: np.ndarray) -> list[dict]:
+    """Per person and camera, from stored labels: how often the camera detects the person, how
+    often its view went into the person's labels, and how far its detections of the person lie
+    from the labels' projections.
+
+    Args:
+        rig: the session's cameras (world frame). labels: :class:`~epiflow.store.Labels`
+            (N people, ``slots`` (T, N, C)). detections: (T, C, P, J, 3) pixels + confidence.
+
+    Returns:
+        a dict per person: ``id`` and ``cameras`` {name: {``detected``: share of the T frames
+        with a slot of the person in the camera, ``used``: share of the person's labelled
+        joints whose label used the camera, ``reproj_px``: median over the person's labelled
+        joints the camera detects (confidence > 0), used or not, of the pixel distance between
+        detection and projected label; None where there is none}}.
+    """
+    out = []
+    for n in range(labels.n_people):
+        person = labels.person(n)
+        kp = person.keypoints(np.asarray(detections))                        # (T, C, J, 3)
+        labelled = person.weight > 0                                          # (T, J)
+        with np.errstate(invalid="ignore"):
+            err = rig.reprojection_error(person.pseudo3d, np.moveaxis(kp[..., :2], 1, 0))
+        seen = np.moveaxis(kp[..., 2] > 0, 1, 0) & labelled & np.isfinite(err)  # (C, T, J)
+        cams = {}
+        for c, name in enumerate(rig.names):
+            cams[name] = {
+                "detected": float((person.slots[:, c] >= 0).mean()),
+                "used": float(person.views[:, c][labelled].mean()) if labelled.any() else None,
+                "reproj_px": float(np.median(err[c][seen[c]])) if seen[c].any() else None}
+        out.append({"id": person.person_id, "cameras": cams})
+    return out
 
 
 def _mean_over_people(share: np.ndarray) -> np.ndarray:

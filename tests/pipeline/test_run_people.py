@@ -3,6 +3,8 @@ P axis and its cameras gives two labelled people with stable ids; inspect lists 
 writes a TRC each, the trainer samples both; bad inputs are refused before any work."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -48,10 +50,23 @@ def test_two_people_run_inspect_export_train(ray_head, tmp_path, crowd, capsys):
     capsys.readouterr()
 
     assert main(["inspect", out]) == 0
-    text = capsys.readouterr().out
-    for pid in (0, 1):
-        line = next(x for x in text.splitlines() if f"two person {pid}:" in x)
-        assert f"of {T} frames labelled" in line and all(n in line for n in crowd.rig.names)
+    lines = capsys.readouterr().out.splitlines()
+    for pid in (0, 1):       # a line per person, then its camera table
+        at = next(i for i, x in enumerate(lines) if f"two person {pid}:" in x)
+        assert f"of {T} frames labelled" in lines[at]
+        assert lines[at + 1].split() == ["camera", "detected", "%", "refused", "%", "used", "%",
+                                         "reproj", "px"]
+        assert [x.split()[0] for x in lines[at + 2:at + 2 + C]] == list(crowd.rig.names)
+    assert main(["inspect", out, "--json"]) == 0
+    people = json.loads(capsys.readouterr().out)["sessions"][0]["people"]
+    for p in people:   # the crowd hides people from some cameras and swaps some joints
+        for name, cam in p["cameras"].items():
+            assert 0.3 <= cam["detected"] <= 1 and cam["refused"] <= 0.25, (p["id"], name, cam)
+            assert 0.2 <= cam["used"] <= cam["detected"] + 0.05, (p["id"], name, cam)
+            assert cam["reproj_px"] < 5.0, (p["id"], name, cam)
+    for c, name in enumerate(crowd.rig.names):   # detected, summed over people: the truth's
+        found = sum(p["cameras"][name]["detected"] for p in people)
+        assert abs(found - crowd.detected[:, :, c].mean(0).sum()) <= 0.2, (name, found)
     assert main(["export", out, "--out", str(tmp_path / "poses.trc")]) == 0
     assert sorted(p.name for p in tmp_path.glob("poses*.trc")) == ["poses_p0.trc",
                                                                    "poses_p1.trc"]
@@ -92,6 +107,45 @@ def test_a_camera_off_for_one_person_is_stored_and_printed_by_name(ray_head, tmp
     person = s.label_summary["people"][n[0].rstrip(":")] if n else None
     assert person is not None and person["cameras"][cam]["disagrees with the other views"] > 20
     assert s.label_summary["median_reproj_px_per_camera"][cam] < 10   # the views used are fine
+    capsys.readouterr()
+    # inspect shows it per person: cam missing person 1 (refused as disagreeing), not the others
+    assert main(["inspect", out, "--json"]) == 0
+    people = {p["id"]: p["cameras"] for p in
+              json.loads(capsys.readouterr().out)["sessions"][0]["people"]}
+    off = int(n[0].rstrip(":"))
+    assert people[off][cam]["detected"] <= 0.2 and people[off][cam]["refused"] >= 0.7
+    assert people[off][cam]["used"] <= 0.1
+    for pid, cams in people.items():
+        if pid != off:
+            assert cams[cam]["detected"] >= 0.8 and cams[cam]["refused"] <= 0.1, (pid, cams)
+
+
+def test_person_camera_quality_shows_a_camera_off_for_one_person(crowd):
+    """On the true 3D and the true association, person 1's detections in one camera shifted
+    200 px: that person and camera show a ~200 px median error, every other pair a few px; the
+    detected share is the crowd's; used is the views' share of the labelled joints."""
+    from epiflow.pipeline.triangulate import person_camera_quality, person_slots
+    from epiflow.store import Labels
+
+    det = crowd.detections.copy()
+    det[:, 2][crowd.slot_person[:, 2] == 1, :, 0] += 200.0
+    T, N = crowd.truth.shape[:2]
+    slots = person_slots(crowd.slot_person, N)                             # (T, N, C)
+    views = np.repeat((slots >= 0)[..., None], crowd.truth.shape[2], -1)   # (T, N, C, J)
+    weight = np.ones(crowd.truth.shape[:3], np.float32)
+    labels = Labels(crowd.truth.astype(np.float32), weight, np.zeros_like(weight), views,
+                    np.arange(N), slots)
+    quality = person_camera_quality(crowd.rig, labels, det)
+    assert [q["id"] for q in quality] == list(range(N))
+    for n, q in enumerate(quality):
+        for c, name in enumerate(crowd.rig.names):
+            cam = q["cameras"][name]
+            assert cam["detected"] == pytest.approx(crowd.detected[:, n, c].mean())
+            assert cam["used"] == pytest.approx(cam["detected"])
+            if (n, c) == (1, 2):
+                assert 150 < cam["reproj_px"] < 250, cam
+            else:
+                assert cam["reproj_px"] < 10, (n, name, cam)
 
 
 def test_several_people_need_given_cameras_and_a_p_axis_of_people(tmp_path, crowd, capsys):

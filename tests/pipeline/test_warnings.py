@@ -63,6 +63,8 @@ def test_run_and_inspect_print_the_stored_warnings(ray_head, flawed, tmp_path, c
     assert again == [line.replace("epiflow run:", "epiflow inspect:") for line in lines]
     # the per-camera table shows each camera's share of the labels of joints it sees
     table = captured.out.split("session take1:")[1].splitlines()
-    assert table[1].split()[-2:] == ["used", "%"]
+    assert table[1].split()[-3:] == ["used", "%", "*"]   # its footnote: the warning's measure
+    assert any(r.startswith("* used %: of the labels of the joints the camera sees") and
+               "'used in only' warnings" in r for r in table)
     row = next(r for r in table if r.startswith("south"))
     assert float(row.split()[-1]) == pytest.approx(100 * share["south"], abs=0.05)
