@@ -2,7 +2,7 @@
 and a file it writes is either the whole new file or, when it was killed or failed, the old
 file untouched (never a half-written one under the final name).
 
-Two pieces, used by every command in :mod:`epiflow.cli` and by the writers they call:
+Three pieces, used by every command in :mod:`epiflow.cli` and by the writers they call:
 
 - :func:`check_file_outputs`, called before any work is done, refuses a file output that names
   an existing folder (or a folder output that names an existing file);
