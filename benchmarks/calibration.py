@@ -146,17 +146,8 @@ def calibrate_into(row: Row, keypoints, reference, intrinsics=None, subject_heig
 def mediapipe_keypoints(videos: Path, redetect: bool):
     """Keypoints (T, C, 33, 3), blazepose33, pixels: MediaPipe on every frame of every video,
     from the cache unless ``redetect``."""
-    from epiflow.keypoints import load_npz, save_npz
-    from epiflow.detection.detectors import detect_videos
-    cache = OUT / "pose2sim_mediapipe.npz"
-    if cache.is_file() and not redetect:
-        return load_npz(cache)
-    t0 = time.perf_counter()
-    kp = detect_videos(videos, progress=False)
-    print(f"MediaPipe on {kp.n_frames} frames x {kp.n_cameras} cameras: "
-          f"{time.perf_counter() - t0:.1f} s; cached in {cache}")
-    save_npz(kp, cache)
-    return kp
+    from mediapipe_cache import mediapipe_keypoints as cached
+    return cached(videos, OUT / "pose2sim_mediapipe.npz", redetect)
 
 
 def lab_stature(demo: Path, lab) -> dict | None:

@@ -99,18 +99,8 @@ def cached_people(redetect: bool):
 
 def cached_single(redetect: bool):
     """MediaPipe's single-person :class:`Keypoints` (T, C, 33, 3) of the videos, cached."""
-    from epiflow.detection.detectors import detect_videos
-    from epiflow.keypoints import load_npz, save_npz
-    cache = OUT / "mediapipe.npz"
-    if cache.is_file() and not redetect:
-        return load_npz(cache)
-    t0 = time.perf_counter()
-    kp = detect_videos(VIDEOS, progress=False)
-    print(f"MediaPipe on {kp.n_frames} frames x {kp.n_cameras} cameras: "
-          f"{time.perf_counter() - t0:.1f} s; cached in {cache}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    save_npz(kp, cache)
-    return kp
+    from mediapipe_cache import mediapipe_keypoints
+    return mediapipe_keypoints(VIDEOS, OUT / "mediapipe.npz", redetect)
 
 
 def cached_one_person(redetect: bool):
