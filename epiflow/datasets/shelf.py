@@ -235,8 +235,8 @@ def _frame_count(path: Path) -> int:
 
 
 def _check_frame_counts(paths: list[Path]) -> None:
-    if not all(p.is_file() for p in paths):
-        missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
         raise FileNotFoundError(f"Shelf detection files missing: {', '.join(missing)}; expected "
                                 f"detection/<camera>.txt for each camera of calibration.json")
     counts = {p.name: _frame_count(p) for p in paths}
