@@ -28,8 +28,6 @@ from typing import IO, Iterator, Mapping
 __all__ = ["OutputError", "check_outputs_not_inputs", "check_file_outputs", "atomic_path",
            "atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
-PathLike = "str | os.PathLike[str]"
-
 
 class OutputError(ValueError):
     """An output that would write over an input (a ValueError: the CLI exits 2)."""
