@@ -67,16 +67,17 @@ def _one_person(session: Session, kp: np.ndarray, cfg: TriangulateConfig) -> dic
     session.write_labels(points[:, None], weight[:, None], error[:, None], views[:, None], [0])
     flipped = getattr(tri, "flipped", None)
     shares = camera_shares(views, kp[..., 2] > 0, labelled)
+    names = session.camera_names
     return {"labelled": float(labelled.mean()),
             "flipped": None if flipped is None else float(np.asarray(flipped).mean()),
             "median_weight": float(np.median(weight[labelled])) if labelled.any() else None,
             "median_reproj_px": float(np.nanmedian(error[labelled])) if labelled.any() else None,
             "camera_share": {n: None if np.isnan(v) else float(v)
-                             for n, v in zip(session.camera_names, shares)},
-            "median_reproj_px_per_camera": _named(session.camera_names, camera_reproj_px(
+                             for n, v in zip(names, shares)},
+            "median_reproj_px_per_camera": _named(names, camera_reproj_px(
                 session.rig, points[:, None], kp[:, :, None], np.zeros((T, C, 1), int),
                 views[:, None])),
-            "warnings": dropped_camera_warnings(session.camera_names, shares)
+            "warnings": dropped_camera_warnings(names, shares)
             if cfg.method == "multiview" else []}  # two_view leaves the other cameras out
 
 
@@ -90,7 +91,8 @@ def _people(session: Session, kp: np.ndarray, cfg: TriangulateConfig) -> dict:
     options = cfg.options.kwargs()
     if not options.get("min_confidence"):  # associate's own default ignores joints <= 0.1
         options.pop("min_confidence", None)
-    res = triangulate_people(session.rig, kp, session.joint_set, fps=session.fps, **options)
+    rig = session.rig  # parsed from the camera TOML attribute: once
+    res = triangulate_people(rig, kp, session.joint_set, fps=session.fps, **options)
     if len(res.person_ids) == 0:
         raise ValueError(f"session {session.id!r}: no person was seen by two cameras that agree "
                          f"in its {kp.shape[2]} detection slots; check that the cameras belong "
@@ -98,7 +100,7 @@ def _people(session: Session, kp: np.ndarray, cfg: TriangulateConfig) -> dict:
     session.write_labels(res.points3d, res.weight, res.reproj_error, res.views, res.person_ids,
                          person_slots(res.assignment, len(res.person_ids)))
     labelled = res.weight > 0
-    per_camera = camera_reproj_px(session.rig, res.points3d, kp, res.assignment, res.views)
+    per_camera = camera_reproj_px(rig, res.points3d, kp, res.assignment, res.views)
     names = session.camera_names
     return {"labelled": float(labelled.mean()), "flipped": None,
             "median_weight": float(np.median(res.weight[labelled])) if labelled.any() else None,
