@@ -39,8 +39,8 @@ __all__ = ["mpjpe", "mpjpe_per_joint", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "ps
 AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
 
 
-def _poses(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, J, 3) pred, (N, J, 3) gt as float64 and the (N, J) mask of joints finite in both."""
+def _arrays(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+    """pred and gt (numpy or torch) as float64 numpy arrays, checked to be alike (..., J, 3)."""
     def arr(x):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
@@ -49,6 +49,12 @@ def _poses(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if p.shape != g.shape or p.ndim < 2 or p.shape[-1] != 3:
         raise ValueError(f"pred and gt must have the same shape (..., J, 3); got {p.shape} and "
                          f"{g.shape}")
+    return p, g
+
+
+def _poses(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, J, 3) pred, (N, J, 3) gt as float64 and the (N, J) mask of joints finite in both."""
+    p, g = _arrays(pred, gt)
     p, g = p.reshape(-1, *p.shape[-2:]), g.reshape(-1, *g.shape[-2:])
     valid = np.isfinite(p).all(-1) & np.isfinite(g).all(-1)
     return np.where(valid[..., None], p, 0.0), np.where(valid[..., None], g, 0.0), valid
@@ -257,12 +263,8 @@ def pcp(pred, gt, limbs, alpha: float = 0.5) -> np.ndarray:
     Example: a pose whose right forearm is off by more than half its length scores 0 on that
     limb and 1 on the rest.
     """
-    p = np.asarray(pred.detach().cpu() if hasattr(pred, "detach") else pred, dtype=np.float64)
-    g = np.asarray(gt.detach().cpu() if hasattr(gt, "detach") else gt, dtype=np.float64)
+    p, g = _arrays(pred, gt)
     limbs = np.asarray(limbs, dtype=int).reshape(-1, 2)
-    if p.shape != g.shape or p.ndim < 2 or p.shape[-1] != 3:
-        raise ValueError(f"pred and gt must have the same shape (..., J, 3); got {p.shape} and "
-                         f"{g.shape}")
     if limbs.size and (limbs.min() < 0 or limbs.max() >= p.shape[-2]):
         raise ValueError(f"limbs must index the {p.shape[-2]} joints; got indices from "
                          f"{limbs.min()} to {limbs.max()}")
