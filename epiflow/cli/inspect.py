@@ -46,8 +46,8 @@ def session_summary(s: Session) -> dict:
            "warnings": s.warnings}
     if "keypoints2d" in s.group and "pseudo3d_weight" in s.group:  # (not when cut short)
         out["coverage_2d"] = float((np.asarray(s.keypoints2d[..., 2]) > 0).mean())
-        out["coverage_3d"] = float((np.asarray(s.pseudo3d_weight[:]) > 0).mean())
         w = np.asarray(s.pseudo3d_weight[:])
+        out["coverage_3d"] = float((w > 0).mean())
         out["mean_weight"] = float(w[w > 0].mean()) if (w > 0).any() else None
         if s.has_labels and s.has_cameras:
             out["people"] = people_summary(s)
