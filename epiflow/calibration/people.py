@@ -26,7 +26,7 @@ import numpy as np
 from epiflow.calibration.association import DetectionReason, associate, check_detections
 from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
-from epiflow.calibration.tracking import link_tracks
+from epiflow.calibration.tracking import link_tracks, renumbered
 from epiflow.calibration.triangulation import (TriangulationOptions, camera_shares,
                                                dropped_camera_warnings, triangulate_sequence)
 
@@ -142,10 +142,7 @@ def _drop_unsupported(rig, assoc, track, assignment, min_support: float):
     t, g = np.nonzero(track >= 0)
     support = assoc.n_views[t, g] / np.maximum(_in_image(rig, assoc.points3d[t, g]).sum(-1), 2)
     median = np.array([np.median(support[track[t, g] == k]) for k in range(n)])
-    keep = np.flatnonzero(median >= min_support)
-    new = np.full(n + 1, -1)
-    new[keep] = np.arange(len(keep))
-    out = new[assignment]
+    out = renumbered(assignment, np.flatnonzero(median >= min_support), n)
     return out, (assignment >= 0) & (out < 0)
 
 
@@ -159,9 +156,7 @@ def _keep_most_confident(det, assignment, max_people):
     conf = np.nan_to_num(det[..., 2]).mean(-1)
     score = np.bincount(assignment[assignment >= 0], conf[assignment >= 0], minlength=n)
     keep = np.sort(np.argsort(-score, kind="stable")[:max_people])
-    new = np.full(n + 1, -1)
-    new[keep] = np.arange(len(keep))
-    out = new[assignment]
+    out = renumbered(assignment, keep, n)
     dropped = (assignment >= 0) & (out < 0)
     gone = sorted(set(range(n)) - set(keep.tolist()))
     note = (f"max_people={max_people}: {n} people were found; kept the {max_people} most "

@@ -105,12 +105,14 @@ def link_tracks(points3d, *, gate_m: float = 0.35, gap_gate_m: float = 0.05, max
             if c not in matched:
                 track[t, present[c]] = len(tracks)
                 tracks.append(_Track(p[t, present[c]], t))
-    return _renumbered(track, np.array([tr.length for tr in tracks], int), min_length)
+    # tracks of at least min_length frames, numbered 0.. by first appearance; others -1
+    lengths = np.array([tr.length for tr in tracks], int)
+    return renumbered(track, np.flatnonzero(lengths >= min_length), len(lengths))
 
 
-def _renumbered(track: np.ndarray, lengths: np.ndarray, min_length: int) -> np.ndarray:
-    """Tracks of at least min_length frames numbered 0.. by first appearance; others -1."""
-    keep = np.flatnonzero(lengths >= min_length)
-    new = np.full(len(lengths) + 1, -1)
+def renumbered(ids: np.ndarray, keep: np.ndarray, n: int) -> np.ndarray:
+    """``ids`` (any shape) of ``n`` tracks or people, -1 = none, with only the sorted ids
+    ``keep`` left, numbered 0.. in that order; the others become -1."""
+    new = np.full(n + 1, -1)
     new[keep] = np.arange(len(keep))
-    return new[track]
+    return new[ids]
