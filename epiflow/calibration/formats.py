@@ -34,7 +34,12 @@ __all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig",
 
 def rig_from_toml(text: str, source: str = "<string>") -> CameraRig:
     """Parse the camera TOML layout from a string; ``source`` names it in errors."""
-    cams = [camera_from_table(k, v, source) for k, v in parse_toml(text, source).items()
+    return _rig_from_tables(parse_toml(text, source), source)
+
+
+def _rig_from_tables(data: dict, source: str) -> CameraRig:
+    """The rig of a parsed camera TOML (its camera tables, in order), unchecked."""
+    cams = [camera_from_table(k, v, source) for k, v in data.items()
             if isinstance(v, dict) and k != "metadata"]
     if not cams:
         raise CalibrationError(f"{source}: no camera tables found; expected [cam_name] tables "
@@ -120,7 +125,8 @@ def _read_rig(path: Path) -> CameraRig:
         return load_shelf_calibration(path)
     if name.endswith(".toml"):
         data = parse_toml(read_calibration_text(path), str(path))
-        return load_caliscope(path) if is_caliscope(data) else load_toml(path)
+        # read and parsed once; load_rig checks the rig (load_toml would check it twice)
+        return load_caliscope(path) if is_caliscope(data) else _rig_from_tables(data, str(path))
     if name.endswith((".qca.txt", ".qca")) or (
             name.endswith((".txt", ".xml")) and read_calibration_text(path).lstrip()[:1] == "<"):
         return load_qca(path)
