@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from epiflow.outputs import atomic_write_bytes
 from epiflow.store import StoreError
 
 try:
@@ -281,9 +282,4 @@ class StoreLease:
         if not self.local:
             self.fs.pipe_file(self.path, data)
             return
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, data)
