@@ -203,6 +203,11 @@ def _skeleton_rows(view: SessionView) -> tuple[dict[str, np.ndarray], np.ndarray
     return rows, truth
 
 
+def _skeleton_frames(view: SessionView, T: int) -> np.ndarray:
+    """The frames the 3D skeleton figure draws: ``view.n_skeleton_frames`` spread evenly over T."""
+    return np.unique(np.linspace(0, T - 1, min(view.n_skeleton_frames, T)).round().astype(int))
+
+
 def _skeleton_figure(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
     rows, truth = _skeleton_rows(view)
     T = len(next(iter(rows.values())))
@@ -210,7 +215,7 @@ def _skeleton_figure(view: SessionView, out: Path, suffix: str, of: str) -> list
         if len(pts) != T or (truth is not None and pts.shape != truth.shape):
             raise ValueError(f"3D skeletons: {name} has shape {pts.shape}, expected "
                              f"{(T, *pts.shape[1:]) if truth is None else truth.shape}")
-    shown = np.unique(np.linspace(0, T - 1, min(view.n_skeleton_frames, T)).round().astype(int))
+    shown = _skeleton_frames(view, T)
     frames = {k: v[shown] for k, v in rows.items()}
     viz.save_png(viz.plot_skeletons_3d(frames, None if truth is None else truth[shown],
                                        view.joint_set, [f"frame {i}" for i in shown],
@@ -312,7 +317,7 @@ def _people_figures(view: SessionView, out: Path, suffix: str, of: str) -> list[
                                     f"(solid) and its 3D label projected back (dashed), in the "
                                     f"person's own colour, id at the head."))
     T = labels.shape[0]
-    shown = np.unique(np.linspace(0, T - 1, min(view.n_skeleton_frames, T)).round().astype(int))
+    shown = _skeleton_frames(view, T)
     viz.save_png(viz.plot_people_3d(labels[shown], ids, view.joint_set,
                                     [f"frame {i}" for i in shown],
                                     title=f"3D skeletons{of}" if of else None),
