@@ -88,8 +88,9 @@ def _session(source: str, name: str | None, what: str):
             raise ValueError(why)
         return session
     sessions = [store.session(i) for i in store.session_ids()]
-    good = [s for s in sessions if not unexportable(s, what, source)]
-    skipped = [why for s in sessions if (why := unexportable(s, what, source))]
+    whys = [unexportable(s, what, source) for s in sessions]  # each reads the session's attrs
+    good = [s for s, why in zip(sessions, whys) if not why]
+    skipped = [why for why in whys if why]
     if len(good) == 1:
         print_warnings("export", [f"skipped: {why}" for why in skipped], source)
         return good[0]
