@@ -295,13 +295,18 @@ def associate(rig: CameraRig, detections, joint_set: str, *, gate: float = 0.06,
     group, points = _merge_close(group, points, merge_m)
     group = _attach(rig, det, group, points, ok, valid, size, flip, view_gate)
     group, points = _compact(group, points)
-    n_views = (group[..., None] == np.arange(points.shape[1])).any(2).sum(1)   # (T, G)
+    n_views = _group_cameras(group, points.shape[1]).sum(1)                  # (T, G)
     reason = np.full(group.shape, int(DetectionReason.EMPTY), np.int8)
     reason[valid.any(-1)] = DetectionReason.TOO_FEW_JOINTS
     reason[ok] = DetectionReason.ONE_VIEW
     reason[ok & disagree & (group < 0)] = DetectionReason.DISAGREES
     reason[group >= 0] = DetectionReason.ASSIGNED
     return Association(group, points, n_views, reason, size)
+
+
+def _group_cameras(group: np.ndarray, G: int) -> np.ndarray:
+    """(T, C, G) bool: camera c has a detection in group g of frame t (groups (T, C, P))."""
+    return (group[..., None] == np.arange(G)).any(2)
 
 
 def _compact(group: np.ndarray, points: np.ndarray | None = None):
@@ -361,7 +366,7 @@ def _merge_close(group, points, merge_m: float):
         return group, points
     with quiet_nan_warnings():
         d = np.nanmean(np.linalg.norm(points[:, :, None] - points[:, None], axis=-1), axis=-1)
-    cams = (group[..., None] == np.arange(G)).any(2)                        # (T, C, G)
+    cams = _group_cameras(group, G)                                         # (T, C, G)
     overlap = np.einsum("tca,tcb->tab", cams, cams) > 0
     close = (d < merge_m) & ~overlap & np.triu(np.ones((G, G), bool), 1)[None]
     points = points.copy()
@@ -382,7 +387,7 @@ def _attach(rig, det, group, points, ok, valid, size, flip, view_gate: float):
     G = points.shape[1]
     if G == 0:
         return group
-    has_cam = (group[..., None] == np.arange(G)).any(2)                     # (T, C, G)
+    has_cam = _group_cameras(group, G)                                      # (T, C, G)
     proj = rig.project(np.nan_to_num(points, nan=1e6))                      # (C, T, G, J, 2)
     placed = np.isfinite(points).all(-1)                                    # (T, G, J)
     for p in range(P):
