@@ -20,7 +20,7 @@ from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransf
                                     TransformerConfig)
 from epiflow.pipeline.config import (CalibrateConfig, RunConfig, SessionConfig, StoreConfig,
                                      SyntheticConfig, TriangulateConfig)
-from epiflow.skeleton import JOINT_SETS, get_joint_set
+from epiflow.skeleton import JOINT_SETS
 
 __all__ = ["SourceConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConfig",
            "ExperimentConfig", "MODELS", "build_model", "load_experiment", "run_config"]
@@ -214,8 +214,3 @@ def load_experiment(path, overrides: list[str] | tuple[str, ...] = ()) -> Experi
     cfg = replace(cfg, data=replace(cfg.data, store=_relative_to(folder, cfg.data.store),
                                     source=source))
     return apply_overrides(cfg, list(overrides)) if overrides else cfg
-
-
-def n_joints_of(config: ExperimentConfig) -> int:
-    """Joints of the configured joint set."""
-    return len(get_joint_set(config.data.joint_set))
