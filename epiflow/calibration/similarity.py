@@ -1,7 +1,7 @@
 """The similarity between matched 3D point sets (Umeyama, PAMI 1991).
 
 Cameras and points recovered from images are known up to a similarity (scale, rotation,
-translation); comparing them with a reference (:func:`epiflow.models.metrics.rig_errors`) or
+translation); comparing them with a reference (:func:`epiflow.calibration.compare.rig_errors`) or
 drawing them in the reference's world (:mod:`epiflow.viz`) first finds the similarity between them.
 """
 from __future__ import annotations

@@ -15,6 +15,7 @@ COMMANDS = [
     "calibrate",
     "triangulate",
     "inspect",
+    "compare_cameras",
     "export",
     "train",
     "evaluate",

@@ -7,8 +7,9 @@
 
 Input: a folder of synchronized videos (one file per camera, same frame count; the person is
 detected with MediaPipe, which takes a minute or two per 400 frames on a CPU; ``--save-keypoints``
-keeps the detections for a rerun), or 2D keypoints (a keypoints npz, or a folder of OpenPose JSON
-folders, one per camera). ``--intrinsics`` gives known K and distortion (any calibration file
+keeps the detections for a rerun), or 2D keypoints (a keypoints npz, a folder of OpenPose JSON
+folders, one per camera, or a caliscope ``xy_<TRACKER>.csv``, its image sizes from --intrinsics or
+the session's ``config.toml``). ``--intrinsics`` gives known K and distortion (any calibration file
 :func:`epiflow.calibration.formats.load_rig` reads; cameras matched to the inputs by name: a
 video's file stem, a keypoint folder's name, the npz's camera names, ignoring case and
 punctuation; in order when no name matches and the counts agree; extrinsics ignored). Without
@@ -40,7 +41,8 @@ def register(subparsers) -> None:
     source.add_argument("--videos", metavar="DIR",
                         help="folder of synchronized videos, one per camera (MediaPipe detection)")
     source.add_argument("--keypoints", metavar="NPZ_OR_DIR",
-                        help="keypoints npz, or a folder of OpenPose JSON folders (one per camera)")
+                        help="keypoints npz, a folder of OpenPose JSON folders (one per "
+                             "camera), or a caliscope xy_<TRACKER>.csv")
     p.add_argument("--out", required=True, metavar="TOML", help="cameras file to write")
     p.add_argument("--intrinsics", metavar="FILE",
                    help="known intrinsics (camera TOML or another calibration file); default: "
@@ -87,7 +89,7 @@ def _keypoints(args):
         return kp
     from epiflow.datasets.io import load_keypoints
     return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size,
-                          min_cameras=2)
+                          min_cameras=2, calibration=args.intrinsics)
 
 
 def _plain(value):

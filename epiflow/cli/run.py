@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     src.add_argument("--videos", metavar="DIR", help="folder of videos, one per camera")
     src.add_argument("--frames", metavar="DIR", help="folder of per-camera image folders")
     src.add_argument("--keypoints", metavar="PATH",
-                     help="2D keypoints: a keypoints .npz or a folder of OpenPose JSON folders")
+                     help="2D keypoints: a keypoints .npz, a folder of OpenPose JSON folders, a "
+                          "Shelf folder (detection/<camera>.txt) or a caliscope xy_<TRACKER>.csv")
     src.add_argument("--synthetic", type=positive_int, metavar="N",
                      help="N synthetic sessions of CMU motion (keypoints, true cameras, gt3d)")
     src.add_argument("--cameras", metavar="FILE", help="calibration file for the session")
@@ -99,7 +100,8 @@ def _inputs(args, cfg) -> dict[str, str]:
 _PATHS = {"config": (False, "a run config TOML"),
           "videos": (True, "a folder of videos, one per camera"),
           "frames": (True, "a folder of per-camera image folders"),
-          "keypoints": (None, "a keypoints .npz or a folder of OpenPose JSON folders"),
+          "keypoints": (None, "a keypoints .npz, a folder of OpenPose JSON folders, a Shelf "
+                              "folder or a caliscope xy_<TRACKER>.csv"),
           "cameras": (False, "a calibration file"),
           "board": (True, "a folder of per-camera checkerboard image folders")}
 

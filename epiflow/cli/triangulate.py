@@ -4,9 +4,12 @@
     epiflow triangulate --keypoints openpose_dir/ --joint-set body25b --cameras Calib.toml \\
         --out poses.npz --smooth butterworth --fill-gaps 3
     epiflow triangulate --keypoints shelf/ --cameras shelf/calibration.json --out people.npz
+    epiflow triangulate --keypoints caliscope/recordings/recording_1/HOLISTIC/xy_HOLISTIC.csv \\
+        --cameras caliscope/config.toml --out poses.npz
 
-The keypoints are a keypoints npz, a folder of OpenPose JSON folders (one per camera) or a Shelf
-folder (``detection/<camera>.txt``, bottom-up candidates assembled into people per view); the
+The keypoints are a keypoints npz, a folder of OpenPose JSON folders (one per camera), a Shelf
+folder (``detection/<camera>.txt``, bottom-up candidates assembled into people per view) or a
+caliscope ``xy_<TRACKER>.csv`` (one person, MediaPipe's 33 landmarks); the
 cameras any calibration :func:`epiflow.calibration.formats.load_rig` reads, matched to the
 keypoints' camera names (``cam01`` matches ``cam_01``). The output npz holds ``points3d (T, J, 3)``
 metres in the calibration's world frame, ``weight (T, J)`` in [0, 1], ``reproj_error (T, J)``
@@ -35,7 +38,6 @@ the others for a large share of a person's frames, by name; people left out by -
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -51,8 +53,8 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keypoints", required=True, metavar="NPZ_OR_DIR",
                    help="keypoints npz ((C, T, J, 3) one person, (C, T, P, J, 3) several), a "
-                        "folder of OpenPose JSON folders (one per camera), or a Shelf folder "
-                        "(detection/<camera>.txt)")
+                        "folder of OpenPose JSON folders (one per camera), a Shelf folder "
+                        "(detection/<camera>.txt) or a caliscope xy_<TRACKER>.csv")
     p.add_argument("--people", action="store_true",
                    help="several people: associate and triangulate everyone (automatic for an "
                         "npz with a P axis and a Shelf folder; an OpenPose folder is one person, "
@@ -61,7 +63,8 @@ def register(subparsers) -> None:
                    help="keep the N most confident people (implies --people); the others are "
                         "named in the report")
     p.add_argument("--cameras", required=True, metavar="FILE",
-                   help="calibration (camera TOML, Qualisys .qca.txt, Shelf / caliscope files)")
+                   help="calibration: camera TOML, Qualisys .qca.txt, caliscope config.toml or "
+                        "Shelf calibration.json")
     p.add_argument("--out", required=True, metavar="NPZ", help="where to write the poses")
     p.add_argument("--joint-set", default=None,
                    help="joint set of the keypoints when the file cannot tell (OpenPose: body25 "
@@ -154,12 +157,12 @@ def _read_keypoints(args):
     (module docstring); an OpenPose folder otherwise keeps each file's most confident person."""
     from dataclasses import replace
 
-    from epiflow.datasets.io import is_shelf_folder, load_keypoints
+    from epiflow.datasets.io import keypoints_kind, load_keypoints
 
     wanted = True if args.people or args.max_people is not None else None
     kp = load_keypoints(args.keypoints, joint_set=args.joint_set, min_cameras=2, people=wanted,
                         calibration=args.cameras)
-    openpose = Path(args.keypoints).is_dir() and not is_shelf_folder(args.keypoints)
+    openpose = keypoints_kind(args.keypoints) == "openpose"
     if wanted or not openpose:
         return kp, []
     present = (kp.confidence > 0).any(-1)                                  # (T, C, P)

@@ -20,7 +20,8 @@ root-relative poses (pelvis at the origin).
 - :func:`pcp`: Percentage of Correct Parts, per limb (Burenius et al. / Belagiannis et al., the
   multi-person Shelf and Campus protocol).
 
-:func:`rig_errors` compares an estimated camera rig with a reference.
+:func:`rig_errors` compares an estimated camera rig with a reference; it and
+:func:`rotation_angle_deg` live in :mod:`epiflow.calibration.compare` (re-exported here).
 """
 from __future__ import annotations
 
@@ -29,8 +30,7 @@ import roma
 import torch
 from scipy.cluster.vq import kmeans2
 
-from epiflow.calibration.camera import CameraRig
-from epiflow.calibration.similarity import umeyama
+from epiflow.calibration.compare import rig_errors, rotation_angle_deg
 
 __all__ = ["mpjpe", "mpjpe_per_joint", "n_mpjpe", "p_mpjpe", "pck3d", "auc", "pss",
            "procrustes_align", "procrustes_align_torch", "p_mpjpe_torch", "pcp",
@@ -306,68 +306,3 @@ def pss(pred, gt, k: int = 50, seed: int = 0, root: int = 0) -> float:
     centres, gt_label = kmeans2(gs, k, minit="++", seed=np.random.default_rng(seed))
     pred_label = np.argmin(((ps[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     return float(np.mean(pred_label == gt_label))
-
-
-# -- cameras -------------------------------------------------------------------------------------
-def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """Angle (degrees) of rotation matrices (..., 3, 3), accurate near 0 (atan2, not arccos)."""
-    cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
-    axis = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                     R[..., 1, 0] - R[..., 0, 1]], -1)
-    return np.degrees(np.arctan2(np.linalg.norm(axis, axis=-1) / 2, cos))
-
-
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle (degrees) between vectors (..., 3)."""
-    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, -1)))
-
-
-def rig_errors(estimated: CameraRig, reference: CameraRig) -> dict:
-    """How far an estimated rig is from a reference, cameras matched by order.
-
-    Rotations and baseline directions between cameras are free of the world gauge (similarity);
-    positions are compared after the similarity that best maps the estimated camera centres onto
-    the reference ones (Umeyama).
-
-    Returns:
-        dict with, per pair (i, j), i < j, in ``pairs``:
-        ``rotation_deg`` (P,) angle between estimated and reference relative rotations R_j R_iᵀ;
-        ``baseline_deg`` (P,) angle between the baseline directions t_ij of
-        :meth:`CameraRig.relative_pose` (camera i's centre seen from camera j, in j's frame);
-        ``distance_ratio`` (P,) aligned estimated / reference camera distance (1 = right);
-        per camera: ``focal_rel`` (C,) |f_est - f_ref| / f_ref with f the mean of f_x and f_y,
-        ``position_m`` (C,) metres after the alignment;
-        ``scale`` the similarity's scale (reference / estimated units); and the summaries
-        ``rotation_deg_max``, ``baseline_deg_max``, ``distance_ratio_max_dev`` (max |ratio - 1|),
-        ``focal_rel_max``, ``position_m_max`` as floats.
-    """
-    if len(estimated) != len(reference):
-        raise ValueError(f"rig_errors: the rigs must have the same cameras in the same order; got "
-                         f"{len(estimated)} estimated ({estimated.names}) and {len(reference)} "
-                         f"reference ({reference.names})")
-    C = len(reference)
-    pairs = [(i, j) for i in range(C) for j in range(i + 1, C)]
-    rot, base = [], []
-    for i, j in pairs:
-        (Re, te), (Rr, tr) = estimated.relative_pose(i, j), reference.relative_pose(i, j)
-        rot.append(rotation_angle_deg(Re @ Rr.T))
-        base.append(_angle_deg(te, tr))
-    s, R, t = umeyama(estimated.centers, reference.centers)
-    aligned = s * estimated.centers @ R.T + t
-    ratio = [np.linalg.norm(aligned[i] - aligned[j]) /
-             np.linalg.norm(reference.centers[i] - reference.centers[j]) for i, j in pairs]
-    f_est = (estimated.K[:, 0, 0] + estimated.K[:, 1, 1]) / 2
-    f_ref = (reference.K[:, 0, 0] + reference.K[:, 1, 1]) / 2
-    out = {"pairs": pairs, "rotation_deg": np.array(rot), "baseline_deg": np.array(base),
-           "distance_ratio": np.array(ratio), "focal_rel": np.abs(f_est - f_ref) / f_ref,
-           "position_m": np.linalg.norm(aligned - reference.centers, axis=1), "scale": s}
-    return out | _rig_summary(out)
-
-
-def _rig_summary(errors: dict) -> dict[str, float]:
-    def top(a):
-        return float(np.max(a)) if len(a) else 0.0
-    return {"rotation_deg_max": top(errors["rotation_deg"]),
-            "baseline_deg_max": top(errors["baseline_deg"]),
-            "distance_ratio_max_dev": top(np.abs(errors["distance_ratio"] - 1)),
-            "focal_rel_max": top(errors["focal_rel"]), "position_m_max": top(errors["position_m"])}

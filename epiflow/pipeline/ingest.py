@@ -197,7 +197,8 @@ def _frames_source(session: SessionConfig, trim: bool) -> Source:
 
 def _keypoint_source(session: SessionConfig) -> Source:
     from epiflow.datasets.io import load_keypoints
-    kp = load_keypoints(session.keypoints, joint_set=session.joint_set or None, people=None)
+    kp = load_keypoints(session.keypoints, joint_set=session.joint_set or None, people=None,
+                        calibration=session.cameras or None)
     if session.fps and not kp.fps:
         kp = replace(kp, fps=session.fps)
     size = kp.image_size
