@@ -14,7 +14,8 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["load_keypoints", "is_shelf_folder", "keypoints_kind", "KEYPOINT_SOURCES"]
 
-#: The 2D keypoint inputs :func:`load_keypoints` reads, by :func:`keypoints_kind`, as named in errors.
+#: The 2D keypoint inputs :func:`load_keypoints` reads, by :func:`keypoints_kind`, as named in
+#: errors.
 KEYPOINT_SOURCES = {
     "npz": "a .npz keypoints file",
     "openpose": "a folder of per-camera OpenPose JSON folders",
