@@ -931,6 +931,29 @@ def cases() -> list[Case]:  # noqa: C901 - a table
     add("prd-22", T, "--keypoints an OpenPose-less empty folder", pr[:3] + ["kpdir"] + pr[4:],
         both(files("ckpt.pt"), raw("kpdir/")), ("kpdir",))
 
+    # -- compare-cameras --------------------------------------------------------------------------
+    T = "compare-cameras"
+    cmp = ["compare-cameras", C, "b.toml"]
+    add("cmp-00", T, "control: the same cameras on both sides", ["compare-cameras", C, C],
+        files(C), expect="ok", check=printed("3 cameras in common", "relative rotations"))
+    add("cmp-01", T, "A missing", ["compare-cameras", "absent.toml", C], files(C),
+        ("absent.toml", "argument A"))
+    add("cmp-02", T, "B of an unknown format (.yaml)", ["compare-cameras", C, "b.yaml"],
+        both(files(C), raw("b.yaml", "cameras: []\n")), ("b.yaml", "argument B"))
+    add("cmp-03", T, "B: random bytes named .toml", cmp, both(files(C), raw("b.toml")),
+        ("b.toml", "argument B"))
+    add("cmp-04", T, "no camera in common (cam_01..03 vs left, right)", cmp,
+        both(files(C), cams_with(lambda t: (_rename(t), _keep(2)(t)), "b.toml")),
+        ("b.toml", C))
+    add("cmp-05", T, "A is a folder", ["compare-cameras", "camsdir", C],
+        both(files(C), raw("camsdir/")), ("camsdir", "argument A"))
+    add("cmp-06", T, "A is a keypoints npz", ["compare-cameras", K, C], kp_in, (K, "argument A"))
+    add("cmp-07", T, "B: a camera lacks `matrix`", cmp,
+        both(files(C), cams_with(_drop("matrix"), "b.toml")), ("b.toml", "matrix"))
+    add("cmp-08", T, "control: two of the cameras against the lab (Pose2Sim, 4 cameras)",
+        ["compare-cameras", C, str(POSE2SIM_CALIB)], files(C), expect="ok",
+        check=printed("3 cameras in common", "only in B: ['cam_04']"), needs_data=True)
+
     # -- demo -------------------------------------------------------------------------------------
     T = "demo"
     dq = ["--quick", "--quiet", "--num-cpus", "1"]
