@@ -39,7 +39,9 @@ from epiflow.calibration.camera import CameraRig
 __all__ = ["BundleResult", "bundle_adjust", "robust_weights", "INTRINSIC_PARAMETERS"]
 
 #: Intrinsic parameters bundle adjustment can refine, with how many numbers each takes.
-INTRINSIC_PARAMETERS = {"focal": 1, "principal_point": 2, "k1": 1}
+#: ``shared_focal``: one focal length for every camera (cameras of one model at one zoom),
+#: started at the geometric mean of theirs; each camera keeps its fx / fy ratio.
+INTRINSIC_PARAMETERS = {"focal": 1, "principal_point": 2, "k1": 1, "shared_focal": 1}
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,8 +104,9 @@ class _Layout:
 
     def pack(self, points: np.ndarray) -> np.ndarray:
         cams = []
+        shared = np.exp(np.mean(np.log(np.sqrt(self.rig.K[:, 0, 0] * self.rig.K[:, 1, 1]))))
         for cam in self.rig:
-            intr = {"focal": [np.sqrt(cam.K[0, 0] * cam.K[1, 1])],
+            intr = {"focal": [np.sqrt(cam.K[0, 0] * cam.K[1, 1])], "shared_focal": [shared],
                     "principal_point": [cam.K[0, 2], cam.K[1, 2]], "k1": [cam.dist[0]]}
             cams.append(np.concatenate([cam.rvec, cam.t, *[intr[r] for r in self.refine]]))
         return np.concatenate([np.concatenate(cams), points.ravel()])
@@ -117,7 +120,7 @@ class _Layout:
         K, dist = base.K.copy(), base.dist.copy()
         col = 6
         for r in self.refine:
-            if r == "focal":
+            if r in ("focal", "shared_focal"):
                 K[:, 0, 0], K[:, 1, 1] = cam[:, col] / self.aspect, cam[:, col] * self.aspect
             elif r == "principal_point":
                 K[:, 0, 2], K[:, 1, 2] = cam[:, col], cam[:, col + 1]
@@ -125,6 +128,15 @@ class _Layout:
                 dist[:, 0] = cam[:, col]
             col += INTRINSIC_PARAMETERS[r]
         return rvec, t, K, dist, x[self.cam_size:].reshape(-1, 3)
+
+    def shared_column(self) -> int | None:
+        """The per-camera column of ``shared_focal`` (its step is one for all cameras), or None."""
+        if "shared_focal" not in self.refine:
+            return None
+        col = 6
+        for r in self.refine[:self.refine.index("shared_focal")]:
+            col += INTRINSIC_PARAMETERS[r]
+        return col
 
     def columns(self, cam_idx: np.ndarray, pt_idx: np.ndarray) -> np.ndarray:
         """(M, per_cam + 3) parameter columns each observation's residuals depend on."""
@@ -238,7 +250,7 @@ class _Problem:
         M = len(self.cam_idx)
         out = []
         for r in self.layout.refine:
-            if r == "focal":
+            if r in ("focal", "shared_focal"):
                 out.append(np.stack([g["xd"] / aspect, g["yd"] * aspect], -1)[:, :, None])
             elif r == "principal_point":
                 out.append(np.broadcast_to(np.eye(2), (M, 2, 2)).copy())
@@ -322,6 +334,7 @@ class _Schur:
         self.fixed = np.zeros((C, P), bool)
         self.fixed[:, :6] = problem.layout.fixed[:, None]
         self.C, self.P = C, P
+        self.tied = problem.layout.shared_column()
 
     def step(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
         """(camera step (C, P), point step (N, 3)) of the Marquardt-damped system."""
@@ -337,9 +350,24 @@ class _Schur:
         f = self.fixed.ravel()
         S[f], S[:, f], b[f] = 0, 0, 0
         S[f, f] = 1
-        dc = np.linalg.solve(S + 1e-12 * np.trace(S) / n * np.eye(n), b)
+        dc = _solve_tied(S + 1e-12 * np.trace(S) / n * np.eye(n), b, self.tied, self.C, self.P)
         dp = np.einsum("nij,nj->ni", Vinv, -self.gp - (Wt.reshape(3 * N, n) @ dc).reshape(N, 3))
         return dc.reshape(self.C, self.P), dp
+
+
+def _solve_tied(S: np.ndarray, b: np.ndarray, tied: int | None, C: int, P: int) -> np.ndarray:
+    """(n,) solution of ``S d = b`` with, when ``tied`` is a column of the per-camera
+    parameters, that parameter's step equal in every camera (``d = M d'``, ``Mᵀ S M d' = Mᵀ b``,
+    M summing the C tied columns into one)."""
+    if tied is None:
+        return np.linalg.solve(S, b)
+    n = C * P
+    cols = np.arange(C) * P + tied
+    others = np.setdiff1d(np.arange(n), cols)
+    M = np.zeros((n, len(others) + 1))
+    M[others, np.arange(len(others))] = 1
+    M[cols, -1] = 1
+    return M @ np.linalg.solve(M.T @ S @ M, M.T @ b)
 
 
 def _inverse3(A: np.ndarray) -> np.ndarray:
@@ -463,6 +491,9 @@ def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, poin
         x, evaluations, success = _levenberg_marquardt(problem, x, conf, loss, loss_scale_px,
                                                        max_iterations, tolerance)
     elif solver == "scipy":
+        if layout.shared_column() is not None:
+            raise ValueError("refine 'shared_focal' needs solver 'lm' (scipy's solver does not "
+                             "tie the cameras' focal lengths)")
         x, evaluations, success = _irls_scipy(problem, x, conf, loss, loss_scale_px,
                                               max_iterations, tolerance, jacobian)
     else:

@@ -37,7 +37,9 @@ from epiflow.calibration.per_frame import per_frame_poses
 from epiflow.calibration.relative_pose import correspondence_joints, pair_pose, reliable_mask
 from epiflow.calibration.triangulation import triangulate_linear
 from epiflow.calibration.view_graph import chain_poses, check_connected, spanning_tree
-from epiflow.calibration.world_frame import world_alignment
+from epiflow.calibration.vanishing import vertical_from_lines
+from epiflow.calibration.world_frame import (ADULT_STATURE_SD_M, KnownDistance, scale_uncertainty,
+                                             up_direction, world_alignment)
 from epiflow.config import check_limits, limits
 from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -61,7 +63,12 @@ class CalibrationConfig:
         min_inliers: a fitted pair needs this many inliers to join the view graph.
         focal_guess: focal length guess when intrinsics are unknown, × the image's longer side.
         refine_unknown: intrinsics refined by bundle adjustment when none are given (some of
-            ``focal``, ``principal_point``, ``k1``).
+            ``focal``, ``principal_point``, ``k1``, ``shared_focal``: one focal length for all).
+        same_focal: the cameras are of one model at one zoom (a lab's identical cameras, phones
+            of one model): ``focal`` is refined as one focal length for all of them. On the
+            Pose2Sim demo (four identical cameras, lab focals within 0.5 % of each other) the
+            focal lengths come out 0.5 % off instead of 5.1 %: with 100 frames of a person
+            balancing in place, each camera's own focal length is uncertain by 3-4 % (95 %).
         refine_known: intrinsics refined even when given (default none).
         loss: robust loss of bundle adjustment (``huber``, ``cauchy``, ``soft_l1``, ``linear``).
         loss_scale_px: where the loss turns robust, pixels.
@@ -112,6 +119,7 @@ class CalibrationConfig:
     min_motion: float = field(default=0.05, metadata=limits(ge=0))
     seed: int = field(default=0, metadata=limits(ge=0))
     mirrored: Literal["drop", "relabel"] = "drop"
+    same_focal: bool = False
 
     def __post_init__(self):
         check_limits(self, "CalibrationConfig")
@@ -220,7 +228,9 @@ def _subsample(T: int, max_frames: int) -> np.ndarray:
 def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = None,
                           subject_height: float | None = None,
                           config: CalibrationConfig = CalibrationConfig(),
-                          intrinsics_source: str = "intrinsics") -> CalibrationResult:
+                          intrinsics_source: str = "intrinsics",
+                          known_distance: KnownDistance | None = None,
+                          scene: list | None = None) -> CalibrationResult:
     """Calibrate synchronized cameras from the person they all see.
 
     Args:
@@ -232,6 +242,12 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
             with ``config.default_height``.
         config: :class:`CalibrationConfig`.
         intrinsics_source: what ``intrinsics`` came from (its file), named in errors about it.
+        known_distance: metres between two cameras' centres, which then fix the scale
+            (:class:`~epiflow.calibration.world_frame.KnownDistance`); None = from the body.
+        scene: per camera (the keypoints' order), a few ``(frame index, image)`` pairs ((H, W,
+            3) uint8 RGB): the scene's vertical lines give up when the feet give no floor
+            (:mod:`~epiflow.calibration.vanishing`); None or empty = no scene.
+
 
     Returns:
         :class:`CalibrationResult`: metric cameras, world Z up, floor z = 0.
@@ -244,6 +260,8 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     """
     check_subject_height(subject_height)
     names = list(keypoints.camera_names)
+    if known_distance is not None:
+        known_distance.indices(names)  # a camera not in the capture: refused before any work
     warnings: list[str] = []
     if intrinsics is not None:
         intrinsics, w = match_rig(intrinsics, names, intrinsics_source, by_order=True)
@@ -258,6 +276,8 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     conf = keypoints.confidence[frames].transpose(1, 0, 2)
     if intrinsics is None:
         rig0, refine = guess_intrinsics(names, sizes, config.focal_guess), config.refine_unknown
+        if config.same_focal:
+            refine = tuple("shared_focal" if r == "focal" else r for r in refine)
     else:
         rig0, w = fit_sizes(intrinsics, sizes, intrinsics_source)
         warnings += w
@@ -272,11 +292,55 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
         flips = np.repeat(flips[..., None], xy.shape[2], axis=2)
     flips = _expand(flips, frames, keypoints.n_frames)
     points = _all_joints(rig, keypoints, flips, perm, config.min_confidence)
-    align = world_alignment(points[frames], subject_height or config.default_height)
+    align, world, scale_note = _world(rig, points[frames], keypoints, subject_height, config,
+                                      known_distance, scene)
     rig = rig.transformed(align.scale, align.R, align.t)
     points = points * align.scale @ align.R.T + align.t
     report = _report(config, rig, refine, stats, flips, align, subject_height, warnings)
+    report.update(world)
+    report["warnings"] += scale_note
     return CalibrationResult(rig, report, points, flips)
+
+
+def _world(rig, points, keypoints, subject_height, config, known_distance, scene):
+    """Step 7: (the :class:`~epiflow.calibration.world_frame.WorldAlignment` of ``rig`` (camera
+    0's frame) and ``points`` (T, 17, 3) in it, the report's entries on scale and up, the
+    warning on a scale from body proportions alone (a list, empty otherwise))."""
+    scale = None if known_distance is None else known_distance.scale(rig.centers, rig.names)
+    vertical = None
+    if scene and any(len(s) for s in scene):
+        boxes = [[_person_box(keypoints, t, c, config.min_confidence) for t, _ in frames]
+                 for c, frames in enumerate(scene)]
+        vertical = vertical_from_lines(rig, [[im for _, im in frames] for frames in scene],
+                                       up_direction(points), boxes)
+    align = world_alignment(points, subject_height or config.default_height, scale=scale,
+                            scene_up=None if vertical is None else vertical.up)
+    source = ("known_distance" if known_distance else "subject_height" if subject_height
+              else "body_proportions")
+    sd = None if known_distance else scale_uncertainty(points, bool(subject_height))
+    info = {"scale_source": source, "scale_relative_sd": sd,
+            "known_distance": None if known_distance is None else
+            [known_distance.camera_a, known_distance.camera_b, known_distance.metres],
+            "up_angle_to_body_axis_deg": round(align.up_tilt_deg, 2),
+            "scene_vertical": None if vertical is None else vertical.summary(),
+            "scene_frames": [len(s) for s in scene] if scene else None}
+    note = []
+    if source == "body_proportions":
+        note.append(
+            f"{SCALE_WARNING} with an assumed {align.height:.2f} m stature (adults "
+            f"spread ±{ADULT_STATURE_SD_M:.2f} m): distances uncertain by ±{100 * sd:.1f} % (one "
+            f"standard deviation; ±{196 * sd:.0f} % for 95 %); give --subject-height, or "
+            f"--known-distance CAM_A CAM_B METRES, for a metric scale")
+    return align, info, note
+
+
+def _person_box(keypoints: Keypoints, t: int, c: int, min_confidence: float):
+    """(x0, y0, x1, y1) pixels of camera ``c``'s confident keypoints at frame ``t``, or None."""
+    if not 0 <= t < keypoints.n_frames:
+        return None
+    ok = keypoints.confidence[t, c] >= min_confidence
+    xy = keypoints.xy[t, c][ok & np.isfinite(keypoints.xy[t, c]).all(-1)]
+    return np.r_[xy.min(0), xy.max(0)] if len(xy) else None
 
 
 def _expand(flips: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:
@@ -429,11 +493,16 @@ def _focal_warning(cam: Camera) -> list[str]:
             f"focal_guess"]
 
 
+#: how the warning on a scale from body proportions alone starts (with the uncertainty after)
+SCALE_WARNING = "scale: from body proportions"
+
 #: said when the world's up comes from the body axis (the feet did not span the floor)
 BODY_AXIS_WARNING = ("up: from the body axis (pelvis -> thorax; the feet did not cover enough "
-                     "floor for a floor plane): Z is as vertical as the person stood, and a "
-                     "person leaning or balancing tilts it; record a few steps of walking, or "
-                     "give the cameras from a file, when the vertical matters")
+                     "floor for a floor plane and no vertical lines of the scene were found or "
+                     "given: keypoints carry no images): Z is as vertical as the person stood, "
+                     "and a person leaning or balancing tilts it; calibrate from the videos "
+                     "(the scene's vertical edges then give up), record a few steps of walking, "
+                     "or give the cameras from a file, when the vertical matters")
 
 
 def _report(config, rig, refine, stats, flips, align, subject_height, warnings) -> dict:

@@ -1,17 +1,23 @@
-"""Metric scale and the world frame, from the person the cameras see.
+"""Metric scale and the world frame, from the person the cameras see (and the scene).
 
 Cameras recovered from images alone are known up to a similarity (rotation, translation and
-scale of the world). This module fixes all seven numbers from the body:
+scale of the world). This module fixes all seven numbers:
 
 - **Scale** from body proportions: each limb's length is a known fraction of standing height
   (Drillis & Contini's anthropometric ratios, as tabulated in Winter, *Biomechanics and Motor
   Control of Human Movement*, 4th ed., fig. 4.1): upper arm 0.186 H, forearm 0.146 H, thigh
-  0.245 H, shank 0.246 H, hip joints to shoulders 0.288 H. With a subject height H given the
-  scale is exact up to the detector's notion of a joint; without one, H defaults to 1.70 m
-  (an adult's, either sex, within ±6 % for most adults).
-- **Up** from the body: the median direction pelvis → thorax over all frames (people stand
-  upright far more than they lie), replaced by the normal of the floor plane when the feet
-  touch the floor over an area wide enough to fit one (the person walks around).
+  0.245 H, shank 0.246 H, hip joints to shoulders 0.288 H. The stature is the least-squares fit
+  of ``length_b = ratio_b · H`` over the limbs (a detector's error on a joint is a length, not a
+  fraction, so long bones weigh more), after dropping limbs whose own estimate is more than 25 %
+  from the median (a misplaced joint). With a subject height H given the scale is exact up to
+  the detector's notion of a joint; without one, H defaults to 1.70 m and the scale carries the
+  spread of adult statures (:data:`ADULT_STATURE_SD_M`), reported by :func:`scale_uncertainty`.
+  A known distance between two camera centres (:class:`KnownDistance`) fixes the scale exactly.
+- **Up**: the normal of the floor plane when the feet touch the floor over an area wide enough
+  to fit one (the person walks around); else the scene's vertical (the vanishing point of
+  vertical lines, :mod:`epiflow.calibration.vanishing`) when frames were given and it is found;
+  else the body: the median direction pelvis → thorax over all frames (people stand upright far
+  more than they lie; a person leaning or balancing tilts it).
 - **Floor** at z = 0: the low end (5th percentile) of the ankles' height, less the ankle's
   height above the sole (0.039 H).
 - **Origin** on the floor under the pelvis at the first frame the pelvis is seen; **y** is the
@@ -25,10 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from epiflow.calibration.camera import CalibrationError, match_camera_names
 from epiflow.skeleton import H36M17
 
-__all__ = ["BONE_RATIOS", "ANKLE_HEIGHT_RATIO", "bone_lengths", "estimate_height",
-           "scale_from_body", "up_direction", "world_alignment", "WorldAlignment"]
+__all__ = ["BONE_RATIOS", "ANKLE_HEIGHT_RATIO", "ADULT_STATURE_M", "ADULT_STATURE_SD_M",
+           "bone_lengths", "estimate_height", "scale_from_body", "scale_uncertainty",
+           "KnownDistance", "up_direction", "world_alignment", "WorldAlignment", "UP_SOURCES"]
 
 _J = H36M17.index
 #: (joint a, joint b, length / stature) for h36m17 segments; "mid_hip"/"mid_shoulder" pairs are
@@ -42,6 +50,17 @@ BONE_RATIOS: tuple[tuple[str, str, float], ...] = (
 )
 #: height of the ankle joint above the sole, as a fraction of stature
 ANKLE_HEIGHT_RATIO = 0.039
+#: the stature assumed when none is given, and the spread of adult statures around it, metres:
+#: men and women pooled (adult means of about 1.63-1.78 m by sex and country, a within-sex
+#: standard deviation of about 0.07 m; NCD-RisC, eLife 2016), so one standard deviation is
+#: 5.3 % of the scale and 95 % of adults lie within ±10 %
+ADULT_STATURE_M = 1.70
+ADULT_STATURE_SD_M = 0.09
+#: a limb whose own estimate of the stature is further than this (relative) from the median of
+#: all limbs' is left out of the fit (a joint the detector misplaces)
+_LIMB_OUTLIER = 0.25
+#: how up was decided, best first
+UP_SOURCES = ("floor plane", "scene lines", "body axis")
 
 
 def _named(points: np.ndarray, name: str) -> np.ndarray:
@@ -71,8 +90,28 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def _height_fit(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(stature, limb lengths (B,), which limbs were used (B,) bool): see :func:`estimate_height`."""
+    ratios = np.array([r for _, _, r in BONE_RATIOS])
+    lengths = bone_lengths(points)
+    seen = np.isfinite(lengths)
+    if not seen.any():
+        raise ValueError("estimate_height: no limb is seen in any frame (all joints NaN)")
+    each = lengths / ratios
+    used = seen & (np.abs(each / np.median(each[seen]) - 1) <= _LIMB_OUTLIER)
+    r, L = ratios[used], lengths[used]
+    return float(r @ L / (r @ r)), lengths, used
+
+
 def estimate_height(points: np.ndarray) -> float:
-    """Standing height implied by the limb lengths: the median of ``length / ratio`` over bones.
+    """Standing height implied by the limb lengths: the least-squares fit of
+    ``length_b = ratio_b · H`` over the limbs of :data:`BONE_RATIOS` (equal error per limb in
+    length units), limbs whose own ``length / ratio`` is more than 25 % from the median left out.
+
+    On the Pose2Sim demo (MediaPipe joints triangulated with the lab cameras, lab stature 1.60 m)
+    the fit gives 1.61 m where the median of ``length / ratio`` over limbs gave 1.56 m: MediaPipe
+    places the shoulders and elbows so that upper arms and shanks come out short and forearms
+    and the trunk long, and a median picks one of them, where the fit averages them by length.
 
     Args:
         points: (T, 17, 3) h36m17 joints, metres.
@@ -80,17 +119,100 @@ def estimate_height(points: np.ndarray) -> float:
     Returns:
         Height in the unit of ``points``.
     """
+    return _height_fit(points)[0]
+
+
+def scale_uncertainty(points: np.ndarray, height_given: bool) -> float:
+    """Relative standard deviation of the body-proportion scale (0.05 = ±5 %).
+
+    Two parts, added in quadrature: how well one stature explains the limbs (the least-squares
+    fit's standard error, relative: the spread of this person's limbs around the proportions,
+    which includes the detector's own notion of each joint), and, when no height was given, the
+    spread of adult statures around the default (:data:`ADULT_STATURE_SD_M` /
+    :data:`ADULT_STATURE_M`).
+
+    Args:
+        points: (T, 17, 3) h36m17 joints (any unit).
+        height_given: whether the subject's height was given.
+    """
     ratios = np.array([r for _, _, r in BONE_RATIOS])
-    est = bone_lengths(points) / ratios
-    est = est[np.isfinite(est)]
-    if not len(est):
-        raise ValueError("estimate_height: no limb is seen in any frame (all joints NaN)")
-    return float(np.median(est))
+    H, lengths, used = _height_fit(points)
+    r, L = ratios[used], lengths[used]
+    dof = max(len(r) - 1, 1)
+    fit = float(np.sqrt(np.sum((L - r * H) ** 2) / dof / (r @ r)) / H)
+    stature = 0.0 if height_given else ADULT_STATURE_SD_M / ADULT_STATURE_M
+    return float(np.hypot(fit, stature))
 
 
 def scale_from_body(points: np.ndarray, height: float) -> float:
     """The factor that turns ``points`` into metres for a person ``height`` metres tall."""
     return height / estimate_height(points)
+
+
+@dataclass(frozen=True)
+class KnownDistance:
+    """A measured distance between two camera centres (a tape measure), which fixes the scale.
+
+    Attributes:
+        camera_a, camera_b: camera names (matched as :func:`~epiflow.calibration.camera.
+            match_camera_names` matches: case, separators and leading zeros ignored).
+        metres: the distance between their optical centres, metres (> 0).
+    """
+
+    camera_a: str
+    camera_b: str
+    metres: float
+
+    @classmethod
+    def parse(cls, values, where: str = "--known-distance") -> "KnownDistance":
+        """From ``[camera_a, camera_b, metres]`` (command line or config), checked."""
+        values = list(values)
+        if len(values) != 3:
+            raise ValueError(f"{where}: expected CAMERA_A CAMERA_B METRES (e.g. cam01 cam02 "
+                             f"3.20); got {values}")
+        a, b, d = values
+        try:
+            metres = float(d)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: the distance must be a number of metres (e.g. 3.20); "
+                             f"got {d!r}") from None
+        if not np.isfinite(metres) or metres <= 0:
+            raise ValueError(f"{where}: the distance must be > 0 metres; got {d!r}")
+        if str(a) == str(b):
+            raise ValueError(f"{where}: two different cameras are needed; got {a!r} twice")
+        return cls(str(a), str(b), metres)
+
+    def indices(self, names, where: str = "--known-distance") -> tuple[int, int]:
+        """Positions of the two cameras in ``names``.
+
+        Raises:
+            CalibrationError: a camera that is not among ``names`` (named, with the cameras
+                there are), or both names meaning one camera.
+        """
+        names = [str(n) for n in names]
+        out = []
+        for cam in (self.camera_a, self.camera_b):
+            try:
+                out += match_camera_names([cam], names, where)
+            except CalibrationError:
+                raise CalibrationError(
+                    f"{where}: camera {cam!r} is not one of this capture's cameras {names}; "
+                    f"give two of those names and the metres between their centres, e.g. "
+                    f"--known-distance {names[0]} {names[-1]} 3.20") from None
+        if out[0] == out[1]:
+            raise CalibrationError(f"{where}: {self.camera_a!r} and {self.camera_b!r} are one "
+                                   f"camera ({names[out[0]]}); give two different cameras")
+        return out[0], out[1]
+
+    def scale(self, centers: np.ndarray, names) -> float:
+        """The factor that makes the distance between the two cameras' ``centers`` (C, 3), in
+        the reconstruction's unit, equal to :attr:`metres`."""
+        i, j = self.indices(names)
+        d = float(np.linalg.norm(np.asarray(centers)[i] - np.asarray(centers)[j]))
+        if not d > 0:
+            raise CalibrationError(f"--known-distance: cameras {names[i]} and {names[j]} came out "
+                                   f"at the same place; the scale cannot be taken from them")
+        return self.metres / d
 
 
 def _geometric_median(v: np.ndarray, iterations: int = 100) -> np.ndarray:
@@ -160,7 +282,9 @@ class WorldAlignment:
 
     Attributes:
         scale: float. R: (3, 3). t: (3,) metres. height: subject height used, metres.
-        up_source: ``"body axis"`` or ``"floor plane"``.
+        up_source: one of :data:`UP_SOURCES` (``"floor plane"``, ``"scene lines"``,
+            ``"body axis"``).
+        up_tilt_deg: angle between the up used and the body axis (pelvis → thorax), degrees.
     """
 
     scale: float
@@ -168,27 +292,51 @@ class WorldAlignment:
     t: np.ndarray
     height: float
     up_source: str
+    up_tilt_deg: float = 0.0
 
 
-def world_alignment(points: np.ndarray, height: float = 1.70,
-                    min_floor_spread: float = 0.4) -> WorldAlignment:
+#: the scene's vertical is refused when it is further than this from the body axis (degrees):
+#: people lean and balance (the Pose2Sim demo's subject by 24°), but a vertical 45° off the body
+#: is more likely a wrong cluster of lines than a person lying down
+SCENE_UP_MAX_DEG = 45.0
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b),
+                                              -1, 1))))
+
+
+def world_alignment(points: np.ndarray, height: float = ADULT_STATURE_M,
+                    min_floor_spread: float = 0.4, scale: float | None = None,
+                    scene_up: np.ndarray | None = None) -> WorldAlignment:
     """The similarity that makes ``points`` metric, Z up, floor z = 0, origin under the pelvis.
 
     Args:
         points: (T, 17, 3) h36m17 joints in an arbitrary frame and scale.
-        height: the subject's standing height, metres.
+        height: the subject's standing height, metres (the scale's when ``scale`` is None; the
+            ankle's height above the floor always).
         min_floor_spread: the feet's spread (std along the plane's second axis, metres after
             scaling) above which the floor plane's normal replaces the body axis as up.
+        scale: the factor to metres when known otherwise (a known distance between cameras);
+            None = from the body and ``height``.
+        scene_up: (3,) the scene's vertical in the frame of ``points`` (vanishing point of
+            vertical lines, either sign), or None. Used when the feet give no floor plane and it
+            lies within :data:`SCENE_UP_MAX_DEG` of the body axis.
 
     Returns:
         :class:`WorldAlignment`.
     """
-    scale = scale_from_body(points, height)
+    scale = scale_from_body(points, height) if scale is None else float(scale)
     P = points * scale
-    up = up_direction(P)
-    normal = _floor_normal(P, up, min_floor_spread)
-    up_source = "body axis"
-    if normal is not None and np.degrees(np.arccos(np.clip(normal @ up, -1, 1))) < 30:
+    body = up_direction(P)
+    up, up_source = body, "body axis"
+    if scene_up is not None:
+        v = np.asarray(scene_up, float) / np.linalg.norm(scene_up)
+        v = v if v @ body > 0 else -v
+        if _angle_deg(v, body) < SCENE_UP_MAX_DEG:
+            up, up_source = v, "scene lines"
+    normal = _floor_normal(P, body, min_floor_spread)
+    if normal is not None and _angle_deg(normal, body) < 30:
         up, up_source = normal, "floor plane"
     R = _frame_from(P, up)
     Q = P @ R.T
@@ -197,7 +345,7 @@ def world_alignment(points: np.ndarray, height: float = 1.70,
     pelvis = Q[:, _J("pelvis")]
     first = pelvis[np.isfinite(pelvis).all(1)][0]
     t = -np.array([first[0], first[1], floor])
-    return WorldAlignment(float(scale), R, t, float(height), up_source)
+    return WorldAlignment(float(scale), R, t, float(height), up_source, _angle_deg(up, body))
 
 
 def _frame_from(points: np.ndarray, up: np.ndarray) -> np.ndarray:

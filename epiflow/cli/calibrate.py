@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--intrinsics", metavar="FILE",
                    help="known intrinsics (camera TOML or another calibration file); default: "
                         "estimate focal lengths")
+    p.add_argument("--known-distance", nargs=3, default=None, metavar=("CAM_A", "CAM_B", "METRES"),
+                   help="metres between two cameras' centres (a tape measure): fixes the metric "
+                        "scale exactly, e.g. --known-distance cam01 cam02 3.20")
     p.add_argument("--subject-height", type=positive_float, default=None, metavar="METRES",
                    help="the person's height, for the metric scale (default: body proportions "
                         "of a 1.70 m adult)")
@@ -92,6 +95,50 @@ def _keypoints(args):
                           min_cameras=2, calibration=args.intrinsics)
 
 
+def _known_distance(args):
+    """``--known-distance`` checked (a number of metres > 0; with ``--videos``, cameras among the
+    videos' names), before any detection; None when not given."""
+    if args.known_distance is None:
+        return None
+    from epiflow.calibration.world_frame import KnownDistance
+    known = KnownDistance.parse(args.known_distance)
+    if args.videos:
+        from epiflow.detection.detectors import list_videos
+        known.indices([p.stem for p in list_videos(args.videos)])
+    return known
+
+
+def _scene(args, synchronized: bool):
+    """With ``--videos``: two frames per video, for the scene's vertical lines; else None."""
+    if not args.videos:
+        return None
+    from epiflow.calibration.vanishing import video_scene_frames
+    from epiflow.detection.detectors import list_videos
+    return video_scene_frames(list_videos(args.videos), with_index=not synchronized)
+
+
+def world_summary(report: dict) -> str:
+    """One line on the world frame of a calibration report: where the scale and up came from,
+    and how uncertain the scale is."""
+    source, sd = report.get("scale_source"), report.get("scale_relative_sd")
+    if source == "known_distance":
+        a, b, d = report["known_distance"]
+        scale = f"scale from the known distance {a}-{b} = {d:g} m (exact up to the tape)"
+    else:
+        what = ("the subject's height" if source == "subject_height" else
+                "body proportions of an assumed adult")
+        scale = (f"scale from {what} ({report.get('subject_height_m', 0):.2f} m): distances "
+                 f"uncertain by ±{100 * (sd or 0):.1f} % (1 sd)")
+    up = report.get("up_source", "?")
+    extra = ""
+    if up == "scene lines" and report.get("scene_vertical"):
+        v = report["scene_vertical"]
+        extra = f", {v['inliers']} vertical segments in {len(v['cameras_used'])} cameras"
+    if up != "body axis":
+        extra = f" ({report.get('up_angle_to_body_axis_deg', 0):.1f}° from the body axis{extra})"
+    return f"world: {scale}; up from the {up}{extra}"
+
+
 def _plain(value):
     """JSON-able copy of a report (numpy scalars and arrays to Python)."""
     if isinstance(value, dict):
@@ -118,10 +165,12 @@ def run(args) -> int:
         {"--videos": args.videos, "--keypoints": args.keypoints, "--intrinsics": args.intrinsics,
          "--config": args.config})
     config = _config(args)
+    known = _known_distance(args)
     intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
     kp = _keypoints(args)
     result = calibrate_from_people(kp, intrinsics, args.subject_height, config,
-                                   intrinsics_source=args.intrinsics or "intrinsics")
+                                   intrinsics_source=args.intrinsics or "intrinsics",
+                                   known_distance=known, scene=_scene(args, False))
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
@@ -131,6 +180,7 @@ def run(args) -> int:
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
               f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")
     print_warnings("calibrate", report["warnings"], args.videos or args.keypoints)
+    print(world_summary(report))
     print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
           f"-> {out}, report {report_path(out)}")
     return 0

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="STORE", help="the store: a folder or an fsspec URL")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--known-distance", nargs=3, default=None, metavar=("CAM_A", "CAM_B", "METRES"),
+                   help="metres between two cameras' centres: fixes the metric scale of cameras "
+                        "calibrated from people (calibrate.known_distance)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set detect.chunk_frames=25")
     p.add_argument("--overwrite", action="store_true",
@@ -84,7 +87,29 @@ def config_from_args(args):
     ray = replace(cfg.ray, address=args.address or cfg.ray.address,
                   num_cpus=args.num_cpus or cfg.ray.num_cpus)
     cfg = replace(cfg, out=_abs(args.out) or cfg.out, ray=ray)
-    return apply_overrides(cfg, args.set)
+    cfg = apply_overrides(cfg, args.set)
+    if getattr(args, "known_distance", None):
+        cfg = replace(cfg, calibrate=replace(cfg.calibrate,
+                                             known_distance=tuple(args.known_distance)))
+    _check_known_distance(cfg)
+    return cfg
+
+
+def _check_known_distance(cfg) -> None:
+    """``calibrate.known_distance`` checked before anything runs: its form, and its cameras
+    against each video session's videos (other sessions' cameras are checked when they are
+    calibrated)."""
+    from epiflow.pipeline.calibrate import known_distance
+    known = known_distance(cfg.calibrate)
+    if known is None:
+        return
+    from epiflow.detection.detectors import list_videos
+    for session in cfg.sessions:
+        if session.videos and "://" not in session.videos:
+            known.indices([p.stem for p in list_videos(session.videos)],
+                          f"--known-distance (session {session.name or session.videos})")
+
+
 
 
 def _inputs(args, cfg) -> dict[str, str]:

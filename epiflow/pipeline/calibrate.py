@@ -9,7 +9,7 @@ from epiflow.calibration.camera import CameraRig, match_rig
 from epiflow.pipeline.config import CalibrateConfig, SessionConfig
 from epiflow.store import Session
 
-__all__ = ["calibration_method", "given_rig", "calibrate_session"]
+__all__ = ["calibration_method", "given_rig", "calibrate_session", "known_distance"]
 
 
 def calibration_method(session: SessionConfig, cfg: CalibrateConfig) -> str:
@@ -63,6 +63,27 @@ def _board_intrinsics(session_cfg: SessionConfig, names: list[str],
                                   tuple(cfg.board_pattern), cfg.board_square_size)
 
 
+def known_distance(cfg: CalibrateConfig):
+    """``calibrate.known_distance`` as a :class:`~epiflow.calibration.world_frame.KnownDistance`
+    (checked: two names and metres > 0), or None when empty."""
+    if not cfg.known_distance:
+        return None
+    from epiflow.calibration.world_frame import KnownDistance
+    return KnownDistance.parse(cfg.known_distance, "calibrate.known_distance")
+
+
+def _scene(session_cfg: SessionConfig):
+    """Two frames per video of a video session, for the scene's vertical lines; else None. The
+    frames are not paired with the keypoints' frame indices (videos may be trimmed or
+    synchronized), so the person is not masked out: on the Pose2Sim demo that changes the
+    vertical by 0.003°."""
+    if not session_cfg.videos:
+        return None
+    from epiflow.calibration.vanishing import video_scene_frames
+    from epiflow.detection.detectors import list_videos
+    return video_scene_frames(list_videos(session_cfg.videos), with_index=False)
+
+
 def calibrate_session(session: Session, session_cfg: SessionConfig,
                       cfg: CalibrateConfig) -> tuple[CameraRig, str, dict]:
     """The cameras of ``session``; from people, out of its 2D keypoints in the source's own
@@ -89,5 +110,7 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
     result = calibrate_from_people(session.person0_keypoints(source=True), intrinsics=intrinsics,
                                    subject_height=cfg.subject_height or None,
                                    config=cfg.people,
-                                   intrinsics_source=source or "the board's intrinsics")
+                                   intrinsics_source=source or "the board's intrinsics",
+                                   known_distance=known_distance(cfg),
+                                   scene=_scene(session_cfg))
     return result.rig, method, dict(result.report)

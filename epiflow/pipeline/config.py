@@ -178,6 +178,8 @@ class CalibrateConfig:
             estimate them.
         subject_height: the person's height, metres, for the metric scale (0 = from body
             proportions).
+        known_distance: ``["cam01", "cam02", 3.20]``: metres between two cameras' centres,
+            which fixes the scale exactly (empty = none; ``epiflow run --known-distance``).
         board_pattern, board_square_size: inner corners (columns, rows) and square side,
             metres, of the checkerboard of ``board`` sessions.
         people: the ``[calibrate.people]`` table: the options of calibration from people
@@ -188,6 +190,7 @@ class CalibrateConfig:
     method: Literal["auto", "people", "given", "board"] = "auto"
     intrinsics: str = ""
     subject_height: float = 0.0
+    known_distance: tuple[str | float, ...] = ()
     board_pattern: tuple[int, ...] = (4, 7)
     board_square_size: float = 0.06
     people: CalibrationConfig = CalibrationConfig()

@@ -16,12 +16,13 @@ from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.keypoints import save_npz
 from epiflow.datasets.synthetic import Corruption, capture_center, make_rig, synthesize
 from epiflow.models.metrics import rig_errors
-from epiflow.calibration.from_people import BODY_AXIS_WARNING
+from epiflow.calibration.from_people import BODY_AXIS_WARNING, SCALE_WARNING
 
 
 def _others(warnings: list[str]) -> list[str]:
-    """The warnings besides the note that up came from the body axis (said whenever it does)."""
-    return [w for w in warnings if w != BODY_AXIS_WARNING]
+    """The warnings besides the note that up came from the body axis and the one on a scale from
+    body proportions (said whenever they do)."""
+    return [w for w in warnings if w != BODY_AXIS_WARNING and not w.startswith(SCALE_WARNING)]
 
 
 def _distances(rig: CameraRig) -> np.ndarray:
@@ -239,8 +240,9 @@ def test_stored_warnings_are_printed(tmp_path, capture, capsys):
     report = _report(out)
     prefix = f"epiflow calibrate: warning: {tmp_path / 'kp.npz'}: "
     assert report["up_source"] == "body axis"
-    assert lines == [prefix + w for w in report["warnings"]] and len(lines) == 2
+    assert lines == [prefix + w for w in report["warnings"]] and len(lines) == 3
     w, h = capture.rig.sizes[1]
     assert lines[0].startswith(prefix + f"cam_02: the calibration is for {w}x{h} images, the "
                                         f"keypoints' are {w}x{h - 8}")
     assert lines[1] == prefix + BODY_AXIS_WARNING and "record a few steps" in lines[1]
+    assert lines[2].startswith(prefix + SCALE_WARNING) and "--known-distance" in lines[2]

@@ -24,12 +24,13 @@ from epiflow.models.metrics import rig_errors
 from epiflow.skeleton import H36M17
 
 COR = Corruption(noise_px=3.0, outlier_fraction=0.05, drop_fraction=0.1, swap_fraction=0.02)
-from epiflow.calibration.from_people import BODY_AXIS_WARNING
+from epiflow.calibration.from_people import BODY_AXIS_WARNING, SCALE_WARNING
 
 
 def _others(warnings: list[str]) -> list[str]:
-    """The warnings besides the note that up came from the body axis (said whenever it does)."""
-    return [w for w in warnings if w != BODY_AXIS_WARNING]
+    """The warnings besides the note that up came from the body axis and the one on a scale from
+    body proportions (said whenever they do)."""
+    return [w for w in warnings if w != BODY_AXIS_WARNING and not w.startswith(SCALE_WARNING)]
 
 
 def _intrinsics_only(rig: CameraRig) -> CameraRig:
@@ -170,11 +171,13 @@ class TestSyntheticRoundTrip:
 
 class TestMetricScale:
     def test_default_height_scales_by_body_proportions(self, walk, known):
-        """No height given: 1.70 m is assumed; CMU subject 02's limbs say 1.656 m, so every
-        camera distance comes out 1.70 / 1.656 = 1.027 times the true one (to 0.0008, measured)."""
+        """No height given: 1.70 m is assumed; CMU subject 02's limbs say 1.638 m, so every
+        camera distance comes out 1.70 / 1.638 = 1.038 times the true one (to 0.0054, measured:
+        the least-squares fit over limbs takes every limb's noise, where the median over limbs
+        took one limb's, 0.0008)."""
         H = estimate_height(walk.points3d)
         ratio = _distances(known.rig) / _distances(walk.rig)
-        assert np.abs(ratio - 1.70 / H).max() < 0.002
+        assert np.abs(ratio - 1.70 / H).max() < 0.008
         assert known.report["scale_source"] == "body_proportions"
         assert known.report["subject_height_m"] == 1.70
 
@@ -323,8 +326,10 @@ class TestPose2SimDemo:
         assert np.median(theirs) > 10 and np.median(theirs) > 5 * ours.max()
 
     @pytest.mark.xfail(strict=True, reason=(
-        "known limitation: up comes from the body axis (pelvis -> thorax) when the feet do not "
-        "span the floor, and the demo's subject balances in place leaning up to 45° (25° median, "
-        "on the lab's own triangulation): the world is tilted 25° from the lab's Z"))
+        "known limitation of keypoints without images: up comes from the body axis (pelvis -> "
+        "thorax) when the feet do not span the floor, and the demo's subject balances in place "
+        "leaning up to 45° (25° median, on the lab's own triangulation): the world is tilted 25° "
+        "from the lab's Z. Given the videos' frames, the scene's vertical lines give up within "
+        "0.4° (tests/calibration/test_vanishing.py)"))
     def test_up_axis_agrees_with_the_lab(self, demo, demo_result):
         assert _up_error_deg(demo_result.rig, demo[1]).max() < 5.0
