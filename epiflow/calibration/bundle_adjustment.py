@@ -36,7 +36,8 @@ from scipy.spatial.transform import Rotation
 
 from epiflow.calibration.camera import CameraRig
 
-__all__ = ["BundleResult", "bundle_adjust", "robust_weights", "INTRINSIC_PARAMETERS"]
+__all__ = ["BundleResult", "bundle_adjust", "robust_weights", "INTRINSIC_PARAMETERS",
+           "PoseCovariance", "pose_covariance", "linearized_refits"]
 
 #: Intrinsic parameters bundle adjustment can refine, with how many numbers each takes.
 #: ``shared_focal``: one focal length for every camera (cameras of one model at one zoom),
@@ -336,8 +337,9 @@ class _Schur:
         self.C, self.P = C, P
         self.tied = problem.layout.shared_column()
 
-    def step(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
-        """(camera step (C, P), point step (N, 3)) of the Marquardt-damped system."""
+    def reduced(self, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The Marquardt-damped system reduced to the cameras: (S (n, n), b (n,), V⁻¹ (N, 3, 3),
+        Wᵀ (N, 3, n)), n = C × P, fixed parameters not yet removed."""
         eye3, eyeP = np.eye(3), np.eye(self.P)
         Vinv = _inverse3(self.V + lam * (self.V * eye3) + 1e-9 * eye3)
         N, n = len(Vinv), self.C * self.P
@@ -347,6 +349,12 @@ class _Schur:
         S[np.arange(self.C), :, np.arange(self.C)] = self.U + lam * (self.U * eyeP) + 1e-9 * eyeP
         S = S.reshape(n, n) - Yt.T @ Wt.reshape(3 * N, n)  # U - Σ_p W_p V_p⁻¹ W_pᵀ
         b = -self.gc.ravel() + Yt.T @ self.gp.ravel()
+        return S, b, Vinv, Wt
+
+    def step(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """(camera step (C, P), point step (N, 3)) of the Marquardt-damped system."""
+        S, b, Vinv, Wt = self.reduced(lam)
+        N, n = len(Vinv), self.C * self.P
         f = self.fixed.ravel()
         S[f], S[:, f], b[f] = 0, 0, 0
         S[f, f] = 1
@@ -445,6 +453,24 @@ def _irls_scipy(problem: _Problem, x: np.ndarray, conf: np.ndarray, loss: str, s
     return x, evaluations, False
 
 
+def _build(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, points3d: np.ndarray,
+           refine: tuple[str, ...], fix_first: bool):
+    """(problem, conf (M,) in its order, kept (points in the problem), x (packed start)) of the
+    observations seen by two cameras or more; arguments as in :func:`bundle_adjust`."""
+    C, N = len(rig), points3d.shape[0]
+    if points2d.shape != (C, N, 2) or weight.shape != (C, N) or points3d.shape != (N, 3):
+        raise ValueError(f"expected points2d (C={C}, N, 2), weight (C, N), points3d (N, 3) with "
+                         f"one N; got {points2d.shape}, {weight.shape}, {points3d.shape}")
+    use = np.isfinite(points2d).all(-1) & (weight > 0) & np.isfinite(points3d).all(-1)
+    use &= use.sum(0) >= 2
+    kept = np.nonzero(use.any(0))[0]  # the points in the problem, renumbered 0..
+    cam_idx, pt_idx = np.nonzero(use[:, kept])
+    layout = _Layout(rig, len(kept), refine, fix_first)
+    problem = _Problem(layout, cam_idx, pt_idx, points2d[:, kept][cam_idx, pt_idx])
+    conf = weight[:, kept][cam_idx, pt_idx][problem.order]
+    return problem, conf, kept, layout.pack(points3d[kept])
+
+
 def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, points3d: np.ndarray,
                   refine: tuple[str, ...] = (), loss: str = "cauchy", loss_scale_px: float = 5.0,
                   max_iterations: int = 100, tolerance: float = 1e-6, fix_first: bool = True,
@@ -476,17 +502,8 @@ def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, poin
         >>> result = bundle_adjust(rig, xy, conf, X, refine=("focal",))  # doctest: +SKIP
     """
     C, N = len(rig), points3d.shape[0]
-    if points2d.shape != (C, N, 2) or weight.shape != (C, N) or points3d.shape != (N, 3):
-        raise ValueError(f"expected points2d (C={C}, N, 2), weight (C, N), points3d (N, 3) with "
-                         f"one N; got {points2d.shape}, {weight.shape}, {points3d.shape}")
-    use = np.isfinite(points2d).all(-1) & (weight > 0) & np.isfinite(points3d).all(-1)
-    use &= use.sum(0) >= 2
-    kept = np.nonzero(use.any(0))[0]  # the points in the problem, renumbered 0..
-    cam_idx, pt_idx = np.nonzero(use[:, kept])
-    layout = _Layout(rig, len(kept), refine, fix_first)
-    problem = _Problem(layout, cam_idx, pt_idx, points2d[:, kept][cam_idx, pt_idx])
-    conf = weight[:, kept][cam_idx, pt_idx][problem.order]
-    x = layout.pack(points3d[kept])
+    problem, conf, kept, x = _build(rig, points2d, weight, points3d, refine, fix_first)
+    layout = problem.layout
     if solver == "lm":
         x, evaluations, success = _levenberg_marquardt(problem, x, conf, loss, loss_scale_px,
                                                        max_iterations, tolerance)
@@ -505,3 +522,154 @@ def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, poin
     errors[problem.cam_idx, kept[problem.pt_idx]] = np.linalg.norm(problem.errors(x), axis=-1)
     points[kept] = X
     return BundleResult(out, points, errors, evaluations, success)
+
+@dataclass(frozen=True, eq=False)
+class PoseCovariance:
+    """The covariance of bundle adjustment's cameras at its solution (Gauss-Newton).
+
+    Per camera the uncertain quantities are ``[a (3), centre (3), intrinsics refined]``: ``a`` the
+    rotation error, radians, as a left perturbation (``R_true = exp([a]×) R``, camera frame),
+    ``centre`` the camera centre ``-Rᵀt`` in the rig's units, then the refined intrinsics in
+    :data:`INTRINSIC_PARAMETERS` order (focal length in pixels, ...).
+
+    Attributes:
+        cov: (C, P, C, P) covariance of those quantities, ``σ² (Jᵀ W J)⁻¹`` with camera 0's pose
+            fixed and the scale fixed (no step of the translations along the centres' common
+            expansion about camera 0's centre); camera 0's pose entries are zero.
+        sigma_px: σ, the residual standard deviation (pixels) the covariance is scaled by:
+            ``√(Σ w e² / dof)``, w the robust loss's weights at the solution.
+        dof: degrees of freedom, 2 × observations minus the free parameters.
+        refine: the intrinsics refined (their slots after the first 6).
+        weakest: the smallest eigenvalue of the scaled information over the largest (near 0: a
+            direction the observations do not fix, as for a person standing still).
+    """
+
+    cov: np.ndarray
+    sigma_px: float
+    dof: int
+    refine: tuple[str, ...]
+    weakest: float
+
+
+def pose_covariance(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray,
+                    points3d: np.ndarray, refine: tuple[str, ...] = (), loss: str = "cauchy",
+                    loss_scale_px: float = 5.0) -> PoseCovariance:
+    """The covariance of the cameras of a bundle adjustment's solution (see :class:`PoseCovariance`).
+
+    Args:
+        rig, points2d (C, N, 2), weight (C, N), points3d (N, 3), refine, loss, loss_scale_px: the
+            solution and the observations as given to :func:`bundle_adjust` (its ``rig`` and
+            ``points`` after the last round); the robust loss's weights are taken at the solution
+            with the solver's graduated scale (``max(loss_scale_px, 2 × median error)``).
+
+    Returns:
+        :class:`PoseCovariance`. A direction the observations do not fix gets a huge variance.
+    """
+    problem, conf, kept, x = _build(rig, points2d, weight, points3d, refine, True)
+    layout = problem.layout
+    e, Jc, Jp = problem.blocks(x)
+    norms = np.linalg.norm(e, axis=1)
+    w = conf * robust_weights(norms, loss, max(loss_scale_px, 2.0 * float(np.median(norms))))
+    S = _Schur(problem, len(kept), e, Jc, Jp, w).reduced(0.0)[0]
+    B = _gauge_basis(layout, rig)
+    H = B.T @ S @ B
+    lam, V = np.linalg.eigh((H + H.T) / 2)
+    floor = max(float(lam.max()), 1e-300) * 1e-14
+    weakest = float(max(lam.min(), 0.0) / max(lam.max(), 1e-300))
+    dof = max(2 * len(e) - B.shape[1] - 3 * len(kept), 1)
+    sigma2 = float(np.sum(w * norms ** 2) / dof)
+    T = _to_pose_quantities(layout, x)  # d(quantities) = T d(parameters)
+    cov = sigma2 * T @ B @ (V / np.maximum(lam, floor)) @ V.T @ B.T @ T.T
+    C, P = len(rig), layout.per_cam
+    return PoseCovariance(cov.reshape(C, P, C, P), float(np.sqrt(sigma2)), dof, layout.refine,
+                          weakest)
+
+
+def _gauge_basis(layout: _Layout, rig: CameraRig) -> np.ndarray:
+    """(n, k) orthonormal basis of the camera-parameter steps the gauge allows, n = C × P:
+    camera 0's pose fixed (when ``layout.fixed``), a ``shared_focal`` column one step for all
+    cameras, and no step along the scale (the centres' common expansion about camera 0's)."""
+    C, P = len(rig), layout.per_cam
+    keep = ~(layout.fixed[:, None] & (np.arange(P) < 6)).ravel()
+    M = np.eye(C * P)[:, keep]
+    if "shared_focal" in layout.refine:  # (as in the solver: one focal step for all cameras)
+        col = 6 + sum(INTRINSIC_PARAMETERS[r]
+                      for r in layout.refine[:layout.refine.index("shared_focal")])
+        tied = np.isin(np.nonzero(keep)[0], np.arange(C) * P + col)
+        M = np.concatenate([M[:, ~tied], M[:, tied].sum(1, keepdims=True)], 1)
+    gauge = np.zeros((C, P))  # d(parameters)/d(scale about camera 0's centre)
+    gauge[:, 3:6] = rig.t + np.einsum("cij,j->ci", rig.R, rig.centers[0])
+    v = np.linalg.lstsq(M, gauge.ravel(), rcond=None)[0]
+    Q = np.linalg.svd(np.eye(len(v)) - np.outer(v, v) / max(v @ v, 1e-300))[0][:, :len(v) - 1]
+    return np.linalg.qr(M @ Q)[0]
+
+
+def _to_pose_quantities(layout: _Layout, x: np.ndarray) -> np.ndarray:
+    """(n, n) block-diagonal Jacobian from the packed camera parameters (Rodrigues vector,
+    translation, intrinsics) to :class:`PoseCovariance`'s (rotation error a, centre, intrinsics):
+    ``a = J_l(ω) δω``; ``C = -Rᵀ t`` so ``δC = -Rᵀ δt - Rᵀ [t]× a``."""
+    rvec, t, *_ = layout.unpack(x)
+    R, Jl = _rotation_and_jacobian(rvec)
+    C, P = len(rvec), layout.per_cam
+    T = np.zeros((C, P, C, P))
+    for c in range(C):
+        block = np.eye(P)
+        block[:3, :3] = Jl[c]
+        block[3:6, 3:6] = -R[c].T
+        block[3:6, :3] = -R[c].T @ _skew(t[c]) @ Jl[c]
+        T[c, :, c, :] = block
+    return T.reshape(C * P, C * P)
+
+
+def linearized_refits(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray,
+                      points3d: np.ndarray, reweight: np.ndarray, refine: tuple[str, ...] = (),
+                      loss: str = "cauchy", loss_scale_px: float = 5.0,
+                      steps: int = 3) -> list[CameraRig]:
+    """The cameras refitted on reweighted observations by a few Gauss-Newton steps from the
+    solution (the robust weights recomputed at each), camera 0's pose and the scale fixed.
+
+    Started at the solution of all the observations, the first step is the first-order change of
+    the solution; the next ones follow the robust loss's reweighting. A bootstrap replicate (with
+    ``reweight`` the count of each resampled frame's observations) costs ``steps`` reduced
+    systems instead of a whole damped adjustment.
+
+    Args:
+        rig, points2d (C, N, 2), weight (C, N), points3d (N, 3), refine, loss, loss_scale_px: the
+            solution and its observations, as in :func:`pose_covariance`.
+        reweight: (B, C, N) or (B, N) factors on ``weight``, one set per refit.
+        steps: Gauss-Newton steps per refit.
+
+    Returns:
+        B rigs (same names, sizes, order).
+    """
+    problem, conf, kept, x0 = _build(rig, points2d, weight, points3d, refine, True)
+    layout, C = problem.layout, len(rig)
+    B = _gauge_basis(layout, rig)
+    reweight = np.asarray(reweight, float)
+    if reweight.ndim == 2:
+        reweight = np.broadcast_to(reweight[:, None], (len(reweight), C, reweight.shape[1]))
+    rigs = []
+    for factor in reweight:
+        cb = conf * factor[:, kept][problem.cam_idx, problem.pt_idx]  # in the problem's order
+        x = x0.copy()
+        for _ in range(steps):
+            x = _gauss_newton_step(problem, len(kept), x, cb, loss, loss_scale_px, B)
+        rvec, t, K, dist, _ = layout.unpack(x)
+        rigs.append(CameraRig(c.replace(R=Rotation.from_rotvec(rvec[k]).as_matrix(), t=t[k],
+                                        K=K[k], dist=dist[k]) for k, c in enumerate(rig)))
+    return rigs
+
+
+def _gauss_newton_step(problem: _Problem, n_points: int, x: np.ndarray, conf: np.ndarray,
+                       loss: str, scale: float, B: np.ndarray) -> np.ndarray:
+    """x after one undamped, reweighted Gauss-Newton step on the cameras and points, the cameras'
+    step within the columns of ``B`` (:func:`_gauge_basis`)."""
+    e, Jc, Jp = problem.blocks(x)
+    norms = np.linalg.norm(e, axis=1)
+    w = conf * robust_weights(norms, loss, max(scale, 2.0 * float(np.median(norms))))
+    system = _Schur(problem, n_points, e, Jc, Jp, w)
+    S, b, Vinv, Wt = system.reduced(0.0)
+    dc = B @ np.linalg.lstsq(B.T @ S @ B, B.T @ b, rcond=1e-12)[0]
+    N = len(Vinv)
+    dp = np.einsum("nij,nj->ni", Vinv, -system.gp - (Wt.reshape(3 * N, -1) @ dc).reshape(N, 3))
+    return x + np.concatenate([dc, dp.ravel()])

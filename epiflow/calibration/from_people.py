@@ -31,11 +31,12 @@ import torch
 from epiflow.calibration.bundle_adjustment import INTRINSIC_PARAMETERS, bundle_adjust
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_rig
 from epiflow.calibration.input_checks import (HEIGHT_RANGE_M, check_keypoints,
-                                            check_subject_height, image_sizes)
+                                            check_subject_height, image_sizes, motion_spread)
 from epiflow.calibration.mirroring import apply_flips, relabel_flips
 from epiflow.calibration.per_frame import per_frame_poses
 from epiflow.calibration.relative_pose import correspondence_joints, pair_pose, reliable_mask
 from epiflow.calibration.triangulation import triangulate_linear
+from epiflow.calibration.verdict import Adjustment, Verdict, assess
 from epiflow.calibration.view_graph import chain_poses, check_connected, spanning_tree
 from epiflow.calibration.vanishing import vertical_from_lines
 from epiflow.calibration.world_frame import (ADULT_STATURE_SD_M, KnownDistance, scale_uncertainty,
@@ -96,6 +97,8 @@ class CalibrationConfig:
             default: on the Pose2Sim demo a relabelled mirrored frame is still placed with a
             bias, and leaving cam02's 29 such frames out brought the worst relative rotation
             from 1.46° to 1.10° of the lab's) or ``"relabel"`` them and keep them.
+        bootstrap: refits over resampled frames for the verdict's uncertainty
+            (:mod:`epiflow.calibration.verdict`; 0: the adjustment's covariance alone).
     """
 
     method: Literal["pooled", "per_frame"] = "pooled"
@@ -119,6 +122,7 @@ class CalibrationConfig:
     min_motion: float = field(default=0.05, metadata=limits(ge=0))
     seed: int = field(default=0, metadata=limits(ge=0))
     mirrored: Literal["drop", "relabel"] = "drop"
+    bootstrap: int = field(default=20, metadata=limits(ge=0))
     same_focal: bool = False
 
     def __post_init__(self):
@@ -152,12 +156,18 @@ class CalibrationResult:
             inspection; the pseudo-labels come from :mod:`epiflow.calibration.triangulation`).
         flips: (T, C, J) bool, the observations whose left/right labels were exchanged (joint j
             of camera c at frame t taken from its twin), in the keypoints' joint set.
+        adjustment: the last bundle adjustment (observations and solution, before the world
+            frame), which :mod:`epiflow.calibration.verdict` judges; None for ``per_frame``.
+        verdict: :class:`~epiflow.calibration.verdict.Verdict`: per-camera 95 % bounds and
+            ``good`` / ``doubtful`` / ``failed`` with the reasons (also ``report["verdict"]``).
     """
 
     rig: CameraRig
     report: dict
     points: np.ndarray = field(repr=False, default=None)
     flips: np.ndarray = field(repr=False, default=None)
+    adjustment: Adjustment | None = field(repr=False, default=None)
+    verdict: Verdict | None = None
 
 
 def guess_intrinsics(names: list[str], sizes: np.ndarray, focal_guess: float = 1.0) -> CameraRig:
@@ -288,6 +298,7 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
         refine = ()
     else:
         rig, flips, stats = _pooled(rig0, xy, valid, conf, perm, refine, config, names)
+    adjustment = stats.pop("adjustment", None)
     if flips.ndim == 2:
         flips = np.repeat(flips[..., None], xy.shape[2], axis=2)
     flips = _expand(flips, frames, keypoints.n_frames)
@@ -299,7 +310,9 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     report = _report(config, rig, refine, stats, flips, align, subject_height, warnings)
     report.update(world)
     report["warnings"] += scale_note
-    return CalibrationResult(rig, report, points, flips)
+    verdict = _verdict(adjustment, keypoints, rig, refine, report, config, intrinsics is not None)
+    report["verdict"] = verdict.to_dict()
+    return CalibrationResult(rig, report, points, flips, adjustment, verdict)
 
 
 def _world(rig, points, keypoints, subject_height, config, known_distance, scene):
@@ -341,6 +354,20 @@ def _person_box(keypoints: Keypoints, t: int, c: int, min_confidence: float):
     ok = keypoints.confidence[t, c] >= min_confidence
     xy = keypoints.xy[t, c][ok & np.isfinite(keypoints.xy[t, c]).all(-1)]
     return np.r_[xy.min(0), xy.max(0)] if len(xy) else None
+
+
+def _verdict(adjustment, keypoints: Keypoints, rig: CameraRig, refine, report: dict,
+             config: CalibrationConfig, intrinsics_given: bool) -> Verdict:
+    """The verdict on the cameras (:func:`epiflow.calibration.verdict.assess`): the motion is
+    judged against the default ``min_motion`` even when the check was relaxed."""
+    names = list(rig.names)
+    median = np.array([report["cameras"][n]["reprojection_error_px_median"] or np.nan
+                       for n in names], float)
+    seen = (keypoints.confidence >= config.min_confidence) & np.isfinite(keypoints.xy).all(-1)
+    implausible = [bool(_focal_warning(cam)) and "focal" in refine for cam in rig]
+    min_motion = max(config.min_motion, CalibrationConfig.min_motion)
+    return assess(adjustment, names, median, motion_spread(keypoints.xy, seen), min_motion,
+                  intrinsics_given, implausible, config.bootstrap, config.seed)
 
 
 def _expand(flips: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:
@@ -415,7 +442,9 @@ def _pooled(rig0, xy, valid, conf, perm, refine, config, names):
             flips = relabel_flips(rig, xy, use, flips, perm)
     stats = {"pairs": [_pair_stats(p, names) for p in pairs],
              "rejected_pairs": {f"{names[i]}-{names[j]}": r for (i, j), r in reasons.items()},
-             "errors_px": ba.errors_px, "converged": ba.success}
+             "errors_px": ba.errors_px, "converged": ba.success,
+             "adjustment": Adjustment(rig, x, w, ba.points.reshape(T, J, 3), tuple(refine),
+                                      config.loss, config.loss_scale_px)}
     return rig, flips, stats
 
 

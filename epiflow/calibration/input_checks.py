@@ -25,7 +25,7 @@ from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.keypoints import Keypoints, normalised_units
 
 __all__ = ["image_sizes", "check_keypoints", "check_subject_height", "motion_spread",
-           "check_rig"]
+           "check_rig", "relax_motion_hint"]
 
 MIN_FRAMES = 10  #: frames where two cameras see the person, at least
 MIN_JOINTS_SEEN = 6  #: confident joints that make a frame count as "sees the person"
@@ -96,6 +96,19 @@ def motion_spread(xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
         return np.nanmedian(spread, axis=1) / size
 
 
+def relax_motion_hint(spread: float) -> str:
+    """How to relax the motion check (the option, in each command's ``--set`` form) and what it
+    risks, for a capture whose smallest motion spread is ``spread``."""
+    value = max(np.floor(spread * 1000) / 1000, 0.0) if np.isfinite(spread) else 0.0
+    return (f"To calibrate anyway, lower the check's threshold min_motion (the "
+            f"CalibrationConfig option; [calibrate.people] min_motion in a run's config): "
+            f"'epiflow calibrate ... --set min_motion={value:g}', 'epiflow run ... --set "
+            f"calibrate.people.min_motion={value:g}'. That risks cameras several degrees off "
+            f"whose reprojection errors look as small as a good calibration's (a person nearly "
+            f"still gave cameras up to 20° off); the calibration's verdict then says doubtful: "
+            f"check it")
+
+
 def check_keypoints(keypoints: Keypoints, sizes: np.ndarray, config) -> list[str]:
     """Raise :class:`CalibrationError` on input that cannot be calibrated; return warnings.
 
@@ -145,7 +158,8 @@ def check_keypoints(keypoints: Keypoints, sizes: np.ndarray, config) -> list[str
             f"moving their arms" + (
                 f". Yet the person moves in cameras {moving}: with several people in view, the "
                 f"cameras may have followed different people (one person per camera is kept); "
-                f"give the cameras from a file, or 2D keypoints of one person" if moving else ""))
+                f"give the cameras from a file, or 2D keypoints of one person" if moving else "")
+            + ". " + relax_motion_hint(float(np.nanmin(spread))))
     return _length_warnings(frame_seen, names)
 
 

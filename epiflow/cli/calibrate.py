@@ -155,6 +155,7 @@ def _plain(value):
 def run(args) -> int:
     from epiflow.calibration.formats import load_rig, save_toml
     from epiflow.calibration.from_people import calibrate_from_people
+    from epiflow.calibration.verdict import verdict_lines, verdict_metadata
     from epiflow.cli import print_warnings
 
     outputs = {"--out": args.out, "the report beside --out": report_path(Path(args.out)),
@@ -174,12 +175,14 @@ def run(args) -> int:
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
-    save_toml(result.rig, out, {"method": f"from people ({config.method})"})
+    save_toml(result.rig, out, {"method": f"from people ({config.method})",
+                                **verdict_metadata(report["verdict"])})
     atomic_write_text(report_path(out), json.dumps(report, indent=2) + "\n")
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
               f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")
     print_warnings("calibrate", report["warnings"], args.videos or args.keypoints)
+    print("\n".join(verdict_lines(report["verdict"])))
     print(world_summary(report))
     print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
           f"-> {out}, report {report_path(out)}")

@@ -14,7 +14,7 @@ import numpy as np
 from epiflow.cli import print_warnings
 from epiflow.store import STAGES, PoseStore, Session
 
-__all__ = ["register", "run", "session_summary"]
+__all__ = ["register", "run", "session_summary", "verdict_summary"]
 
 
 def register(subparsers) -> None:
@@ -43,6 +43,7 @@ def session_summary(s: Session) -> dict:
            "reproj_px": _median((s.label_summary.get("median_reproj_px_per_camera")
                                  or {}).values()),
            "gt3d": s.gt3d is not None if "keypoints2d" in s.group else False,
+           "verdict": ((s.calibration.get("report") or {}).get("verdict") or {}).get("verdict"),
            "warnings": s.warnings}
     if "keypoints2d" in s.group and "pseudo3d_weight" in s.group:  # (not when cut short)
         out["coverage_2d"] = float((np.asarray(s.keypoints2d[..., 2]) > 0).mean())
@@ -100,6 +101,17 @@ def _people_lines(row: dict) -> list[str]:
                   "  used %: the person's labels that used the camera; reproj px: median "
                   "distance of its detections of the person to the labels' projection"]
     return lines
+
+
+def verdict_summary(s: Session) -> list[str]:
+    """The lines :func:`~epiflow.calibration.verdict.verdict_lines` prints for the verdict on a
+    session's cameras calibrated from people, headed by the session; [] for given cameras."""
+    from epiflow.calibration.verdict import verdict_lines
+    verdict = (s.calibration.get("report") or {}).get("verdict")
+    if not verdict:
+        return []
+    return [f"session {s.id}: " + line if i == 0 else line
+            for i, line in enumerate(verdict_lines(verdict))]
 
 
 def _fmt(v, spec="") -> str:
@@ -162,6 +174,9 @@ def run(args) -> int:
     print(f"store {store.url}: {len(rows)} session{plural}, {n_done} complete ({frames} frames); "
           f"stages {', '.join(STAGES)}")
     print(_table(rows))
+    for s in store.sessions():
+        print("\n".join(verdict_summary(s)) or f"session {s.id}: cameras not from people "
+              f"({s.calibration.get('method') or 'not calibrated'}): no verdict")
     for r in rows:
         print_warnings("inspect", r["warnings"], f"session {r['session']}")
     for name, problem in damaged.items():

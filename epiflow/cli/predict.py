@@ -5,7 +5,10 @@ The npz gets ``points3d (T, J, 3)``: root-relative metres in that camera's frame
 joints (``joint_set``), NaN where the person was not seen; a PNG of a few frames is written
 beside it. ``--video`` detects the person with MediaPipe first. ``--calibration`` gives the
 camera's intrinsics (any calibration file ``epiflow triangulate`` reads); without it a centred
-pinhole is assumed.
+pinhole is assumed (and said). By default the prediction is adapted to the footage's own 2D
+(the person's position aligned to the training data's, then test-time optimisation: reprojection,
+constant bone lengths, smooth motion, weighted by the model's per-joint uncertainty);
+``--no-adapt`` gives the model's plain prediction, faster.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", help="calibration file with that camera's intrinsics (camera "
                                          "TOML, Qualisys, caliscope or Shelf; checked when read)")
     p.add_argument("--out", required=True, help="output npz (a PNG is written beside it)")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="the model's plain prediction: no alignment of the person's position, no "
+                        "test-time optimisation on the video's own 2D (faster)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.set_defaults(func=run)
 
@@ -47,9 +53,11 @@ def run(args) -> int:
         if not args.camera:
             raise ValueError("--keypoints needs --camera NAME (which camera's keypoints to lift)")
         check_input(checkpoint, f"--keypoints {args.keypoints}", has_images=False)
-        pred = predict_npz(checkpoint, args.keypoints, args.camera, args.calibration)
+        pred = predict_npz(checkpoint, args.keypoints, args.camera, args.calibration,
+                           adapt=not args.no_adapt)
     else:
-        pred = predict_video(checkpoint, args.video, args.calibration, args.camera)
+        pred = predict_video(checkpoint, args.video, args.calibration, args.camera,
+                             adapt=not args.no_adapt)
     from epiflow.cli import print_warnings
     print_warnings("predict", pred.warnings, args.video or args.keypoints)
     npz, png = save_prediction(pred, args.out, plot=not args.no_plot)

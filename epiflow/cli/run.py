@@ -19,7 +19,7 @@ from epiflow.cli import non_negative_float, positive_int
 from epiflow.config import apply_overrides
 from epiflow.outputs import check_outputs_not_inputs
 
-__all__ = ["register", "run", "config_from_args", "check_paths"]
+__all__ = ["register", "run", "config_from_args", "check_paths", "print_verdicts"]
 
 
 def register(subparsers) -> None:
@@ -147,6 +147,17 @@ def check_paths(args) -> None:
                              f"expected {what}")
 
 
+def print_verdicts(store_url: str, sessions) -> None:
+    """The verdict on each session's cameras calibrated from people in this run."""
+    from epiflow.cli.inspect import verdict_summary
+    from epiflow.store import PoseStore
+    store = PoseStore.open(store_url)
+    for sid, info in sessions.items():
+        if info.get("status") != "failed":
+            print("\n".join(verdict_summary(store.session(sid))) or
+                  f"session {sid}: cameras not from people: no verdict")
+
+
 def run(args) -> int:
     check_paths(args)
     from epiflow.cli import print_warnings
@@ -165,6 +176,7 @@ def run(args) -> int:
         raise FileNotFoundError(f"{err} (relative paths in {args.config} are taken from its "
                                 f"folder, {folder}, not from where the command runs)") from None
     print(report.table())
+    print_verdicts(cfg.out, report.sessions)
     print_warnings("run", report.warnings)
     print(f"store: {cfg.out}\nreport: {report_url(cfg.out, cfg.report)}")
     return 1 if report.failures else 0

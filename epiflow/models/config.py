@@ -15,6 +15,7 @@ from typing import Literal
 from torch import nn
 
 from epiflow.config import ConfigError, apply_overrides, check_limits, limits, load_config
+from epiflow.models.augment import AugmentConfig
 from epiflow.models.image_model import EpipolarImageModel, ImageModelConfig
 from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransformerLifter,
                                     TransformerConfig)
@@ -72,7 +73,8 @@ class DataConfig:
     truth, the supervised upper bound); ``val_sessions`` or else the last ``val_fraction`` of the
     sessions validate; ``views``: give the model every camera of an instant (needed by
     ``loss.multiview``); ``mirror``: mirror half of the training samples left/right
-    (:func:`epiflow.models.data.mirror_batch`).
+    (:func:`epiflow.models.data.mirror_batch`); ``augment``: new training sequences from each
+    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`, off by default).
     """
 
     store: str = ""
@@ -84,6 +86,7 @@ class DataConfig:
     joint_set: str = "h36m17"
     views: bool = False
     mirror: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,10 @@ class ExperimentConfig:
         if self.data.joint_set not in JOINT_SETS:
             raise ConfigError(f"config key 'data.joint_set': expected one of {list(JOINT_SETS)}, "
                               f"got {self.data.joint_set!r}")
+        if self.data.augment.copies > 0 and self.data.views:
+            raise ConfigError("config key 'data.augment.copies' > 0 films each copy with "
+                              "unrelated virtual cameras, which multi-view samples (data.views = "
+                              "true) cannot use; set one of them off")
         if self.loss.multiview > 0 and not self.data.views:
             raise ConfigError("config key 'loss.multiview' > 0 needs data.views = true (samples "
                               "with every camera of an instant)")

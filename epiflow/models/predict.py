@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_camera_names
+from epiflow.models.adapt import AdaptConfig, adapt_sequence, run_windows
 from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
                                        load_model)
 from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["Prediction", "default_camera", "lift_sequence", "predict_keypoints", "predict_npz",
+__all__ = ["Prediction", "default_camera", "lift_sequence", "check_sequence", "predict_keypoints", "predict_npz",
            "predict_video", "save_prediction"]
 
 
@@ -59,14 +60,7 @@ def lift_sequence(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np
         (T, J, 3) float32 root-relative metres.
     """
     model.eval()
-    device = next(model.parameters()).device
-    T, W = len(x), model.input_window
-    idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
-    out = []
-    for start in range(0, T, batch_size):
-        windows = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))
-        out.append(model(windows.to(device)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.n_joints, 3), np.float32)
+    return run_windows(model, x, batch_size)
 
 
 def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray:
@@ -79,12 +73,16 @@ def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray
 
 
 def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camera,
-                      model_joint_set: str = "h36m17") -> np.ndarray:
+                      model_joint_set: str = "h36m17", adapt: AdaptConfig | None = None,
+                      fps: float | None = None) -> np.ndarray:
     """3D poses from one camera's 2D keypoints with a lifter.
 
     Args:
         keypoints: (T, J_src, 3) pixels and confidence of ``joint_set``.
         camera: the camera that saw them (intrinsics and distortion are used).
+        adapt: adapt to this sequence's own 2D (:func:`~epiflow.models.adapt.adapt_sequence`:
+            position alignment, test-time optimisation), or None: the model's plain prediction.
+        fps: the footage's frame rate (for the smoothness term of the adaptation).
 
     Returns:
         (T, J, 3) root-relative metres in the camera's frame, ``model_joint_set`` joints; NaN
@@ -95,8 +93,11 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
     kp = _canonical(np.asarray(keypoints, np.float64), joint_set, model_joint_set)
     root = get_joint_set(model_joint_set).parents.index(-1)
     uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
-    pred = lift_sequence(model, normalize_keypoints(uv, root))
     seen = np.isfinite(uv[:, root]).all(-1) & (kp[:, root, 2] > 0)
+    if adapt is not None:
+        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps)
+    else:
+        pred = lift_sequence(model, normalize_keypoints(uv, root))
     pred[~seen] = np.nan
     return pred
 
@@ -107,11 +108,13 @@ def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
     return load_model(ckpt, device=device), ckpt
 
 
-def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Prediction:
+def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
+                adapt: bool | AdaptConfig = True) -> Prediction:
     """Predict from a keypoints npz (:mod:`epiflow.keypoints`) for camera ``camera_name``.
 
     Args:
         calibration: a camera TOML holding that camera, or None (see the module docstring).
+        adapt: adapt to the sequence's own 2D (True: :class:`AdaptConfig`'s defaults), or not.
     """
     from epiflow.datasets.io import load_keypoints
     kp = load_keypoints(npz_path)  # checked (units, confidences...) before the model loads
@@ -124,9 +127,16 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None) -> Pre
     camera_name = kp.camera_names[c]
     camera, warnings = _camera(calibration, camera_name, tuple(kp.image_size[c]),
                                f"--keypoints {npz_path}")
+    check_sequence(model, kp.data[:, c], f"--keypoints {npz_path} camera {camera_name!r}")
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
-                               ckpt.config.data.joint_set)
+                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps)
     return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings))
+
+
+def _adapt(adapt: bool | AdaptConfig) -> AdaptConfig | None:
+    if isinstance(adapt, AdaptConfig):
+        return adapt
+    return AdaptConfig() if adapt else None
 
 
 def _video_crops(frames: np.ndarray, keypoints: np.ndarray, size: int) -> np.ndarray:
@@ -154,7 +164,13 @@ def _camera(calibration, name: str, size: tuple[int, int], images: str
     a warning, another size or aspect an error naming both sizes and both files), or the
     :func:`default_camera` without a calibration; and the warnings."""
     if not calibration:
-        return default_camera(name, size), []
+        cam = default_camera(name, size)
+        fov = np.degrees(2 * np.arctan(0.5 * max(size) / cam.K[0, 0]))
+        return cam, [f"{images}: no calibration given, so the camera's intrinsics are unknown; "
+                     f"assumed a pinhole without distortion, principal point at the image centre, "
+                     f"focal length {cam.K[0, 0]:.0f} px (the larger image side: a "
+                     f"{fov:.0f} deg field of view across it). Give --calibration FILE for the "
+                     f"exact camera (a wide or distorting lens is off by more)"]
     from epiflow.calibration.from_people import fit_sizes
     camera = _calibrated_camera(calibration, name)
     try:
@@ -164,23 +180,48 @@ def _camera(calibration, name: str, size: tuple[int, int], images: str
     return rig[0], warnings
 
 
+def check_sequence(model: nn.Module, keypoints: np.ndarray, source: str,
+                   n_frames: int | None = None) -> None:
+    """Refuse a sequence the model cannot lift: nobody detected in any frame, or fewer frames
+    than the model's window.
+
+    Args:
+        keypoints: (T, J, 3) pixels and confidence (0 = missing). source: names the data.
+        n_frames: the video's frame count, when it is one.
+    """
+    T = len(keypoints) if n_frames is None else n_frames
+    found = int((np.nan_to_num(keypoints[..., 2]) > 0).any(-1).sum())
+    if found == 0:
+        raise ValueError(f"{source}: no person was detected in any of its {T} frames; give a "
+                         f"video where one person is in view (the whole body, lit, not too small)")
+    W = getattr(model, "input_window", 1)
+    if W > T:
+        raise ValueError(f"{source} has {T} frames, fewer than the {W}-frame window the model "
+                         f"reads; give a video of at least {W} frames, or a model with a shorter "
+                         f"window (a per-frame model: model.name = 'mlp')")
+
+
 @torch.no_grad()
 def predict_video(checkpoint, video, calibration=None, camera_name: str | None = None,
-                  detector=None) -> Prediction:
+                  detector=None, adapt: bool | AdaptConfig = True) -> Prediction:
     """Detect the person in a video with MediaPipe and predict 3D poses (lifters from the 2D
-    keypoints; the image model from person crops around them)."""
+    keypoints, adapted to the video unless ``adapt`` is False; the image model from person crops
+    around them)."""
     from epiflow.detection.detectors import MediaPipeDetector, read_frames, video_info
     model, ckpt = _model_for(checkpoint)
+    detector = detector or MediaPipeDetector()
+    check_input(ckpt, f"--video {video}", joint_set=detector.joint_set, has_images=True)
     info = video_info(video)
     name = camera_name or Path(video).stem
     # the camera is checked (in the file, of the video's size) before minutes of detection
     camera, warnings = _camera(calibration, name, info.size, f"--video {video}")
     frames = read_frames(video)
-    detector = detector or MediaPipeDetector()
     kp = detector(frames)
+    check_sequence(model, kp, f"--video {video}")
     js = ckpt.config.data.joint_set
     if model.input_kind == "keypoints":
-        points = predict_keypoints(model, kp, detector.joint_set, camera, js)
+        points = predict_keypoints(model, kp, detector.joint_set, camera, js, _adapt(adapt),
+                                   info.fps or None)
     else:
         crops = _video_crops(frames, kp, model.config.image_size)
         device = next(model.parameters()).device

@@ -29,6 +29,7 @@ from epiflow.models import losses as L
 from epiflow.models import metrics as M
 from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_checkpoint,
                                        set_rng_state)
+from epiflow.models.augment import augment_sessions
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
                                  prepare_session, split_sessions)
@@ -120,11 +121,15 @@ def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
     train_ids, val_ids = split_sessions(names, cfg.data.val_fraction, cfg.data.val_sessions)
     window = build_model(cfg.model, len(get_joint_set(cfg.data.joint_set))).input_window
 
-    def dataset(ids):
-        prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set)
-                    for s in sessions if s.session_id in ids]
+    def dataset(ids, augment=False):
+        chosen = [s for s in sessions if s.session_id in ids]
+        if augment:  # new sequences from the training labels, virtual cameras (models.augment)
+            chosen = augment_sessions(chosen, cfg.data.augment, cfg.data.labels,
+                                      cfg.data.joint_set, cfg.train.progress)
+        prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set) for s in chosen]
         return PoseDataset(prepared, window, cfg.data.views, images=image)
-    return TrainData(dataset(train_ids), dataset(val_ids) if val_ids else None, cfg.data.joint_set)
+    return TrainData(dataset(train_ids, augment=not image), dataset(val_ids) if val_ids else None,
+                     cfg.data.joint_set)
 
 
 def make_loader(dataset: PoseDataset, cfg: ExperimentConfig, device: torch.device,

@@ -1,0 +1,233 @@
+"""Monocular 3D on real video: the four Pose2Sim demo videos, each predicted alone (issue 14).
+
+    python benchmarks/real_video.py [--configs configs/real_video_mlp.toml ...] [--redetect]
+                                    [--retrain] [--json out.json]
+
+For every recipe given (default: the label-free ``configs/cmu_selfsup_mlp.toml`` as it was, and
+``configs/real_video_mlp.toml``, the recipe ``predict`` should use), the model is trained (on CMU
+pseudo-labels only: never on the demo videos, their 2D or anything triangulated from them; cached
+under ``benchmarks/out/real_video/<recipe>/``, ``--retrain`` redoes it) and then applied the way
+``epiflow predict --video camXX.mp4 --calibration Calib_qualisys.toml`` applies it
+(:func:`epiflow.models.predict.predict_video`), to each video alone, with adaptation (the
+default: global position alignment and test-time optimisation on the video's own 2D) and without
+(``--no-adapt``). MediaPipe's 2D is detected once and cached (``--redetect``).
+
+The reference: the shipped OpenPose BODY_25B 2D of the same trial triangulated with the lab's
+marker-based calibration (``triangulate_sequence``), mapped to the canonical joints. Scored per
+camera in that camera's frame, root-relative at the mid-hip, on the 12 arm and leg joints
+(shoulders, elbows, wrists, hips, knees, ankles), over the frames both have: MPJPE and P-MPJPE
+(Procrustes: rotation, scale, translation per frame), millimetres.
+
+Peer: MediaPipe's own 3D (``pose_world_landmarks``: metres, origin at the mid-hip, axes of the
+camera) on the same videos, scored alike. Published context: EpipolarPose's self-supervised
+model, 76.6 mm MPJPE on Human3.6M, in its own domain (not this data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EPIFLOW_DATA", REPO.parent / "shared" / "data"))
+DEMO = DATA / "pose2sim_demo"
+VIDEOS = DEMO / "single_person" / "videos"
+LAB = DEMO / "calibration" / "Calib_qualisys.toml"
+OUT = REPO / "benchmarks" / "out" / "real_video"
+CAMERAS = ("cam01", "cam02", "cam03", "cam04")
+LIMBS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+         "l_hip", "l_knee", "l_ankle", "r_hip", "r_knee", "r_ankle")
+DEFAULT_CONFIGS = ("configs/cmu_selfsup_mlp.toml", "configs/real_video_mlp.toml")
+PUBLISHED_EPIPOLARPOSE_MM = 76.6
+TARGET_MPJPE, TARGET_PMPJPE = 70.0, 50.0
+
+
+def detections(camera: str, redetect: bool = False) -> dict:
+    """MediaPipe on one demo video, cached: ``keypoints (T, 33, 3)`` pixels + visibility (what
+    ``predict_video``'s detector returns) and ``world (T, 33, 3)`` its 3D world landmarks."""
+    cache = OUT / f"{camera}_mediapipe.npz"
+    if cache.is_file() and not redetect:
+        return dict(np.load(cache))
+    import mediapipe as mp
+
+    from epiflow.detection.detectors import read_frames
+    frames = read_frames(VIDEOS / f"{camera}.mp4")
+    h, w = frames.shape[1:3]
+    kp = np.full((len(frames), 33, 3), np.nan)
+    kp[..., 2] = 0
+    world = np.full((len(frames), 33, 3), np.nan)
+    with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1,
+                                min_detection_confidence=0.5,
+                                min_tracking_confidence=0.5) as model:
+        for i, frame in enumerate(frames):
+            r = model.process(frame)
+            if r.pose_landmarks is None:
+                continue
+            kp[i] = [(p.x * w, p.y * h, p.visibility) for p in r.pose_landmarks.landmark]
+            world[i] = [(p.x, p.y, p.z) for p in r.pose_world_landmarks.landmark]
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, keypoints=kp, world=world, size=np.array([w, h]))
+    return {"keypoints": kp, "world": world, "size": np.array([w, h])}
+
+
+class CachedDetector:
+    """A detector for ``predict_video`` that answers with cached MediaPipe keypoints."""
+
+    joint_set = "blazepose33"
+
+    def __init__(self, keypoints: np.ndarray):
+        self.keypoints = keypoints
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if len(frames) != len(self.keypoints):
+            raise ValueError(f"cached keypoints have {len(self.keypoints)} frames, the video "
+                             f"{len(frames)}: rerun with --redetect")
+        return self.keypoints
+
+
+def reference() -> dict[str, np.ndarray]:
+    """The lab reference per camera: (T, 17, 3) h36m17, metres, root-relative at the mid-hip,
+    in that camera's frame (OpenPose BODY_25B triangulated with the lab calibration)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.calibration.triangulation import triangulate_sequence
+    from epiflow.datasets.openpose import read_openpose
+    from epiflow.skeleton import map_to_h36m
+    rig = load_rig(LAB)
+    kp = read_openpose(DEMO / "openpose_body25b_single_person")
+    tri = triangulate_sequence(rig, kp, joint_set=kp.joint_set)
+    X = map_to_h36m(tri.points, kp.joint_set, confidence=False)             # (T, 17, 3) world
+    out = {}
+    for name, cam in zip(kp.camera_names, rig.subset(["cam_01", "cam_02", "cam_03", "cam_04"])):
+        Xc = X @ cam.R.T
+        out[name] = Xc - _midhip(Xc)
+    return out
+
+
+def _midhip(points: np.ndarray) -> np.ndarray:
+    from epiflow.skeleton import get_joint_set
+    js = get_joint_set("h36m17")
+    return 0.5 * (points[:, [js.index("l_hip")]] + points[:, [js.index("r_hip")]])
+
+
+def score(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(MPJPE, P-MPJPE) in mm on the 12 limb joints, root-relative at the mid-hip, over the frames
+    both have."""
+    from epiflow.models.metrics import mpjpe, p_mpjpe
+    from epiflow.skeleton import get_joint_set
+    idx = [get_joint_set("h36m17").index(j) for j in LIMBS]
+    pred = pred - _midhip(pred)
+    ok = np.isfinite(pred[:, idx]).all((1, 2)) & np.isfinite(ref[:, idx]).all((1, 2))
+    return (1000 * mpjpe(pred[ok][:, idx], ref[ok][:, idx]),
+            1000 * p_mpjpe(pred[ok][:, idx], ref[ok][:, idx]))
+
+
+def mediapipe_world_h36m(world: np.ndarray) -> np.ndarray:
+    """MediaPipe's world landmarks (T, 33, 3) on the canonical joints."""
+    from epiflow.skeleton import map_to_h36m
+    conf = np.where(np.isfinite(world).all(-1), 1.0, 0.0)[..., None]
+    return map_to_h36m(np.concatenate([world, conf], -1), "blazepose33", confidence=True)[..., :3]
+
+
+def train_recipe(config: str, retrain: bool) -> Path:
+    """The recipe's checkpoint, trained into benchmarks/out/real_video/<stem>/ unless there."""
+    from dataclasses import replace
+
+    from epiflow.models.config import load_experiment
+    from epiflow.models.train import ensure_store, train
+    from epiflow.store import StoreError
+    out = OUT / Path(config).stem
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file() and not retrain:
+        return ckpt
+    t0 = time.perf_counter()
+    cfg = load_experiment(REPO / config)
+    try:
+        ensure_store(cfg)
+    except StoreError as err:  # the pipeline's settings grew since the store was built
+        if "other settings" not in str(err):
+            raise
+        print(f"note: {err}; training on the store as it is")
+    cfg = replace(cfg, data=replace(cfg.data, source=replace(cfg.data.source, kind="store")))
+    train(cfg, out, resume=False)
+    print(f"trained {config} in {time.perf_counter() - t0:.0f} s -> {ckpt}")
+    return ckpt
+
+
+def evaluate(checkpoint, refs: dict, dets: dict, adapt: bool) -> dict[str, tuple[float, float]]:
+    """Per camera (MPJPE, P-MPJPE): ``predict_video`` on each video alone."""
+    from epiflow.models.checkpoint import load_checkpoint
+    from epiflow.models.predict import predict_video
+    ckpt = load_checkpoint(checkpoint)
+    out = {}
+    for cam in CAMERAS:
+        pred = predict_video(ckpt, VIDEOS / f"{cam}.mp4", LAB, cam,
+                             detector=CachedDetector(dets[cam]["keypoints"]), adapt=adapt)
+        out[cam] = score(pred.points3d, refs[cam])
+    return out
+
+
+def _row(name: str, scores: dict) -> dict:
+    m = np.mean([v[0] for v in scores.values()])
+    p = np.mean([v[1] for v in scores.values()])
+    return {"name": name, "per_camera": scores, "mpjpe": float(m), "p_mpjpe": float(p)}
+
+
+def print_table(rows: list[dict], peer: dict) -> None:
+    cams = " | ".join(f"{c} MPJPE / P" for c in CAMERAS)
+    print(f"\n| model | adaptation | {cams} | mean MPJPE | mean P-MPJPE | MPJPE / peer | "
+          f"P-MPJPE / peer |")
+    print("|" + "---|" * (len(CAMERAS) + 6))
+    for r in rows + [peer]:
+        per = " | ".join(f"{r['per_camera'][c][0]:.0f} / {r['per_camera'][c][1]:.0f}"
+                         for c in CAMERAS)
+        print(f"| {r['name']} | {r.get('adapt', '-')} | {per} | {r['mpjpe']:.1f} | "
+              f"{r['p_mpjpe']:.1f} | {r['mpjpe'] / peer['mpjpe']:.2f} | "
+              f"{r['p_mpjpe'] / peer['p_mpjpe']:.2f} |")
+    print(f"| EpipolarPose (published, Human3.6M, own domain) | - | " + " | ".join(
+        "-" for _ in CAMERAS) + f" | {PUBLISHED_EPIPOLARPOSE_MM} | - | - | - |")
+    print(f"\ntarget: mean MPJPE <= {TARGET_MPJPE:.0f} mm and mean P-MPJPE <= "
+          f"{TARGET_PMPJPE:.0f} mm")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
+                    help="training recipes (relative to the repository)")
+    ap.add_argument("--redetect", action="store_true", help="rerun MediaPipe, ignore the cache")
+    ap.add_argument("--retrain", action="store_true", help="retrain the recipes")
+    ap.add_argument("--json", help="also write the table here")
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)
+    if not VIDEOS.is_dir():
+        print(f"no Pose2Sim demo under {DEMO} (set EPIFLOW_DATA)")
+        return 1
+    dets = {c: detections(c, args.redetect) for c in CAMERAS}
+    refs = reference()
+    peer = _row("MediaPipe world landmarks (peer)",
+                {c: score(mediapipe_world_h36m(dets[c]["world"]), refs[c]) for c in CAMERAS})
+    rows = []
+    for config in args.configs:
+        ckpt = train_recipe(config, args.retrain)
+        for adapt in (False, True):
+            t0 = time.perf_counter()
+            row = _row(Path(config).stem, evaluate(ckpt, refs, dets, adapt))
+            row["adapt"] = "yes" if adapt else "no"
+            row["seconds"] = time.perf_counter() - t0
+            rows.append(row)
+            print(f"{row['name']} adapt={row['adapt']}: {row['mpjpe']:.1f} / "
+                  f"{row['p_mpjpe']:.1f} mm ({row['seconds']:.1f} s for 4 videos)", flush=True)
+    print_table(rows, peer)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "peer": peer}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,280 @@
+"""Adapting a lifter's prediction to the video being predicted, without labels (issue 14).
+
+Only the 2D of that video is used:
+
+- **global position alignment** (:func:`align_positions`, after PoseDA's GPA): the training data
+  sees the person near the optical axis; a person filmed off centre (a phone held low, a person
+  at the edge of a wide lens) is seen at another angle. A pure camera rotation maps rays to rays,
+  so the sequence's rays are rotated (about the camera centre) until the person's median root ray
+  is the optical axis, lifted there, and the prediction is rotated back: the same geometry, the
+  training data's position distribution;
+- **uncertainty** (:func:`predict_with_uncertainty`): the model's per-joint spread over
+  Monte-Carlo dropout passes (its own ``predict_with_uncertainty`` when it has one, e.g. a
+  multi-hypothesis lifter), metres;
+- **test-time optimisation** (:func:`optimise_sequence`, after UAO): the sequence's 3D poses are
+  refined to reproject onto the 2D (confidence-weighted, robust), to keep every bone at one length
+  over the video and to move smoothly, while a prior keeps each joint near the model's prediction
+  with a weight of 1 / its uncertainty²: confident joints stay, uncertain ones follow the 2D.
+
+:func:`adapt_sequence` runs the three; :mod:`epiflow.models.predict` calls it unless told not to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from epiflow.models.data import normalize_keypoints
+from epiflow.models.losses import root_translation
+from epiflow.skeleton import get_joint_set
+
+__all__ = ["AdaptConfig", "centre_rotation", "rotate_rays", "align_positions",
+           "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence", "bone_lengths"]
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """What :func:`adapt_sequence` does.
+
+    Attributes:
+        align: global position alignment (rotate the rays to put the person on the axis).
+        samples: Monte-Carlo dropout passes for the per-joint uncertainty (0: a fixed 50 mm).
+        steps: test-time optimisation steps (0: none).
+        reprojection, bone, smooth, prior: weights of the TTO terms (:func:`optimise_sequence`).
+        sigma_2d: expected 2D error, in units of the person's 2D size.
+        bone_sigma: expected relative spread of a bone's length over time.
+        accel_sigma: expected joint acceleration, m/s² (45 m/s²: 5 cm/frame² at 30 fps).
+        min_sigma_m: floor of the per-joint uncertainty, metres.
+        lr: the optimiser's step, metres.
+    """
+
+    align: bool = True
+    samples: int = 16
+    steps: int = 150
+    reprojection: float = 1.0
+    bone: float = 1.0
+    smooth: float = 1.0
+    prior: float = 1.0
+    sigma_2d: float = 0.03
+    bone_sigma: float = 0.02
+    accel_sigma: float = 45.0
+    min_sigma_m: float = 0.02
+    lr: float = 0.005
+
+
+def centre_rotation(ray: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation R with ``R @ ray`` on the optical axis (0, 0, +z): a pan about the camera's
+    y axis, then a tilt about its x axis (the image's horizon stays horizontal).
+
+    Args:
+        ray: (3,) a direction in the camera frame with z > 0.
+    """
+    x, y, z = np.asarray(ray, np.float64) / np.linalg.norm(ray)
+    pan = np.arctan2(x, z)
+    c, s = np.cos(pan), np.sin(pan)
+    Ry = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])               # takes x to 0
+    r1 = Ry @ np.array([x, y, z])
+    tilt = np.arctan2(r1[1], r1[2])
+    c, s = np.cos(tilt), np.sin(tilt)
+    Rx = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])               # takes y to 0
+    return Rx @ Ry
+
+
+def rotate_rays(uv: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Normalised image coordinates (..., 2) seen by the camera rotated by R: (..., 2)."""
+    rays = np.concatenate([uv, np.ones_like(uv[..., :1])], -1) @ R.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return rays[..., :2] / rays[..., 2:3]
+
+
+def align_positions(uv: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sequence's rays rotated so that the median root ray is the optical axis.
+
+    Args:
+        uv: (T, J, 2) undistorted normalised image coordinates; NaN = missing.
+
+    Returns:
+        (T, J, 2) the rotated coordinates and R (3, 3): a pose P predicted from them is
+        ``P @ R`` (= R^T P) in the real camera's frame.
+    """
+    seen = np.isfinite(uv[:, root]).all(-1)
+    if not seen.any():
+        return uv, np.eye(3)
+    u, v = np.median(uv[seen, root], axis=0)
+    R = centre_rotation(np.array([u, v, 1.0]))
+    return rotate_rays(uv, R), R
+
+
+def _dropout_on(model: nn.Module) -> list[nn.Module]:
+    drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    for m in drops:
+        m.train()
+    return drops
+
+
+@torch.no_grad()
+def predict_with_uncertainty(model: nn.Module, x: np.ndarray, samples: int = 16,
+                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A lifter's prediction and per-joint uncertainty on a sequence.
+
+    Args:
+        x: (T, J, 2) the normalised lifter input (:func:`normalize_keypoints`).
+        samples: Monte-Carlo dropout passes (a model with its own ``predict_with_uncertainty(x)``
+            answers itself).
+
+    Returns:
+        (T, J, 3) prediction (the deterministic pass), metres, and (T, J) uncertainty: the RMS
+        distance of the passes from their mean, metres (zeros when the model has no dropout).
+    """
+    if hasattr(model, "predict_with_uncertainty"):
+        return model.predict_with_uncertainty(x)
+    model.eval()
+    pred = run_windows(model, x)
+    if samples <= 0:
+        return pred, np.zeros(pred.shape[:2], np.float32)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model.eval()
+        drops = _dropout_on(model)
+        if not drops:
+            return pred, np.zeros(pred.shape[:2], np.float32)
+        runs = np.stack([run_windows(model, x) for _ in range(samples)])
+    finally:
+        model.eval()
+        torch.random.set_rng_state(state)
+    spread = np.sqrt(np.square(runs - runs.mean(0)).sum(-1).mean(0))
+    return pred, spread.astype(np.float32)
+
+
+@torch.no_grad()
+def run_windows(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """A lifter over a sequence, each frame with its window of ``model.input_window`` frames
+    (edges repeat the end frames), in the model's current mode (dropout on when training).
+
+    Args:
+        x: (T, J, 2) normalised lifter input.
+
+    Returns:
+        (T, J, 3) float32 root-relative metres.
+    """
+    device = next(model.parameters()).device
+    T, W = len(x), model.input_window
+    idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
+    out = []
+    for start in range(0, T, batch_size):
+        windows = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))
+        out.append(model(windows.to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.n_joints, 3), np.float32)
+
+
+def bone_lengths(points, joint_set: str = "h36m17"):
+    """(..., B) the lengths of the kinematic tree's bones of (..., J, 3) poses (numpy or torch)."""
+    bones = np.array(get_joint_set(joint_set).bones)
+    d = points[..., bones[:, 1], :] - points[..., bones[:, 0], :]
+    if isinstance(d, torch.Tensor):
+        return d.square().sum(-1).add(1e-12).sqrt()
+    return np.linalg.norm(d, axis=-1)
+
+
+@torch.enable_grad()
+def optimise_sequence(pred: np.ndarray, sigma: np.ndarray, uv: np.ndarray, conf: np.ndarray,
+                       joint_set: str = "h36m17", cfg: AdaptConfig = AdaptConfig(),
+                       fps: float = 30.0) -> np.ndarray:
+    """Refine a predicted sequence against its own 2D (module docstring, after UAO).
+
+    Minimises, over root-relative poses P (T, J, 3) and root positions t (T, 3), the sum of
+    four terms, each a mean of squared residuals over their expected size:
+
+    - reprojection: ``c · huber(|π(P + t) - uv| / (s · sigma_2d))`` with s the person's 2D size
+      (RMS spread of the joints about the root) and c the 2D confidence;
+    - bone: the variance over time of each bone's length relative to its mean, over
+      ``bone_sigma²``;
+    - smooth: the squared acceleration of the joints (m/s², at ``fps``) over ``accel_sigma²``;
+    - prior: ``|P - P0|² / σ²`` with σ the per-joint uncertainty (floored at ``min_sigma_m``).
+
+    Args:
+        pred: (T, J, 3) the model's root-relative prediction P0, metres, camera frame; frames
+            with NaN are left as they are.
+        sigma: (T, J) its uncertainty, metres. uv: (T, J, 2) undistorted normalised image
+            coordinates (NaN = missing). conf: (T, J) 2D confidences.
+
+    Returns:
+        (T, J, 3) the refined poses, root-relative (root at 0).
+    """
+    if cfg.steps <= 0:
+        return pred
+    js = get_joint_set(joint_set)
+    root = js.parents.index(-1)
+    ok = np.isfinite(pred).all((1, 2)) & np.isfinite(uv[:, root]).all(-1)
+    if ok.sum() < 1:
+        return pred
+    P0 = torch.from_numpy(pred[ok].astype(np.float64))
+    obs = torch.from_numpy(np.nan_to_num(uv[ok]).astype(np.float64))
+    w = torch.from_numpy(np.where(np.isfinite(uv[ok]).all(-1), np.nan_to_num(conf[ok]), 0.0))
+    sig = torch.from_numpy(np.maximum(np.nan_to_num(sigma[ok], nan=1.0), cfg.min_sigma_m))
+    rel = obs - obs[:, root:root + 1]
+    size = (rel.square().sum(-1) * (w > 0)).sum(-1).div((w > 0).sum(-1).clamp_min(1)).sqrt()
+    size = size.clamp_min(1e-4)[:, None]
+    t0 = root_translation(P0, obs, w)
+    t0[:, 2] = t0[:, 2].clamp_min(0.5)
+    delta = torch.zeros_like(P0, requires_grad=True)
+    t = t0.clone().requires_grad_(True)
+    mask = torch.ones_like(P0[..., :1])
+    mask[:, root] = 0
+    opt = torch.optim.Adam([delta, t], lr=cfg.lr)
+    for _ in range(cfg.steps):
+        opt.zero_grad()
+        P = P0 + delta * mask
+        loss = _tto_loss(P, P0, t, obs, w, size, sig, js, cfg, fps)
+        loss.backward()
+        opt.step()
+    out = np.array(pred, dtype=np.float64)
+    out[ok] = (P0 + delta.detach() * mask).numpy()
+    return out.astype(pred.dtype)
+
+
+def _tto_loss(P, P0, t, obs, w, size, sig, js, cfg: AdaptConfig, fps: float) -> torch.Tensor:
+    """Each term a mean of squared residuals over their expected size (so 1 is typical)."""
+    cam = P + t[:, None]
+    proj = cam[..., :2] / cam[..., 2:3].clamp_min(1e-3)
+    err = (proj - obs).square().sum(-1).add(1e-12).sqrt() / size / cfg.sigma_2d
+    reproj = (2 * nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none",
+                                           delta=3.0) * w).sum() / w.sum().clamp_min(1e-9)
+    lengths = bone_lengths(P, js.name)                                  # (T, B)
+    bone = (lengths.var(0, unbiased=False) / lengths.mean(0).square().clamp_min(1e-6)).mean() \
+        / cfg.bone_sigma ** 2 if len(P) > 1 else P.new_zeros(())
+    accel = (P[2:] - 2 * P[1:-1] + P[:-2]) * fps ** 2 if len(P) > 2 else P[:0]
+    smooth = accel.square().sum(-1).mean() / cfg.accel_sigma ** 2 if len(P) > 2 \
+        else P.new_zeros(())
+    prior = ((P - P0).square().sum(-1) / sig.square()).mean()
+    return (cfg.reprojection * reproj + cfg.bone * bone + cfg.smooth * smooth
+            + cfg.prior * prior)
+
+
+def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set: str,
+                   cfg: AdaptConfig = AdaptConfig(), fps: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Predict a sequence with alignment, uncertainty and test-time optimisation.
+
+    Args:
+        uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
+        conf: (T, J) 2D confidences. fps: the video's frame rate (None: 30).
+
+    Returns:
+        (T, J, 3) root-relative metres in the camera's frame (NaN where the root is not seen) and
+        (T, J) the model's per-joint uncertainty, metres.
+    """
+    root = get_joint_set(joint_set).parents.index(-1)
+    seen = np.isfinite(uv[:, root]).all(-1) & (conf[:, root] > 0)
+    R = np.eye(3)
+    if cfg.align:
+        uv_in, R = align_positions(uv, root)
+    else:
+        uv_in = uv
+    pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples)
+    pred = (pred.astype(np.float64) @ R).astype(np.float32)                 # back to the camera
+    pred[~seen] = np.nan
+    return optimise_sequence(pred, sigma, uv, conf, joint_set, cfg, fps or 30.0), sigma

@@ -1,0 +1,104 @@
+"""Adaptation at prediction time (issue 14): position alignment, uncertainty, test-time
+optimisation, on a real walk (CMU 02_01, packaged) seen by a camera."""
+import numpy as np
+import pytest
+import torch
+
+from epiflow.calibration.camera import CameraRig
+from epiflow.datasets.cmu import load_packaged_clip
+from epiflow.models.adapt import (AdaptConfig, align_positions, bone_lengths, centre_rotation,
+                                  predict_with_uncertainty, rotate_rays, optimise_sequence)
+from epiflow.models.augment import AugmentConfig, sample_camera
+from epiflow.models.data import normalize_keypoints
+from epiflow.models.lifters import MLPConfig, ResidualMLPLifter
+from epiflow.skeleton import map_to_h36m
+
+
+@pytest.fixture(scope="module")
+def seen():
+    """30 frames of a walk in a camera's frame: root-relative truth (T, 17, 3) metres, the exact
+    normalised image coordinates (T, 17, 2) and the root's position (T, 3)."""
+    clip = load_packaged_clip("02_01")
+    walk = map_to_h36m(clip.points, clip.joint_set, confidence=False)[:30]
+    cam = sample_camera(walk, "h36m17", AugmentConfig(distance_m=(3, 4)), np.random.default_rng(2))
+    X = CameraRig([cam]).points_in_cameras(walk)[0]
+    uv = X[..., :2] / X[..., 2:3]
+    return X - X[:, :1], uv, X[:, 0]
+
+
+def _reprojection(pred, uv, root):
+    cam = pred + root[:, None]
+    return np.linalg.norm(cam[..., :2] / cam[..., 2:3] - uv, axis=-1).mean()
+
+
+class TestAlignment:
+    def test_centre_rotation_puts_the_ray_on_the_axis(self):
+        for ray in ([0.3, -0.2, 1.0], [-0.5, 0.4, 1.0], [0.0, 0.0, 1.0]):
+            R = centre_rotation(np.array(ray))
+            out = R @ np.array(ray) / np.linalg.norm(ray)
+            np.testing.assert_allclose(out, [0, 0, 1], atol=1e-12)
+            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+            assert abs(R[0, 1]) < 1e-12  # a pan then a tilt: the x axis stays horizontal
+
+    def test_aligned_rays_are_those_of_a_rotated_camera(self, seen):
+        truth, uv, root = seen
+        moved = uv + [0.25, -0.15]   # the person off centre
+        aligned, R = align_positions(moved, 0)
+        assert np.abs(np.median(aligned[:, 0], 0)).max() < 0.01 < np.abs(np.median(moved[:, 0], 0)).max()
+        back = rotate_rays(aligned, R.T)
+        np.testing.assert_allclose(back, moved, atol=1e-9)
+
+
+class TestTestTimeOptimisation:
+    def test_lowers_reprojection_and_bone_variance(self, seen):
+        truth, uv, root = seen
+        rng = np.random.default_rng(0)
+        noisy = truth + rng.normal(0, 0.03, truth.shape)
+        noisy[:, 0] = 0
+        sigma = np.full(truth.shape[:2], 0.03)
+        out = optimise_sequence(noisy.astype(np.float32), sigma, uv, np.ones(uv.shape[:2]))
+        assert np.abs(out[:, 0]).max() < 1e-9                               # root-relative
+        t = root  # the true root explains the truth exactly; score each at its best root
+        before, after = _reprojection(noisy, uv, t), _reprojection(out, uv, t)
+        assert after < 0.5 * before, (before, after)
+        var = lambda p: (bone_lengths(p).std(0) / bone_lengths(p).mean(0)).mean()  # noqa: E731
+        assert var(out) < 0.5 * var(noisy), (var(noisy), var(out))
+        err = lambda p: np.linalg.norm(p - truth, axis=-1).mean()  # noqa: E731
+        assert err(out) < 0.8 * err(noisy), (err(noisy), err(out))
+
+    def test_a_correct_prediction_stays(self, seen):
+        truth, uv, _ = seen
+        out = optimise_sequence(truth.astype(np.float32), np.full(truth.shape[:2], 0.05), uv,
+                                 np.ones(uv.shape[:2]))
+        assert np.linalg.norm(out - truth, axis=-1).max() < 0.005
+
+    def test_uncertain_joints_follow_the_2d_confident_ones_stay(self, seen):
+        truth, uv, root = seen
+        wrong = truth.copy()
+        wrong[:, 16, 0] += 0.15                                             # the right wrist
+        wrong[:, 13, 0] += 0.15                                             # the left wrist
+        sigma = np.full(truth.shape[:2], 0.02)
+        sigma[:, 16] = 0.3                                                  # unsure of one
+        out = optimise_sequence(wrong.astype(np.float32), sigma, uv, np.ones(uv.shape[:2]))
+        moved = np.linalg.norm(out - wrong, axis=-1).mean(0)
+        assert moved[16] > 1.3 * moved[13], moved[[13, 16]]
+        assert np.linalg.norm(out[:, 16] - truth[:, 16], axis=-1).mean() < 0.08
+
+    def test_steps_zero_is_the_prediction(self, seen):
+        truth, uv, _ = seen
+        out = optimise_sequence(truth, np.zeros(truth.shape[:2]), uv, np.ones(uv.shape[:2]),
+                                 cfg=AdaptConfig(steps=0))
+        assert out is truth
+
+
+def test_uncertainty_from_dropout(seen):
+    truth, uv, _ = seen
+    x = normalize_keypoints(uv, 0)
+    torch.manual_seed(0)
+    with_dropout = ResidualMLPLifter(MLPConfig(hidden=32, blocks=1, dropout=0.3), 17)
+    pred, sigma = predict_with_uncertainty(with_dropout, x, samples=8)
+    assert pred.shape == (30, 17, 3) and sigma.shape == (30, 17) and (sigma > 0).all()
+    np.testing.assert_allclose(pred, predict_with_uncertainty(with_dropout, x, 0)[0])
+    assert not with_dropout.training                                        # left in eval mode
+    none = ResidualMLPLifter(MLPConfig(hidden=32, blocks=1, dropout=0.0), 17)
+    assert (predict_with_uncertainty(none, x, 8)[1] < 1e-6).all()

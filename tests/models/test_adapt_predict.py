@@ -1,0 +1,109 @@
+"""``epiflow predict`` with adaptation (the default) and ``--no-adapt``, and its bad inputs: a
+video with nobody in it, unknown intrinsics, a checkpoint of another joint set, a window longer
+than the footage (issue 14)."""
+import numpy as np
+import pytest
+
+from epiflow.calibration.formats import save_toml
+from epiflow.cli import main
+from epiflow.keypoints import Keypoints, save_npz
+from epiflow.models.checkpoint import save_checkpoint
+from epiflow.models.config import (DataConfig, ExperimentConfig, ModelConfig, build_model)
+from epiflow.models.lifters import MLPConfig, TransformerConfig
+
+
+def _checkpoint(path, **model):
+    cfg = ExperimentConfig(model=ModelConfig(**model)) if model else ExperimentConfig()
+    return save_checkpoint(path, build_model(cfg.model, 17), cfg)
+
+
+@pytest.fixture
+def clip(oracle, tmp_path):
+    """Camera cam_02's keypoints (44 frames of a run) and cameras, written as files."""
+    s = oracle("02_03", 2)
+    save_npz(Keypoints(s.keypoints2d, "h36m17", tuple(s.rig.names), s.rig.sizes, 30.0),
+             tmp_path / "kp.npz")
+    save_toml(s.rig, tmp_path / "cams.toml")
+    return s
+
+
+def _predict(tmp_path, ckpt, *extra, out="pred.npz"):
+    return main(["predict", str(ckpt), "--keypoints", str(tmp_path / "kp.npz"), "--camera",
+                 "cam_02", "--out", str(tmp_path / out), "--no-plot", *extra])
+
+
+def test_adapted_by_default_plain_with_no_adapt(clip, tmp_path):
+    import torch
+    torch.manual_seed(0)
+    ckpt = _checkpoint(tmp_path / "c.pt", mlp=MLPConfig(hidden=64, blocks=1, dropout=0.2))
+    cams = ["--calibration", str(tmp_path / "cams.toml")]
+    assert _predict(tmp_path, ckpt, *cams, "--no-adapt", out="plain.npz") == 0
+    assert _predict(tmp_path, ckpt, *cams, out="adapted.npz") == 0
+    plain = np.load(tmp_path / "plain.npz")["points3d"]
+    adapted = np.load(tmp_path / "adapted.npz")["points3d"]
+    assert plain.shape == adapted.shape == (44, 17, 3)
+    # an untrained model's poses are refined towards the 2D: their reprojection improves
+    from epiflow.models.losses import reprojection_loss
+    uv = clip.rig.subset([1]).undistort(clip.keypoints2d[None, :, 1, :, :2])[0]
+
+    def reprojection(p):
+        return float(reprojection_loss(torch.from_numpy(p).double(), torch.from_numpy(uv)))
+    assert reprojection(adapted) < 0.5 * reprojection(plain)
+
+
+def test_unknown_intrinsics_say_what_was_assumed(clip, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    assert _predict(tmp_path, ckpt, "--no-adapt") == 0
+    err = capsys.readouterr().err
+    assert "epiflow predict: warning:" in err and "intrinsics are unknown" in err
+    assert "focal length 1920 px" in err and "principal point at the image centre" in err
+
+
+def test_window_longer_than_the_footage(oracle, tmp_path, capsys):
+    s = oracle("02_03", 2)
+    short = s.keypoints2d[:9]
+    save_npz(Keypoints(short, "h36m17", tuple(s.rig.names), s.rig.sizes, 30.0),
+             tmp_path / "kp.npz")
+    ckpt = _checkpoint(tmp_path / "t.pt", name="transformer",
+                       transformer=TransformerConfig(window=27, dim=16, depth=1, heads=2))
+    assert _predict(tmp_path, ckpt) == 2
+    err = capsys.readouterr().err
+    assert "has 9 frames, fewer than the 27-frame window the model reads" in err
+    assert not (tmp_path / "pred.npz").exists()
+
+
+@pytest.fixture
+def blank_video(tmp_path):
+    import cv2
+    path = tmp_path / "empty_room.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (96, 64))
+    for i in range(4):
+        writer.write(np.full((64, 96, 3), 30 + 10 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def test_video_with_nobody(blank_video, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "p.npz"
+    assert main(["predict", str(ckpt), "--video", str(blank_video), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--video {blank_video}: no person was detected in any of its 4 frames" in err
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_checkpoint_of_another_joint_set(blank_video, tmp_path, capsys):
+    cfg = ExperimentConfig(data=DataConfig(joint_set="body25"))
+    ckpt = save_checkpoint(tmp_path / "b.pt", build_model(cfg.model, 25), cfg)
+    assert main(["predict", str(ckpt), "--video", str(blank_video), "--out",
+                 str(tmp_path / "p.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "on joint set 'body25'" in err and "'blazepose33'" in err, err
+
+
+def test_not_a_checkpoint(blank_video, tmp_path, capsys):
+    import torch
+    torch.save({"weights": [1, 2, 3]}, tmp_path / "other.pt")
+    assert main(["predict", str(tmp_path / "other.pt"), "--video", str(blank_video), "--out",
+                 str(tmp_path / "p.npz")]) == 2
+    assert "other.pt" in capsys.readouterr().err
