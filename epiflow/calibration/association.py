@@ -39,7 +39,7 @@ from epiflow.calibration.robust import consensus
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["DetectionReason", "DETECTION_REASON_TEXT", "Association", "associate",
-           "detection_sizes", "epipolar_costs", "check_detections"]
+           "detection_sizes", "epipolar_costs", "group_frames", "check_detections"]
 
 
 class DetectionReason(IntEnum):
@@ -141,7 +141,8 @@ def _pair_cost(E, xa, xb, va, vb, fa, fb, sa, sb, cap, min_common):
 
 
 def epipolar_costs(rig: CameraRig, det: np.ndarray, joint_set: str, *, min_confidence: float = 0.1,
-                   cap: float = 0.5, min_common: int = 4) -> np.ndarray:
+                   cap: float = 0.5, min_common: int = 4,
+                   essentials: dict | None = None) -> np.ndarray:
     """Pairwise affinity costs of all detections of each frame (step 1 of the module docstring).
 
     Args:
@@ -149,6 +150,10 @@ def epipolar_costs(rig: CameraRig, det: np.ndarray, joint_set: str, *, min_confi
         joint_set: the joints' set (its left/right pairs give the mirrored detection).
         min_confidence: joints at or below it are not used. cap: the truncation, in sizes.
         min_common: fewer joints seen by both detections gives an infinite cost.
+        essentials: cameras not calibrated yet: ``{(a, b): E}`` (a < b), the (3, 3) essential
+            matrix of each camera pair with ``x_bᵀ E x_a = 0`` in normalised coordinates, used
+            instead of the rig's poses (only its intrinsics are used); a pair missing from it
+            gets infinite costs. None: E from the rig's poses.
 
     Returns:
         (T, C, P, C, P) symmetric epipolar distance in units of the detections' size; inf within
@@ -164,8 +169,9 @@ def epipolar_costs(rig: CameraRig, det: np.ndarray, joint_set: str, *, min_confi
     cost = np.full((T, C, P, C, P), np.inf)
     for a in range(C):
         for b in range(a + 1, C):
-            R, t = rig.relative_pose(a, b)
-            E = np.cross(t[:, None] / max(np.linalg.norm(t), 1e-12), R, axis=0)   # [t]x R
+            if essentials is not None and (a, b) not in essentials:
+                continue
+            E = essentials[(a, b)] if essentials is not None else _essential(rig, a, b)
             args = (x[:, a], valid[:, a], f[a], f[b], size[:, a], size[:, b], cap, min_common)
             c = np.minimum(
                 _pair_cost(E, args[0], x[:, b], args[1], valid[:, b], *args[2:]),
@@ -174,6 +180,12 @@ def epipolar_costs(rig: CameraRig, det: np.ndarray, joint_set: str, *, min_confi
             cost[:, a, :, b] = c
             cost[:, b, :, a] = c.transpose(0, 2, 1)
     return cost
+
+
+def _essential(rig: CameraRig, a: int, b: int) -> np.ndarray:
+    """(3, 3) [t]x R of cameras a -> b of ``rig`` (t made unit)."""
+    R, t = rig.relative_pose(a, b)
+    return np.cross(t[:, None] / max(np.linalg.norm(t), 1e-12), R, axis=0)
 
 
 def _greedy_groups(cost: np.ndarray, cams: np.ndarray, gate: float) -> list[list[int]]:
@@ -205,8 +217,9 @@ class _Gates:
     gate_px: float
 
 
-def _initial_groups(cost, ok, gate):
-    """(T, C, P) int group per slot, -1 none, from the per-frame greedy grouping."""
+def group_frames(cost: np.ndarray, ok: np.ndarray, gate: float) -> np.ndarray:
+    """(T, C, P) int group per slot, -1 none (step 2 of the module docstring), from the costs
+    (T, C, P, C, P) of :func:`epipolar_costs` and ok (T, C, P) the slots that may be grouped."""
     T, C, P = ok.shape
     group = np.full((T, C, P), -1)
     for t in range(T):
@@ -288,7 +301,7 @@ def associate(rig: CameraRig, detections, joint_set: str, *, gate: float = 0.06,
     valid, size = detection_sizes(det, min_confidence)
     ok = valid.sum(-1) >= min_joints
     flip = get_joint_set(joint_set).flip_permutation
-    group = _initial_groups(epipolar_costs(rig, det, joint_set, min_confidence=min_confidence),
+    group = group_frames(epipolar_costs(rig, det, joint_set, min_confidence=min_confidence),
                             ok, gate)
     group, disagree = _verify(rig, det, group, flip, g)
     points = _group_points(rig, det, group, g)

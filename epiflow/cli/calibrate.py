@@ -7,9 +7,17 @@
 
 Input: a folder of synchronized videos (one file per camera, same frame count; the person is
 detected with MediaPipe, which takes a minute or two per 400 frames on a CPU; ``--save-keypoints``
-keeps the detections for a rerun), or 2D keypoints (a keypoints npz, a folder of OpenPose JSON
+keeps the detections for a rerun; ``--max-people N`` detects up to N people instead), or 2D
+keypoints (a keypoints npz, a folder of OpenPose JSON
 folders, one per camera, or a caliscope ``xy_<TRACKER>.csv``, its image sizes from --intrinsics or
-the session's ``config.toml``). ``--intrinsics`` gives known K and distortion (any calibration file
+the session's ``config.toml``).
+
+Several people: keypoints with a P axis (an npz ``(C, T, P, J, 3)``, the Shelf folder, OpenPose
+folders with ``--max-people 2`` or more) or videos with ``--max-people N``: the people are
+matched across the cameras without a calibration and the cameras are solved from all of them
+(:mod:`epiflow.calibration.people_calibration`); ``--subject-height`` is then their mean height.
+
+``--intrinsics`` gives known K and distortion (any calibration file
 :func:`epiflow.calibration.formats.load_rig` reads; cameras matched to the inputs by name: a
 video's file stem, a keypoint folder's name, the npz's camera names, ignoring case and
 punctuation; in order when no name matches and the counts agree; extrinsics ignored). Without
@@ -63,6 +71,11 @@ def register(subparsers) -> None:
                    help="a TOML file of CalibrationConfig options")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one CalibrationConfig option (repeatable), e.g. --set rounds=2")
+    p.add_argument("--max-people", type=positive_int, default=1, metavar="N",
+                   help="several people: with --videos, detect up to N per camera-frame "
+                        "(BlazePose person detector and tracker; default 1: MediaPipe's one "
+                        "person); with OpenPose folders, N > 1 keeps every person of each file "
+                        "(default: the most confident)")
     p.add_argument("--save-keypoints", metavar="NPZ", default=None,
                    help="with --videos: also write the detections as a keypoints npz")
     p.set_defaults(func=run)
@@ -86,13 +99,26 @@ def _keypoints(args):
         from epiflow.detection.detectors import detect_videos
         from epiflow.pipeline.ingest import probe_videos
         probe_videos(args.videos)  # two or more readable videos, before minutes of detection
-        kp = detect_videos(args.videos)
+        kp = detect_videos(args.videos, _detector(args.max_people))
         if args.save_keypoints:
             save_npz(kp, args.save_keypoints)
         return kp
     from epiflow.datasets.io import load_keypoints
+    from epiflow.datasets.io import is_shelf_folder
+    path = Path(args.keypoints)
+    openpose = path.is_dir() and not is_shelf_folder(path)
     return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size,
-                          min_cameras=2, calibration=args.intrinsics)
+                          min_cameras=2, calibration=args.intrinsics,
+                          people=args.max_people > 1 if openpose else None)
+
+
+def _detector(max_people: int):
+    """MediaPipe's one person (None: the default of ``detect_videos``), or the detector of up to
+    ``max_people`` people."""
+    if max_people == 1:
+        return None
+    from epiflow.detection.tracking import MultiPersonPoseDetector
+    return MultiPersonPoseDetector(max_people)
 
 
 def _known_distance(args):
@@ -154,7 +180,7 @@ def _plain(value):
 
 def run(args) -> int:
     from epiflow.calibration.formats import load_rig, save_toml
-    from epiflow.calibration.from_people import calibrate_from_people
+    from epiflow.calibration.people_calibration import calibrate_from_several_people
     from epiflow.calibration.verdict import verdict_lines, verdict_metadata
     from epiflow.cli import print_warnings
 
@@ -169,9 +195,9 @@ def run(args) -> int:
     known = _known_distance(args)
     intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
     kp = _keypoints(args)
-    result = calibrate_from_people(kp, intrinsics, args.subject_height, config,
-                                   intrinsics_source=args.intrinsics or "intrinsics",
-                                   known_distance=known, scene=_scene(args, False))
+    result = calibrate_from_several_people(kp, intrinsics, args.subject_height, config,
+                                           intrinsics_source=args.intrinsics or "intrinsics",
+                                           known_distance=known, scene=_scene(args, False))
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
@@ -181,6 +207,10 @@ def run(args) -> int:
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
               f"over {cam['observations_used']} observations, focal {cam['focal_px']:.1f} px")
+    if "people" in report:
+        people = report["people"]
+        print(f"{people['found']} people matched across the cameras without a calibration "
+              f"(frames each: {people['frames']}); the cameras are solved from all of them")
     print_warnings("calibrate", report["warnings"], args.videos or args.keypoints)
     print("\n".join(verdict_lines(report["verdict"])))
     print(world_summary(report))

@@ -128,8 +128,8 @@ def _as_asked(kp: Keypoints, people: bool | None, path: Path) -> Keypoints:
                          f"(keypoints (T, C, P, J, 3) = {kp.data.shape}); this command reads one "
                          f"person: give one person's keypoints (C, T, J, 3), or, with the cameras "
                          f"given, a command that reads several (epiflow triangulate, "
-                         f"epiflow run --cameras); cameras from several people are not "
-                         f"supported yet")
+                         f"epiflow run --cameras; epiflow calibrate and epiflow run solve the "
+                         f"cameras from several people)")
     return Keypoints(kp.data[:, :, 0], kp.joint_set, kp.camera_names, kp.image_size, kp.fps)
 
 

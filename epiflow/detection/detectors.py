@@ -166,8 +166,14 @@ def detect_videos(folder, detector: MediaPipeDetector | None = None,
 
     The videos must have the same frame count; camera names are the file stems.
 
+    Args:
+        detector: MediaPipe's one person (default), or a detector of several people
+            (:class:`~epiflow.detection.tracking.MultiPersonPoseDetector`, reset per camera:
+            its tracks are carried from chunk to chunk of one video).
+
     Returns:
-        :class:`Keypoints` (T, C, 33, 3) in ``blazepose33``.
+        :class:`Keypoints` (T, C, 33, 3) in ``blazepose33``; (T, C, P, 33, 3) from a detector of
+        P people.
     """
     from tqdm import tqdm
     detector = detector or MediaPipeDetector()
@@ -177,12 +183,17 @@ def detect_videos(folder, detector: MediaPipeDetector | None = None,
         raise ValueError(f"videos in {str(folder)!r} have different frame counts {counts}; "
                          f"synchronized cameras need the same number of frames: trim them")
     T = infos[0].n_frames
-    out = np.zeros((T, len(infos), 33, 3))
+    out = None
     with tqdm(total=T * len(infos), desc="detect", unit="frame", disable=not progress) as bar:
         for c, info in enumerate(infos):
+            if hasattr(detector, "reset"):
+                detector.reset()
             for start in range(0, T, chunk_frames):
                 stop = min(T, start + chunk_frames)
-                out[start:stop, c] = detector(read_frames(info.path, start, stop))
+                kp = detector(read_frames(info.path, start, stop))
+                if out is None:
+                    out = np.zeros((T, len(infos)) + kp.shape[1:])
+                out[start:stop, c] = kp
                 bar.update(stop - start)
     fps = infos[0].fps or None
     return Keypoints(out, detector.joint_set, tuple(i.path.stem for i in infos),

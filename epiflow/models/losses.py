@@ -20,8 +20,8 @@ import torch
 from epiflow.skeleton import JointSet
 
 __all__ = ["masked_target", "pseudo_label_loss", "scale_invariant_loss",
-           "multiview_consistency_loss", "reprojection_loss", "symmetric_bone_pairs",
-           "bone_symmetry_loss"]
+           "multiview_consistency_loss", "reprojection_loss", "root_translation",
+           "symmetric_bone_pairs", "bone_symmetry_loss"]
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, what: str):
@@ -95,8 +95,13 @@ def multiview_consistency_loss(pred_i: torch.Tensor, pred_j: torch.Tensor, R_ij:
     return pseudo_label_loss(rotated, pred_j.float(), weight)
 
 
-def _root_translation(pose: torch.Tensor, uv: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """(B, 3) translation T that best places ``pose + T`` on the rays ``uv`` (weighted, linear)."""
+def root_translation(pose: torch.Tensor, uv: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(B, 3) translation T that best places ``pose + T`` on the rays ``uv`` (weighted, linear).
+
+    Args:
+        pose: (B, J, 3) root-relative metres, camera frame. uv: (B, J, 2) normalised image
+            coordinates (x/z, y/z), finite. w: (B, J) weights (0 = not used).
+    """
     B, J, _ = pose.shape
     zeros, ones = torch.zeros_like(uv[..., 0]), torch.ones_like(uv[..., 0])
     # (p_x + T_x) - u (p_z + T_z) = 0  and  (p_y + T_y) - v (p_z + T_z) = 0
@@ -128,7 +133,7 @@ def reprojection_loss(pred: torch.Tensor, uv: torch.Tensor,
     _check(pred[..., :2], uv, weight, "reprojection_loss")
     uv, w = masked_target(uv, weight)
     pred, uv, w = pred.float(), uv.float(), w.float()
-    T = _root_translation(pred, uv, w)
+    T = root_translation(pred, uv, w)
     cam = pred + T[:, None]
     z = cam[..., 2:3].clamp_min(1e-3)
     residual = (cam[..., :2] / z - uv) * T[:, None, 2:3].detach().clamp_min(1e-3)

@@ -88,7 +88,9 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
                       cfg: CalibrateConfig) -> tuple[CameraRig, str, dict]:
     """The cameras of ``session``; from people, out of its 2D keypoints in the source's own
     joint set when the session keeps them (BlazePose's 33 joints calibrate better than the 17
-    they map to: more points, and the mapped ones are partly synthesized).
+    they map to: more points, and the mapped ones are partly synthesized). A session of several
+    detection slots is calibrated from everyone in view
+    (:func:`~epiflow.calibration.people_calibration.calibrate_from_several_people`).
 
     Returns:
         (rig in the session's camera order, method used, report dict). The caller writes them.
@@ -98,19 +100,13 @@ def calibrate_session(session: Session, session_cfg: SessionConfig,
         rig, warnings = given_rig(session, session_cfg)
         return rig, "given", {"source": session_cfg.cameras or "synthetic true cameras",
                               "warnings": warnings}
-    from epiflow.calibration.from_people import calibrate_from_people
-    if session.max_people > 1:
-        raise ValueError(f"session {session.id!r} has {session.max_people} detection slots "
-                         f"(several people) and calibrate.method {method!r}: epiflow does not yet "
-                         f"solve cameras from several people; give the session's cameras (--cameras FILE, or "
-                         f"'cameras' in its [[sessions]] table)")
+    from epiflow.calibration.people_calibration import calibrate_from_several_people
     intrinsics = _intrinsics(session, session_cfg, cfg.intrinsics) if method == "people" \
         else _board_intrinsics(session_cfg, session.camera_names, cfg)
     source = session_cfg.cameras if cfg.intrinsics == "given" else cfg.intrinsics
-    result = calibrate_from_people(session.person0_keypoints(source=True), intrinsics=intrinsics,
-                                   subject_height=cfg.subject_height or None,
-                                   config=cfg.people,
-                                   intrinsics_source=source or "the board's intrinsics",
-                                   known_distance=known_distance(cfg),
-                                   scene=_scene(session_cfg))
+    result = calibrate_from_several_people(
+        session.keypoints(source=True), intrinsics=intrinsics,
+        subject_height=cfg.subject_height or None, config=cfg.people,
+        intrinsics_source=source or "the board's intrinsics",
+        known_distance=known_distance(cfg), scene=_scene(session_cfg))
     return result.rig, method, dict(result.report)

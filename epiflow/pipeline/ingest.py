@@ -293,7 +293,6 @@ def _check_synthetic(syn) -> None:
 
 def _check_source(session: SessionConfig, cfg: RunConfig) -> None:
     src = read_source(session, cfg.ingest.trim)
-    _check_people_cameras(session, src, cfg)
     if len(src.camera_names) < MIN_CAMERAS:
         raise ValueError(f"{session.kind} {session.path!r} gives {len(src.camera_names)} "
                          f"camera(s) {src.camera_names}; a session needs at least {MIN_CAMERAS} "
@@ -327,22 +326,6 @@ def source_slots(src: Source, cfg: RunConfig) -> int:
     if src.keypoints is not None:
         return src.keypoints.data.shape[2] if src.keypoints.has_people else 1
     return cfg.detect.max_people
-
-
-def _check_people_cameras(session: SessionConfig, src: Source, cfg: RunConfig) -> None:
-    """Several people need given cameras: cameras from several people are not solved by the
-    pipeline yet (see benchmarks/two_person.py)."""
-    from epiflow.pipeline.calibrate import calibration_method
-    P = source_slots(src, cfg)
-    if P > 1 and calibration_method(session, cfg.calibrate) != "given":
-        what = (f"its keypoints hold {P} people per camera-frame (a P axis)"
-                if src.keypoints is not None else f"detect.max_people = {P}")
-        one = ("keypoints with one person per camera-frame" if src.keypoints is not None
-               else "detect.max_people = 1 when only one person is in view")
-        raise ValueError(f"{session.kind} {session.path!r}: {what}, but epiflow does not yet "
-                         f"solve cameras from several people: give the session's cameras "
-                         f"(--cameras FILE, or 'cameras' in its [[sessions]] table, with "
-                         f"calibrate.method 'auto' or 'given'), or use {one}")
 
 
 # -- the stage ---------------------------------------------------------------------------------

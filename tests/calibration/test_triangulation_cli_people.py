@@ -151,7 +151,7 @@ def test_one_person_commands_refuse_several_people(tmp_path, crowd):
     with pytest.raises(ValueError, match=f"holds several people: {P} detection slots") as err:
         load_keypoints(tmp_path / "kp.npz")
     assert "epiflow run --cameras" in str(err.value)      # run reads several people too
-    assert "cameras from several people are not supported yet" in str(err.value)
+    assert "epiflow calibrate and epiflow run solve the cameras from several" in str(err.value)
     kp = load_keypoints(tmp_path / "kp.npz", people=None)
     assert kp.has_people and kp.data.shape == crowd.detections.shape
     one = Keypoints(crowd.detections[:, :, :1], "h36m17", tuple(crowd.rig.names), crowd.rig.sizes)
