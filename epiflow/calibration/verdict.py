@@ -32,11 +32,12 @@ intrinsics are wrong, is not fixed by the observations. This module states, per 
    :data:`LARGE_ROTATION_DEG` (2°) off, or a centre more than :data:`LARGE_POSITION` (5 %) of the
    rig's size off. ``good`` needs the 95 % bounds under those limits and none of the warning
    signs below; a bound above :data:`FAILED_FACTOR` × a limit (or not finite), or an implausible
-   estimated focal length, is ``failed``; anything between is ``doubtful``. Warning signs, each of
-   which makes a camera at best ``doubtful``:
+   estimated focal length, is ``failed``; anything between is ``doubtful``. The reason names what
+   made the bound large: the data (``uncertain``: more frames, more motion) or the given
+   intrinsics (``intrinsics``: freeing them moves the camera more than the data's spread). Warning
+   signs, each of which makes a camera at best ``doubtful``:
 
    - the person moved less than the motion check asks by default (the check was relaxed);
-   - freeing the intrinsics turns the camera more than :data:`LARGE_ROTATION_DEG`;
    - a median reprojection error above :data:`HIGH_ERROR_PX`.
 
 The bounds' coverage (how often the true error lies within them) and the verdicts' record are
@@ -409,15 +410,17 @@ def _camera_level(c, u: Uncertainty, median_error_px, motion, min_motion, implau
         level = max(level, new_level)
         reasons.append(reason)
         kinds.append(kind)
-    rot, pos = _level(u.rotation_deg[c], LARGE_ROTATION_DEG), _level(u.position[c], LARGE_POSITION)
-    if max(rot, pos):
-        flag(max(rot, pos), "uncertain",
-             f"uncertain: rotation ±{u.rotation_deg[c]:.1f}° (limit {LARGE_ROTATION_DEG:g}°), "
-             f"position ±{100 * u.position[c]:.1f} % (limit {100 * LARGE_POSITION:g} %)")
-    if "intrinsics" in u.parts and u.parts["intrinsics"][c] > LARGE_ROTATION_DEG:
-        flag(1, "intrinsics", f"intrinsics: freeing them turns it "
-                              f"{u.parts['intrinsics'][c]:.1f}° and changes its focal length "
-                              f"{u.parts['intrinsics_focal_pct'][c]:.0f} %")
+    level_bounds = max(_level(u.rotation_deg[c], LARGE_ROTATION_DEG),
+                       _level(u.position[c], LARGE_POSITION))
+    data = max([float(u.parts[k][c]) for k in ("covariance", "bootstrap") if k in u.parts] + [0])
+    intrinsics = float(u.parts["intrinsics"][c]) if "intrinsics" in u.parts else -1.0
+    if level_bounds and intrinsics >= data:  # most of it is what the given intrinsics do
+        flag(level_bounds, "intrinsics",
+             f"intrinsics: freeing them turns it {intrinsics:.1f}° and changes its focal length "
+             f"{u.parts['intrinsics_focal_pct'][c]:.0f} %")
+    elif level_bounds:
+        flag(level_bounds, "uncertain", f"uncertain: bounds over the limits "
+                                        f"({LARGE_ROTATION_DEG:g}°, {100 * LARGE_POSITION:g} %)")
     if motion is not None and not motion[c] >= min_motion:
         flag(1, "motion", f"motion: the person hardly moves in this view (spread "
                           f"{motion[c]:.3f} < {min_motion:g})")
