@@ -26,19 +26,17 @@ One row per person (for (b), the one person it has), columns:
   (b) the one detection of the camera, whoever MediaPipe followed) and the share of the labelled
   joints whose label used the view, %.
 
-(c) Cameras from the two people (no calibration given; lab intrinsics): per camera, the two
-    detector tracks (slots) give 2D of two people whose identity across cameras is unknown.
-    For every camera pair both pairings of the two tracks are tried, each fitted with
-    ``calibrate_from_people`` on the pair's pooled correspondences; the pairing whose median
-    reprojection error is lower is kept (geometric verification). Each camera's tracks are then
-    renamed to a common person order (chained from cam01 through the verified pairings) and
-    ``calibrate_from_people`` runs on everyone's correspondences together: both people stacked
-    as extra frames. Rotation error per camera pair against the lab (degrees;
-    ``epiflow.models.metrics.rig_errors``, the comparison ``benchmarks/calibration.py`` uses);
-    target <= 1.5 deg. Reference rows (not methods): the same calibration on the people of the
-    lab association (which used the lab cameras), on each person alone, and on the detector's
-    one person in the single-person demo videos (the same cameras; cached, ``--redetect``): the
-    detector's 2D against the scene's.
+(c) Cameras from the two people (no calibration given): the library path,
+    ``calibrate_from_several_people`` (``epiflow.calibration.people_calibration``, what
+    ``epiflow calibrate`` and ``epiflow run`` do without cameras) on the detector's slots: per
+    camera pair an essential matrix from all pairings of the two cameras' detections pooled,
+    per-frame groups under those, people linked through time, then the bundle adjustment on both
+    people stacked as frames; with the lab intrinsics and with intrinsics unknown. Rotation
+    error per camera pair against the lab (degrees; ``epiflow.models.metrics.rig_errors``, the
+    comparison ``benchmarks/calibration.py`` uses); target <= 1.5 deg. Reference rows (not
+    methods): the same calibration on the people of the lab association (which used the lab
+    cameras), on each person alone, and on the detector's one person in the single-person demo
+    videos (the same cameras; cached, ``--redetect``): the detector's 2D against the scene's.
 """
 from __future__ import annotations
 
@@ -228,134 +226,96 @@ def draw_picture(path: Path, rig, detections, res, names, frame: int) -> None:
 
 
 # -- (c) cameras from the two people -------------------------------------------------------------
-def _normalised_tracks(rig, detections):
-    """(x (C, T, 2, J, 2) normalised coordinates of slots 0 and 1, valid (C, T, 2, J) bool
-    reliable correspondences), blazepose33."""
-    from epiflow.calibration.relative_pose import correspondence_joints, reliable_mask
-    det = detections[:, :, :2]                                               # (T, C, 2, J, 3)
-    joints = correspondence_joints("blazepose33")
-    valid = np.stack([reliable_mask(det[:, :, k, :, :2], np.nan_to_num(det[:, :, k, :, 2]),
-                                    joints) for k in range(2)], axis=2)      # (T, C, 2, J)
-    x = rig.undistort(np.moveaxis(det[..., :2], 1, 0))                       # (C, T, 2, J, 2)
-    return x, np.moveaxis(valid, 1, 0)
+def library_association(detections, lab) -> tuple[np.ndarray, object]:
+    """(order (T, C, 2): the slot of each of the two people the library found without cameras
+    in every camera-frame, -1 none; the :class:`PeopleWithoutCameras`), from the 2D alone (the
+    lab's intrinsics only turn pixels into rays)."""
+    from epiflow.calibration.people_calibration import associate_without_cameras
+    found = associate_without_cameras(lab, detections, "blazepose33")
+    T, C, P = found.assignment.shape
+    order = np.full((T, C, 2), -1)
+    for n in range(min(2, found.n_people)):
+        t, c, p = np.nonzero(found.assignment == n)
+        order[t, c, n] = p
+    return order, found
 
 
-def verified_pairing(x, valid, i: int, j: int, focal_px: float):
-    """(swap (T,) bool: camera j's slots 0/1 are camera i's 1/0 at that frame, the pair's
-    PairPose, inlier shares of the two global pairings (same, swapped)).
-
-    Both pairings of the two tracks are pooled over all frames and fitted (``pair_pose``); the
-    one with more inliers gives the essential matrix; then each frame takes the pairing whose
-    truncated Sampson error (left/right flips allowed, as the detector mirrors people) is lower,
-    so a track that changes person in the middle is followed."""
-    from epiflow.calibration.relative_pose import pair_pose, sampson_error
-    from epiflow.skeleton import get_joint_set
-    perm = np.asarray(get_joint_set("blazepose33").flip_permutation)
-    fits, shares = [], []
-    for swap in (False, True):
-        order = [1, 0] if swap else [0, 1]
-        x1, v1 = x[i].transpose(1, 0, 2, 3), valid[i].transpose(1, 0, 2)        # (2, T, J, .)
-        x2, v2 = x[j][:, order].transpose(1, 0, 2, 3), valid[j][:, order].transpose(1, 0, 2)
-        fit = pair_pose(x1.reshape(-1, *x1.shape[2:]), x2.reshape(-1, *x2.shape[2:]),
-                        v1.reshape(-1, v1.shape[-1]), v2.reshape(-1, v2.shape[-1]), perm,
-                        focal_px, i=i, j=j)
-        fits.append(fit)
-        shares.append(fit.n_inliers / fit.n_shared if fit else 0.0)
-    best = fits[int(np.argmax(shares))]
-    robust = 4 * 3.0 / focal_px
-    cost = []
-    for order in ([0, 1], [1, 0]):
-        e = np.minimum(sampson_error(best.E, x[i], x[j][:, order]), robust)
-        ef = np.minimum(sampson_error(best.E, x[i], x[j][:, order][..., perm, :]), robust)
-        both = valid[i] & valid[j][:, order]
-        both_f = valid[i] & valid[j][:, order][..., perm]
-        per = np.where(both, e, robust).mean(-1), np.where(both_f, ef, robust).mean(-1)
-        cost.append(np.minimum(*per).sum(-1))                                # (T,)
-    return cost[1] < cost[0], best, shares
-
-
-def calibration_free_people(detections, names, lab) -> tuple[np.ndarray, list[str]]:
-    """((T, C, 2) which slot holds each of cam01's two people in every camera-frame, notes),
-    from the 2D alone (:func:`verified_pairing` of cam01 with each other camera; the lab's
-    intrinsics only turn pixels into rays)."""
-    T, C = detections.shape[:2]
-    x, valid = _normalised_tracks(lab, detections)
-    order = np.zeros((T, C, 2), int)
-    order[:, 0] = [0, 1]
-    notes = []
-    for c in range(1, C):
-        swap, _, shares = verified_pairing(x, valid, 0, c, float(lab[0].K[0, 0]))
-        order[:, c] = np.where(swap[:, None], [1, 0], [0, 1])
-        notes.append(f"{names[0]}-{names[c]}: inlier share of the pairings same/swapped "
-                     f"{shares[0]:.2f}/{shares[1]:.2f}; frames paired swapped "
-                     f"{swap.mean() * 100:.0f} %")
-    return order, notes
-
-
-def agreement(order: np.ndarray, assignment: np.ndarray) -> float:
-    """Share (%) of the camera-frames where both of the lab association's people
-    (``assignment`` (T, C, P), people 0 and 1) sit in the slots ``order`` (T, C, 2) gives
-    them, up to which person is called 0, among those where it placed both."""
+def agreement(order: np.ndarray, assignment: np.ndarray) -> tuple[float, float]:
+    """(share (%) of the camera-frames where the lab association (``assignment`` (T, C, P),
+    people 0 and 1) has both people in which ``order`` (T, C, 2; -1 none) places both too; the
+    share (%) of those where the two put both people in the same slots, up to which person is
+    called 0)."""
     T, C, _ = order.shape
     lab = np.full((T, C, 2), -1)
     for n in range(2):
         t, c, p = np.nonzero(assignment == n)
         lab[t, c, n] = p
     both = (lab >= 0).all(-1)
+    placed = both & (order >= 0).all(-1)
     same = (lab == order).all(-1)
     flipped = (lab == order[..., ::-1]).all(-1)
-    k = int(flipped[both].sum() > same[both].sum())
-    return 100 * float([same, flipped][k][both].mean())
+    k = int(flipped[placed].sum() > same[placed].sum())
+    return 100 * float(placed.sum() / max(both.sum(), 1)), \
+        100 * float([same, flipped][k][placed].mean())
 
 
-def _calibration_row(label: str, keypoints, lab, names) -> None:
-    """Calibrate ``keypoints`` (lab intrinsics) and print its rotation errors against the lab."""
+def _calibration_row(label: str, keypoints, lab, intrinsics=None, several: bool = False) -> None:
+    """Calibrate ``keypoints`` (``intrinsics``: the lab's, or None = unknown; ``several``: the
+    library's cameras-from-several-people path on a P axis) and print the rotation errors of
+    every camera pair against the lab."""
     from epiflow.calibration.camera import CalibrationError
     from epiflow.calibration.from_people import calibrate_from_people
+    from epiflow.calibration.people_calibration import calibrate_from_several_people
     from epiflow.models.metrics import rig_errors
     t0 = time.perf_counter()
     try:
-        rig = calibrate_from_people(keypoints, lab).rig
+        solve = calibrate_from_several_people if several else calibrate_from_people
+        rig = solve(keypoints, intrinsics).rig
     except CalibrationError as err:
-        print(f"  {label:34s} failed:\n      {err}")
+        print(f"  {label:40s} failed:\n      {err}")
         return
     e = rig_errors(rig, lab)
     pairs = " ".join(f"{d:5.2f}" for d in e["rotation_deg"])
     verdict = "PASS" if e["rotation_deg_max"] <= MAX_ROTATION_DEG else "FAIL"
-    print(f"  {label:34s} {pairs}  {e['rotation_deg_max']:5.2f} {e['baseline_deg_max']:6.2f} "
+    print(f"  {label:40s} {pairs}  {e['rotation_deg_max']:5.2f} {e['baseline_deg_max']:6.2f} "
           f"{time.perf_counter() - t0:5.1f}  {verdict}")
 
 
 def cameras_from_people(detections, names, lab, assignment, redetect: bool = False) -> None:
-    """(c): cameras recovered from both people without the lab's extrinsics, against the lab;
-    beside them, for reference, the same calibration on the lab association's people
-    (``assignment`` (T, C, P) of :func:`triangulate_people`, which used the lab cameras) and on
-    each person alone."""
+    """(c): cameras recovered from both people without the lab's extrinsics, against the lab:
+    the library path (``calibrate_from_several_people`` on the detections' P axis, as
+    ``epiflow calibrate`` and ``epiflow run`` without cameras), with the lab's intrinsics and
+    without; beside them, for reference, the same calibration on the lab association's people
+    (``assignment`` (T, C, P) of :func:`triangulate_people`, which used the lab cameras), on
+    each person alone, and on the detector's one person in the one-person videos."""
     from epiflow.keypoints import Keypoints
     T, C = detections.shape[:2]
-    order, notes = calibration_free_people(detections, names, lab)
-    print(f"\n(c) cameras from the two people ({T} frames; lab intrinsics, extrinsics unknown)")
-    for note in notes:
-        print("  " + note)
-    print(f"  slots agree with the lab association in {agreement(order, assignment):.0f} % of "
-          f"the camera-frames where it has both people")
-    people = np.take_along_axis(detections[:, :, :2], order[..., None, None], axis=2)
+    order, found = library_association(detections, lab)
+    print(f"\n(c) cameras from the two people ({T} frames; extrinsics unknown)")
+    for p in found.pairs:
+        print(f"  {p['cameras'][0]}-{p['cameras'][1]}: {p['pooled']} observations pooled over "
+              f"all pairings of the two cameras' detections, {p['inliers']} essential-matrix "
+              f"inliers ({100 * p['inlier_share']:.0f} %)")
+    placed, agree = agreement(order, assignment)
+    print(f"  people found without cameras: {found.n_people} (frames each "
+          f"{found.frames.tolist()}); of the camera-frames where the lab association has both "
+          f"people, this one places both in {placed:.0f} %, in the same slots in {agree:.0f} %")
     lab_people = np.stack([person_detections(detections, assignment, n) for n in range(2)], 2)
 
     def kp(data):
         return Keypoints(data, "blazepose33", tuple(names), lab.sizes, None)
     pairs = " ".join(f"{names[i][-2:]}-{names[j][-2:]}" for i in range(C) for j in range(i + 1, C))
-    print(f"  {'2D used':34s} {pairs}  max   basel.  sec   target <= {MAX_ROTATION_DEG} deg")
-    _calibration_row("both people, verified pairing", kp(np.concatenate(
-        [people[:, :, 0], people[:, :, 1]])), lab, names)
-    _calibration_row("both, lab association (reference)", kp(np.concatenate(
-        [lab_people[:, :, 0], lab_people[:, :, 1]])), lab, names)
+    print(f"  {'2D used':40s} {pairs}  max   basel.  sec   target <= {MAX_ROTATION_DEG} deg")
+    _calibration_row("library, lab intrinsics", kp(detections), lab, lab, several=True)
+    _calibration_row("library, intrinsics unknown", kp(detections), lab, None, several=True)
+    _calibration_row("ref: both, lab association, lab intr.", kp(np.concatenate(
+        [lab_people[:, :, 0], lab_people[:, :, 1]])), lab, lab)
     for n in range(2):
-        _calibration_row(f"person {n} alone, lab association", kp(lab_people[:, :, n]), lab,
-                         names)
+        _calibration_row(f"ref: person {n} alone, lab association", kp(lab_people[:, :, n]),
+                         lab, lab)
     one = cached_one_person(redetect).frames(0, T)
     rig, _ = lab_rig(one.camera_names, one.image_size)
-    _calibration_row("one-person videos (same cameras)", one, rig, names)
+    _calibration_row("ref: one-person videos (same cameras)", one, rig, rig)
 
 
 def main(argv=None) -> None:

@@ -19,7 +19,10 @@ user would run them:
    up to the total).
 
 With ``videos``: the same on a folder of synchronized videos (one per camera; MediaPipe 2D) with
-no ground truth; ``reference_cameras`` (a calibration file) adds the camera comparison.
+no ground truth; ``reference_cameras`` (a calibration file) adds the camera comparison. With
+``max_people`` > 1, up to that many people are detected per camera-frame, the cameras are solved
+from all of them (:mod:`epiflow.calibration.people_calibration`), every person is labelled and
+trained on, and the report draws each person in its own colour.
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class DemoConfig:
         num_cpus: CPUs of the local Ray (0 = all of the machine's).
         quick: a smaller run for tests: two clips, few frames and epochs.
         progress: progress bars.
+        max_people: people detected per camera-frame in ``videos`` (1: MediaPipe's one person).
     """
 
     out: str = "epiflow_demo"
@@ -74,6 +78,7 @@ class DemoConfig:
     num_cpus: int = 0
     quick: bool = False
     progress: bool = True
+    max_people: int = 1
 
 
 @dataclass
@@ -109,11 +114,12 @@ def demo_sessions(cfg: DemoConfig) -> tuple:
 
 def pipeline_config(cfg: DemoConfig, store: Path):
     """The ``epiflow run`` config: the demo's sessions, cameras from people, a local Ray."""
-    from epiflow.pipeline.config import CalibrateConfig, RayConfig, RunConfig
+    from epiflow.pipeline.config import CalibrateConfig, DetectConfig, RayConfig, RunConfig
     intrinsics = str(Path(cfg.intrinsics).resolve()) if cfg.intrinsics else ""
     return RunConfig(out=str(store), report=str(store.parent / "run_report.json"),
                      sessions=demo_sessions(cfg), ray=RayConfig(num_cpus=cfg.num_cpus),
-                     calibrate=CalibrateConfig(method="people", intrinsics=intrinsics))
+                     calibrate=CalibrateConfig(method="people", intrinsics=intrinsics),
+                     detect=DetectConfig(max_people=cfg.max_people))
 
 
 def held_out(cfg: DemoConfig, sessions: list[str]) -> str | None:
@@ -143,16 +149,16 @@ def experiment_config(cfg: DemoConfig, store: Path, sessions: list[str]):
 
 # -- the metrics tables --------------------------------------------------------------------------
 def camera_tables(sessions, reference=None) -> dict[str, dict]:
-    """Per session, how far the cameras from people are from the true ones (``gt_rig``, else
-    ``reference``): the Metrics table ``{session: {metric: value}}``."""
+    """Per session (once, whatever its people), how far the cameras from people are from the
+    true ones (``gt_rig``, else ``reference``): the Metrics table ``{session: {metric: value}}``."""
     from epiflow.models.metrics import rig_errors
     rows = {}
     for s in sessions:
         truth = s.gt_rig or reference
-        if truth is None:
+        if truth is None or s.session_id in rows:
             continue
         e = rig_errors(s.rig, truth)
-        rows[s.name] = {"relative rotation, max (deg)": e["rotation_deg_max"],
+        rows[s.session_id] = {"relative rotation, max (deg)": e["rotation_deg_max"],
                         "baseline direction, max (deg)": e["baseline_deg_max"],
                         "position after similarity, max (m)": e["position_m_max"],
                         "focal length, max error (%)": 100 * e["focal_rel_max"],
@@ -297,10 +303,12 @@ def failure_message(cfg: DemoConfig, failures: list[dict]) -> str:
     reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}" for f in failures)
     message = f"the pipeline failed for some sessions: {reasons}"
     if cfg.videos and any(f["stage"] == "calibrate" for f in failures):
-        message += ("\nepiflow demo recovers the cameras from one person and takes no camera "
-                    "file; with several people in view, or cameras you already have, use "
-                    f"epiflow run --videos {cfg.videos} --cameras FILE --out STORE.zarr (with "
-                    "--set detect.max_people=N for N people), then epiflow inspect and export")
+        message += ("\nepiflow demo recovers the cameras from the people in view and takes no "
+                    "camera file; with several people in view give --max-people N"
+                    + (f" (this run detected {cfg.max_people})" if cfg.max_people > 1 else "")
+                    + f"; with cameras you already have, use epiflow run --videos {cfg.videos} "
+                    "--cameras FILE --out STORE.zarr (with --set detect.max_people=N for N "
+                    "people), then epiflow inspect and export")
     return message
 
 
@@ -343,27 +351,56 @@ def _view(session, predictions: np.ndarray | None = None, images=None) -> Sessio
                        joint_set=session.joint_set, images=images)
 
 
+def _people_view(people, images=None) -> SessionView:
+    """The people of one store session (``SessionArrays``, one per person) as one view of
+    several people, each drawn in its own colour: labels (T, N, J, 3), each person's 2D
+    (T, C, N, J, 3)."""
+    from epiflow.keypoints import Keypoints
+    s = people[0]
+    kp = Keypoints(np.stack([p.keypoints2d for p in people], axis=2), s.joint_set,
+                   tuple(s.rig.names), s.rig.sizes, s.fps)
+    return SessionView(name=s.session_id, rig=s.rig, reference_rig=s.gt_rig, keypoints=kp,
+                       pseudo3d=np.stack([p.pseudo3d for p in people], axis=1),
+                       weights=np.stack([p.pseudo3d_weight for p in people], axis=1),
+                       person_ids=np.array([p.person_id for p in people]),
+                       joint_set=s.joint_set, images=images)
+
+
+def _by_session(sessions) -> dict[str, list]:
+    """The people (``SessionArrays``) of each store session, in order."""
+    out: dict[str, list] = {}
+    for s in sessions:
+        out.setdefault(s.session_id, []).append(s)
+    return out
+
+
 def report_inputs(cfg: DemoConfig, sessions, train_dir: Path, predictions: dict,
                   metrics: dict, reference=None) -> ReportInputs:
     """The report of every session: cameras against the truth (``reference`` where a session has
-    no true cameras), labels, the lifter's ``predictions`` (session name -> (T, J, 3)), metrics."""
+    no true cameras), labels, the lifter's ``predictions`` (session name -> (T, J, 3)), metrics.
+    A session of several people is one view with each person in its own colour."""
     views = []
-    for s in sessions:
-        v = _view(s, predictions.get(s.name),
-                  video_frames(cfg.videos, s.rig.names) if cfg.videos else None)
+    for people in _by_session(sessions).values():
+        s = people[0]
+        images = video_frames(cfg.videos, s.rig.names) if cfg.videos else None
+        v = _people_view(people, images) if len(people) > 1 else \
+            _view(s, predictions.get(s.name), images)
         views.append(v if v.reference_rig is not None else replace(v, reference_rig=reference))
     what = "real videos, no ground truth" if cfg.videos else \
         "synthetic captures of real CMU motion with detector-like 2D errors"
-    names = [s.name for s in sessions]
+    names = list(_by_session(sessions))
     val = held_out(cfg, names)
     listed = ", ".join(n + (" (held out)" if n == val else "") for n in names)
     plural = "s" if len(names) > 1 else ""
     return ReportInputs(
         title=f"epiflow demo: {len(names)} session{plural} ({listed})",
         summary=f"{what}; sessions {listed}: "
-                + "; ".join(f"{s.name} {s.keypoints2d.shape[1]} cameras x "
-                            f"{s.keypoints2d.shape[0]} frames" for s in sessions)
-                + ". Cameras recovered from the person, 3D pseudo-labels by robust "
+                + "; ".join(f"{sid} {len(people)} "
+                            f"{'people' if len(people) > 1 else 'person'}, "
+                            f"{people[0].keypoints2d.shape[1]} cameras x "
+                            f"{people[0].keypoints2d.shape[0]} frames"
+                            for sid, people in _by_session(sessions).items())
+                + ". Cameras recovered from the people in view, 3D pseudo-labels by robust "
                   "triangulation, an MLP lifter trained on them"
                 + (f", validated on {val}" if val else "") + ". Every session is drawn below.",
         sessions=views, metrics_csv=train_dir / "metrics.csv", metrics=metrics)
@@ -397,9 +434,10 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
         _run_pipeline(cfg, store)
     sessions = load_sessions(str(store))
     reference = _reference(cfg)
+    names = list(_by_session(sessions))
     with _timed(seconds, "training"):
-        result = _train(cfg, store, [s.name for s in sessions], train_dir)
-    val = held_out(cfg, [s.name for s in sessions])
+        result = _train(cfg, store, names, train_dir)
+    val = held_out(cfg, names)
     metrics = {"cameras from people vs true": camera_tables(sessions, reference),
                "pseudo-labels": label_tables(sessions)}
     with _timed(seconds, "evaluation"):

@@ -242,3 +242,44 @@ def test_quick_demo_end_to_end(tmp_path):
         assert row["MPJPE vs truth, one similarity (mm)"] < 25.0, clip
     lifter = result.metrics["lifter trained on pseudo-labels, vs ground truth"]["all"]
     assert lifter["poses"] == 2 * 40 * 4 and lifter["MPJPE (mm)"] < 600.0  # 3 epochs only
+
+
+def test_several_people_one_view_each_person_in_its_colour(tmp_path):
+    """``demo --videos --max-people 2``: the store's people (one SessionArrays each) are one view
+    of the session, labels (T, N, J, 3) and each person's 2D (T, C, N, J, 3), which the report
+    draws one colour per person; the session is counted once in the camera table."""
+    from epiflow.calibration.people import person_detections
+    from epiflow.datasets.crowds import CrowdOptions, make_crowd
+    from epiflow.report import make_figures
+    crowd = make_crowd(CrowdOptions(n_people=2, n_cameras=3, n_frames=8), seed=0)
+    people = [SessionArrays(name=f"two:p{n}", keypoints2d=person_detections(
+        crowd.detections, crowd.slot_person, n), rig=crowd.rig, joint_set="h36m17",
+        pseudo3d=crowd.truth[:, n], pseudo3d_weight=np.ones(crowd.truth.shape[:1] + (17,)),
+        gt_rig=crowd.rig, session_id="two", person_id=n) for n in range(2)]
+    assert pipeline_config(DemoConfig(videos=str(tmp_path), max_people=2),
+                           tmp_path / "s.zarr").detect.max_people == 2
+    assert list(camera_tables(people)) == ["two"]
+    inputs = report_inputs(DemoConfig(), people, tmp_path, {}, {})
+    (view,) = inputs.sessions
+    assert view.pseudo3d.shape == (8, 2, 17, 3) and list(view.person_ids) == [0, 1]
+    assert view.keypoints.data.shape == (8, 3, 2, 17, 3)
+    assert "two 2 people, 3 cameras x 8 frames" in inputs.summary
+    figures = [f.file for f in make_figures(replace_csv(inputs), tmp_path / "report")]
+    assert "reprojections.png" in figures and "skeletons.png" in figures
+    image = imread(tmp_path / "report" / "skeletons.png")[..., :3].reshape(-1, 3)
+    colour = image[image.max(1) - image.min(1) > 0.3]                       # saturated pixels
+    found, counts = np.unique(np.round(colour, 1), axis=0, return_counts=True)
+    assert (counts >= 100).sum() >= 2, found[counts >= 100]      # one colour per person
+
+
+def replace_csv(inputs):
+    """The inputs without a training log (none was written here)."""
+    from dataclasses import replace
+    return replace(inputs, metrics_csv=None)
+
+
+def test_max_people_needs_videos(tmp_path, capsys):
+    from epiflow.cli import main
+    assert main(["demo", "--max-people", "2", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "--max-people 2" in err and "--videos" in err and not (tmp_path / "d").exists()

@@ -4,6 +4,7 @@
     epiflow demo --out my_demo           # somewhere else than ./epiflow_demo
     epiflow demo --videos DIR            # real synchronized videos, one per camera
     epiflow demo --videos DIR --reference-cameras lab.toml   # compare the cameras with a lab's
+    epiflow demo --videos DIR --max-people 2     # two people in view: cameras from both
 
 Writes OUT/store.zarr (2D keypoints, cameras, pseudo-labels), OUT/train (the lifter's
 checkpoint and metrics) and OUT/report/index.html (open it in a browser).
@@ -30,6 +31,10 @@ def register(subparsers) -> None:
                    help="a calibration to compare the cameras from people with (videos)")
     p.add_argument("--intrinsics", metavar="FILE",
                    help="a calibration whose intrinsics (K, distortion) are known (videos)")
+    p.add_argument("--max-people", type=positive_int, default=1, metavar="N",
+                   help="people detected per camera-frame in --videos (default 1: MediaPipe's "
+                        "one person); the cameras are solved from all of them and each is "
+                        "labelled and drawn in its own colour")
     p.add_argument("--epochs", type=positive_int, default=60,
                    help="training epochs (default: %(default)s)")
     p.add_argument("--num-cpus", type=non_negative_int, default=0,
@@ -49,6 +54,10 @@ def run(args) -> int:
                                                     "report")},
         {"--videos": args.videos, "--reference-cameras": args.reference_cameras,
          "--intrinsics": args.intrinsics})
+    if args.max_people > 1 and not args.videos:
+        raise ValueError(f"--max-people {args.max_people}: detects people in --videos; the "
+                         f"synthetic demo (no --videos) has one person per capture: give "
+                         f"--videos DIR, or leave --max-people out")
     from epiflow.calibration.formats import load_rig
     for flag in ("intrinsics", "reference_cameras"):  # read and checked before minutes of work
         if getattr(args, flag):
@@ -56,7 +65,8 @@ def run(args) -> int:
     cfg = DemoConfig(out=args.out, videos=args.videos or "",
                      reference_cameras=args.reference_cameras or "",
                      intrinsics=args.intrinsics or "", epochs=args.epochs,
-                     num_cpus=args.num_cpus, quick=args.quick, progress=not args.quiet)
+                     num_cpus=args.num_cpus, quick=args.quick, progress=not args.quiet,
+                     max_people=args.max_people)
     try:
         result = run_demo(cfg)
     except DemoError as err:

@@ -142,9 +142,10 @@ class DetectConfig:
             (``skip_loop_filter;all``: H.264 decodes about a third faster, slightly softer).
         max_people: P, the detection slots per camera-frame the store keeps. 1 (one person)
             runs MediaPipe's single-person detector; > 1 runs
-            :class:`~epiflow.detection.tracking.MultiPersonPoseDetector` and needs given
-            cameras (several people are associated across cameras with them). Keypoint inputs
-            with a P axis are stored with their own P.
+            :class:`~epiflow.detection.tracking.MultiPersonPoseDetector`; several people are
+            associated across cameras with the given cameras, or, without them, the cameras
+            are solved from everyone first (:mod:`epiflow.calibration.people_calibration`).
+            Keypoint inputs with a P axis are stored with their own P.
         detect_every: with ``max_people`` > 1, frames between person-detector runs while fewer
             than ``max_people`` are tracked.
     """
