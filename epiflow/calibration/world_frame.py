@@ -91,7 +91,7 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
 
 
 def _height_fit(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """(stature, limb lengths (B,), which limbs were used (B,) bool): see :func:`estimate_height`."""
+    """(stature, limb lengths (B,), limbs used (B,) bool): see :func:`estimate_height`."""
     ratios = np.array([r for _, _, r in BONE_RATIOS])
     lengths = bone_lengths(points)
     seen = np.isfinite(lengths)

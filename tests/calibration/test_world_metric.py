@@ -91,6 +91,26 @@ class TestKnownDistance:
         assert not out.exists() and not out.with_name("cams.report.json").exists()
 
 
+def test_run_refuses_an_unknown_camera_before_anything_runs(tmp_path, capsys):
+    """``epiflow run --known-distance`` with a camera that is not among the videos: exit 2,
+    naming it and the cameras, before Ray starts or the store is made."""
+    import cv2
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("cam1.mp4", "cam2.mp4"):
+        writer = cv2.VideoWriter(str(videos / name), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+        for i in range(3):
+            writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+        writer.release()
+    store = tmp_path / "s.zarr"
+    assert main(["run", "--videos", str(videos), "--out", str(store), "--known-distance", "cam1",
+                 "cam3", "2.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("epiflow run: error: --known-distance (session")
+    assert "camera 'cam3' is not one of this capture's cameras ['cam1', 'cam2']" in err
+    assert not store.exists()
+
+
 class TestScaleUncertainty:
     def test_reported_and_it_covers_the_error(self, capture, results):
         report = results["none"].report
