@@ -10,6 +10,8 @@ TOML layout, one table per camera, in the order the cameras were given::
     rotation = [rx, ry, rz]          # Rodrigues vector, world→camera
     translation = [tx, ty, tz]       # metres, world→camera
     fisheye = false
+    time_offset = 0.0                # optional: seconds on the first camera's clock at which
+                                     # this camera's first frame was taken (unsynchronized)
 
 A table called ``metadata`` is not a camera.
 """
@@ -29,7 +31,8 @@ from epiflow.calibration.formats_shelf import load_shelf_calibration
 from epiflow.calibration.input_checks import check_rig
 from epiflow.outputs import atomic_write_text
 
-__all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS"]
+__all__ = ["load_toml", "save_toml", "rig_to_toml", "rig_from_toml", "load_rig", "RIG_FORMATS",
+           "time_offsets_from_toml"]
 
 
 def rig_from_toml(text: str, source: str = "<string>") -> CameraRig:
@@ -69,14 +72,18 @@ def _fmt(value) -> str:
     return repr(value)
 
 
-def rig_to_toml(rig: CameraRig, metadata: dict | None = None) -> str:
-    """The camera TOML layout as a string (see the module docstring)."""
+def rig_to_toml(rig: CameraRig, metadata: dict | None = None,
+                time_offsets=None) -> str:
+    """The camera TOML layout as a string (see the module docstring); ``time_offsets`` (C,)
+    seconds, when given, go into each camera's table as ``time_offset``."""
     lines = []
-    for cam in rig:
+    for c, cam in enumerate(rig):
         dist = cam.dist if cam.dist[4] != 0 else cam.dist[:4]
         table = {"name": cam.name, "size": [float(cam.size[0]), float(cam.size[1])],
                  "matrix": cam.K.tolist(), "distortions": dist.tolist(),
                  "rotation": cam.rvec.tolist(), "translation": cam.t.tolist(), "fisheye": False}
+        if time_offsets is not None:
+            table["time_offset"] = float(time_offsets[c])
         lines.append(f"[{cam.name}]")
         lines += [f"{k} = {_fmt(v)}" for k, v in table.items()]
         lines.append("")
@@ -86,9 +93,18 @@ def rig_to_toml(rig: CameraRig, metadata: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_toml(rig: CameraRig, path, metadata: dict | None = None) -> None:
-    """Write ``rig`` to ``path`` in the camera TOML layout (written whole, then renamed)."""
-    atomic_write_text(path, rig_to_toml(rig, metadata))
+def save_toml(rig: CameraRig, path, metadata: dict | None = None, time_offsets=None) -> None:
+    """Write ``rig`` to ``path`` in the camera TOML layout (written whole, then renamed);
+    ``time_offsets`` as in :func:`rig_to_toml`."""
+    atomic_write_text(path, rig_to_toml(rig, metadata, time_offsets))
+
+
+def time_offsets_from_toml(text: str, source: str = "<string>") -> dict[str, float]:
+    """``{camera name: time_offset}`` (seconds on the first camera's clock at which the camera's
+    first frame was taken) of a camera TOML's tables that have one; {} for synchronized rigs."""
+    return {str(v.get("name", k)): float(v["time_offset"])
+            for k, v in parse_toml(text, source).items()
+            if isinstance(v, dict) and k != "metadata" and "time_offset" in v}
 
 
 #: The calibration files :func:`load_rig` reads, as named in its errors.

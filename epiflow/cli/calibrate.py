@@ -78,6 +78,12 @@ def register(subparsers) -> None:
                         "(default: the most confident)")
     p.add_argument("--save-keypoints", metavar="NPZ", default=None,
                    help="with --videos: also write the detections as a keypoints npz")
+    p.add_argument("--sync", nargs="?", const="on", default="auto",
+                   choices=("auto", "on", "off"),  # calibration.sync.SYNC_MODES (torch-free here)
+                   help="recover each camera's time offset from the person (written as "
+                        "time_offset in --out): default 'auto', for videos of different lengths "
+                        "or rates; --sync alone forces it (equal-length videos, keypoints); "
+                        "--sync off never")
     p.set_defaults(func=run)
 
 
@@ -96,9 +102,15 @@ def _config(args):
 def _keypoints(args):
     if args.videos:
         from epiflow.keypoints import save_npz
-        from epiflow.detection.detectors import detect_videos
+        from epiflow.detection.detectors import detect_video_streams, detect_videos
         from epiflow.pipeline.ingest import probe_videos
-        probe_videos(args.videos)  # two or more readable videos, before minutes of detection
+        # two or more readable videos, before minutes of detection
+        if _video_sync(probe_videos(args.videos), args):
+            from epiflow.calibration.sync import CameraStreams
+            tracks, infos, joint_set = detect_video_streams(args.videos)
+            return CameraStreams(tuple(tracks), [i.fps for i in infos],
+                                 tuple(i.path.stem for i in infos), joint_set,
+                                 np.array([i.size for i in infos]))
         kp = detect_videos(args.videos, _detector(args.max_people))
         if args.save_keypoints:
             save_npz(kp, args.save_keypoints)
@@ -110,15 +122,6 @@ def _keypoints(args):
     return load_keypoints(args.keypoints, joint_set=args.joint_set, image_size=args.image_size,
                           min_cameras=2, calibration=args.intrinsics,
                           people=args.max_people > 1 if openpose else None)
-
-
-def _detector(max_people: int):
-    """MediaPipe's one person (None: the default of ``detect_videos``), or the detector of up to
-    ``max_people`` people."""
-    if max_people == 1:
-        return None
-    from epiflow.detection.tracking import MultiPersonPoseDetector
-    return MultiPersonPoseDetector(max_people)
 
 
 def _known_distance(args):
@@ -165,6 +168,68 @@ def world_summary(report: dict) -> str:
     return f"world: {scale}; up from the {up}{extra}"
 
 
+def _video_sync(infos, args) -> bool:
+    """Whether the videos (probed) are synchronized from the person; refused, before any
+    detection, for several people or ``--sync off`` on videos of different lengths or rates."""
+    from epiflow.calibration.sync import needs_sync
+    counts = {i.path.name: i.n_frames for i in infos}
+    rates = {i.path.name: round(i.fps, 3) for i in infos}
+    differ = needs_sync(counts.values(), rates.values(), "auto")
+    if differ and args.sync == "off":
+        raise ValueError(f"--sync off, but the videos in {args.videos!r} differ: frame counts "
+                         f"{counts}, rates {rates} fps; synchronized cameras need equal ones: "
+                         f"drop --sync off to recover their time offsets from the person, or "
+                         f"trim and re-encode the videos")
+    sync = needs_sync(counts.values(), rates.values(), args.sync)
+    if sync and args.max_people > 1:
+        raise ValueError(f"--max-people {args.max_people} with videos to synchronize (frame "
+                         f"counts {counts}, rates {rates}): time offsets are recovered from one "
+                         f"person only; use --max-people 1, or synchronized videos")
+    return sync
+
+
+def _streams(kp, args):
+    """Keypoints to synchronize (``--sync`` on a keypoints input): each camera up to its last
+    frame with a person, at the keypoints' rate."""
+    from epiflow.calibration.sync import CameraStreams
+    if kp.has_people:
+        raise ValueError(f"--sync with keypoints of several people ({args.keypoints!r}): time "
+                         f"offsets are recovered from one person only; give one person's "
+                         f"keypoints, or drop --sync")
+    if not kp.fps:
+        raise ValueError(f"--sync: the keypoints {args.keypoints!r} carry no frame rate; "
+                         f"expected fps in the npz (time offsets are in seconds): save it there")
+    seen = (kp.data[..., 2] > 0).any(-1)                                   # (T, C)
+    counts = [int(np.flatnonzero(seen[:, c])[-1]) + 1 if seen[:, c].any() else 0
+              for c in range(kp.n_cameras)]
+    return CameraStreams.from_padded(kp.data, counts, [kp.fps] * kp.n_cameras,
+                                     kp.camera_names, kp.joint_set, kp.image_size)
+
+
+def _synchronized(streams, calibrate, args):
+    """Offsets and cameras together (:func:`~epiflow.calibration.sync.synchronize_with_calibration`):
+    (calibration result, keypoints on the first camera's frame times, sync report)."""
+    from epiflow.calibration.sync import synchronize_with_calibration
+    sync, result, kp = synchronize_with_calibration(streams, calibrate)
+    report = sync.report(streams.camera_names)
+    for name, cam in report["cameras"].items():
+        print(f"{name}: time offset {cam['time_offset_s']:+.4f} s "
+              f"({cam['time_offset_frames']:+.2f} frames at {cam['fps']:g} fps)")
+    if args.save_keypoints:
+        from epiflow.keypoints import save_npz
+        save_npz(kp, args.save_keypoints)
+    return result, kp, report
+
+
+def _detector(max_people: int):
+    """MediaPipe's one person (None: the default of ``detect_videos``), or the detector of up to
+    ``max_people`` people."""
+    if max_people == 1:
+        return None
+    from epiflow.detection.tracking import MultiPersonPoseDetector
+    return MultiPersonPoseDetector(max_people)
+
+
 def _plain(value):
     """JSON-able copy of a report (numpy scalars and arrays to Python)."""
     if isinstance(value, dict):
@@ -181,6 +246,7 @@ def _plain(value):
 def run(args) -> int:
     from epiflow.calibration.formats import load_rig, save_toml
     from epiflow.calibration.people_calibration import calibrate_from_several_people
+    from epiflow.calibration.sync import CameraStreams
     from epiflow.calibration.verdict import verdict_lines, verdict_metadata
     from epiflow.cli import print_warnings
 
@@ -195,14 +261,28 @@ def run(args) -> int:
     known = _known_distance(args)
     intrinsics = load_rig(args.intrinsics) if args.intrinsics else None
     kp = _keypoints(args)
-    result = calibrate_from_several_people(kp, intrinsics, args.subject_height, config,
-                                           intrinsics_source=args.intrinsics or "intrinsics",
-                                           known_distance=known, scene=_scene(args, False))
+    if args.keypoints and args.sync == "on":
+        kp = _streams(kp, args)
+
+    scene = _scene(args, isinstance(kp, CameraStreams))
+
+    def calibrate(keypoints):
+        return calibrate_from_several_people(keypoints, intrinsics, args.subject_height, config,
+                                             intrinsics_source=args.intrinsics or "intrinsics",
+                                             known_distance=known, scene=scene)
+    sync = None
+    if isinstance(kp, CameraStreams):
+        result, kp, sync = _synchronized(kp, calibrate, args)
+    else:
+        result = calibrate(kp)
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
-                     "intrinsics_file": args.intrinsics, "cameras_file": str(out)})
+                     "intrinsics_file": args.intrinsics, "cameras_file": str(out),
+                     **({"sync": sync} if sync else {})})
     save_toml(result.rig, out, {"method": f"from people ({config.method})",
-                                **verdict_metadata(report["verdict"])})
+                                **verdict_metadata(report["verdict"])},
+              time_offsets=None if sync is None else
+              [c["time_offset_s"] for c in sync["cameras"].values()])
     atomic_write_text(report_path(out), json.dumps(report, indent=2) + "\n")
     for name, cam in report["cameras"].items():
         print(f"{name}: median reprojection error {cam['reprojection_error_px_median']:.2f} px "
@@ -211,9 +291,10 @@ def run(args) -> int:
         people = report["people"]
         print(f"{people['found']} people matched across the cameras without a calibration "
               f"(frames each: {people['frames']}); the cameras are solved from all of them")
-    print_warnings("calibrate", report["warnings"], args.videos or args.keypoints)
-    print("\n".join(verdict_lines(report["verdict"])))
+    print_warnings("calibrate", report["warnings"] + (sync["warnings"] if sync else []),
+                   args.videos or args.keypoints)
     print(world_summary(report))
+    print("\n".join(verdict_lines(report["verdict"])))
     print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
           f"-> {out}, report {report_path(out)}")
     return 0

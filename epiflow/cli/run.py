@@ -53,6 +53,10 @@ def register(subparsers) -> None:
     p.add_argument("--wait-lease", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="when another run is writing the store, wait up to this long for it "
                         "(default: refuse at once)")
+    p.add_argument("--sync", nargs="?", const="on", default=None, choices=("auto", "on", "off"),
+                   help="recover each camera's time offset from the person (ingest.sync): "
+                        "'auto' (default) for videos of different lengths or rates; --sync "
+                        "alone forces it on equal-length videos; --sync off never")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -87,6 +91,8 @@ def config_from_args(args):
     ray = replace(cfg.ray, address=args.address or cfg.ray.address,
                   num_cpus=args.num_cpus or cfg.ray.num_cpus)
     cfg = replace(cfg, out=_abs(args.out) or cfg.out, ray=ray)
+    if args.sync:
+        cfg = replace(cfg, ingest=replace(cfg.ingest, sync=args.sync))
     cfg = apply_overrides(cfg, args.set)
     if getattr(args, "known_distance", None):
         cfg = replace(cfg, calibrate=replace(cfg.calibrate,

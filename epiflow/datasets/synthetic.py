@@ -37,12 +37,14 @@ from pathlib import Path
 import numpy as np
 
 from epiflow.calibration.camera import Camera, CameraRig
+from epiflow.calibration.sync import CameraStreams, frame_times
 from epiflow.datasets.cmu import Motion, load_cmu_clip, load_packaged_clip
 from epiflow.keypoints import Keypoints
 from epiflow.skeleton import get_joint_set, map_to_h36m, H36M17
 
 __all__ = ["REFERENCE_HEIGHT_PX", "make_rig", "look_at", "Corruption", "SyntheticCapture",
-           "synthesize", "capture_center", "cmu_capture", "cmu_clip_path", "skeleton_crops"]
+           "synthesize", "capture_center", "cmu_capture", "cmu_clip_path", "skeleton_crops",
+           "motion_at", "unsynchronized_capture"]
 
 #: person height (pixels) at which ``Corruption.noise_px`` is the noise std
 REFERENCE_HEIGHT_PX = 400.0
@@ -464,3 +466,38 @@ def skeleton_crops(keypoints2d: np.ndarray, joint_set: str, size: int, margin: f
                 cv2.line(crops[t, c], tuple(xy[a]), tuple(xy[b]), colour, max(1, size // 32),
                          cv2.LINE_AA)
     return crops, boxes
+
+
+def motion_at(motion: Motion, times: np.ndarray) -> np.ndarray:
+    """(N, J, 3) the motion's joints at ``times`` seconds from its first frame, linearly
+    interpolated (clamped to the clip)."""
+    u = np.clip(np.asarray(times, np.float64) * motion.fps, 0, motion.n_frames - 1)
+    lo = np.minimum(np.floor(u).astype(int), motion.n_frames - 2)
+    w = (u - lo)[:, None, None]
+    return (1 - w) * motion.points[lo] + w * motion.points[lo + 1]
+
+
+def unsynchronized_capture(motion: Motion, rig: CameraRig, fps, offsets, n_frames,
+                           corruption: Corruption = Corruption(), seed: int = 0,
+                           start: float = 0.0, joint_set: str = "h36m17"):
+    """A capture by cameras that are not synchronized: camera c's frame k shows the motion at
+    ``start + offsets[c] + k / fps[c]`` seconds (motion time; ``offsets`` in seconds on camera
+    0's clock, camera 0 at 0), its 2D corrupted as :func:`synthesize` does (seed ``seed + c``).
+
+    Args:
+        motion: the 3D motion (a high rate, e.g. CMU's 120 fps, keeps interpolation exact).
+        rig: the true cameras. fps, offsets, n_frames: (C,) each camera's rate, clock offset
+            (seconds) and frame count.
+
+    Returns:
+        :class:`~epiflow.calibration.sync.CameraStreams`, each camera's (n_frames[c], J, 3) on
+        its own clock.
+    """
+    tracks = []
+    for c in range(len(rig)):
+        times = start + frame_times(n_frames[c], fps[c], offsets[c])
+        part = Motion(motion_at(motion, times), motion.joint_set, fps[c], motion.name)
+        cap = synthesize(part, rig.subset([c]), corruption, seed=seed + c, joint_set=joint_set)
+        tracks.append(cap.keypoints.data[:, 0])
+    return CameraStreams(tuple(tracks), np.asarray(fps, float), tuple(rig.names), joint_set,
+                         rig.sizes)

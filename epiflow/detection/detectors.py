@@ -16,7 +16,7 @@ from epiflow.keypoints import Keypoints
 from epiflow.naming import natural_key
 
 __all__ = ["MediaPipeDetector", "VideoInfo", "video_info", "read_frames", "list_videos",
-           "detect_videos", "open_video", "VIDEO_SUFFIXES"]
+           "detect_videos", "detect_video_streams", "open_video", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -198,3 +198,30 @@ def detect_videos(folder, detector: MediaPipeDetector | None = None,
     fps = infos[0].fps or None
     return Keypoints(out, detector.joint_set, tuple(i.path.stem for i in infos),
                      np.array([i.size for i in infos]), fps)
+
+
+def detect_video_streams(folder, detector: MediaPipeDetector | None = None,
+                         chunk_frames: int = 64, progress: bool = True
+                         ) -> tuple[list[np.ndarray], list[VideoInfo], str]:
+    """Detect 2D poses in a folder of videos that need not be synchronized: each video on its
+    own frames (one person, MediaPipe by default).
+
+    Returns:
+        per camera (T_c, 33, 3) pixels, the videos' :class:`VideoInfo` (name, rate, size) in
+        natural order, and the joint set (``blazepose33``); see
+        :class:`epiflow.calibration.sync.CameraStreams`.
+    """
+    from tqdm import tqdm
+    detector = detector or MediaPipeDetector()
+    infos = [video_info(p) for p in list_videos(folder)]
+    tracks = []
+    with tqdm(total=sum(i.n_frames for i in infos), desc="detect", unit="frame",
+              disable=not progress) as bar:
+        for info in infos:
+            track = np.zeros((info.n_frames, 33, 3))
+            for start in range(0, info.n_frames, chunk_frames):
+                stop = min(info.n_frames, start + chunk_frames)
+                track[start:stop] = detector(read_frames(info.path, start, stop))
+                bar.update(stop - start)
+            tracks.append(track)
+    return tracks, infos, detector.joint_set

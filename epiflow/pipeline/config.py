@@ -105,12 +105,16 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Reading sessions: ``trim`` cuts cameras of different lengths to the shortest (with a
-    warning in the report) instead of failing the session; ``max_frames`` keeps only the first
-    frames of every session (0 = all; for previews and tests)."""
+    """Reading sessions: ``sync`` (``auto``: videos of different lengths or frame rates are
+    synchronized from the person, :mod:`epiflow.calibration.sync`; ``on``: always; ``off``:
+    never, ``epiflow run --sync off``); ``trim`` (with ``sync = "off"``, or equal rates) cuts
+    cameras of different lengths to the shortest (with a warning in the report) instead of
+    synchronizing them or failing the session; ``max_frames`` keeps only the first frames of
+    every session (0 = all; for previews and tests)."""
 
     trim: bool = False
     max_frames: int = 0
+    sync: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass(frozen=True)

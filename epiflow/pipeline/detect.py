@@ -200,11 +200,14 @@ class DetectWorker:
         """Decode, detect, write the unit's chunks, then mark it done."""
         from epiflow.skeleton import map_to_h36m
         started, cpu = time.time(), time.process_time()
-        frames = self.reader.read(unit.stream, unit.start, unit.stop)
-        decoded = time.time()
-        kp = self.detect(frames)
-        detected = time.time()
         session = self._session(unit.store_url, unit.session_id)
+        # an unsynchronized camera has its own count (rows past it stay empty)
+        stop = min(unit.stop, session.camera_frame_count(unit.camera))
+        frames = self.reader.read(unit.stream, unit.start, stop) if stop > unit.start else []
+        decoded = time.time()
+        kp = _padded(self.detect(frames) if frames else None, unit.stop - unit.start,
+                     self.cfg.max_people, self.detector.joint_set)
+        detected = time.time()
         crops = boxes = None
         if session.crops is not None:  # of slot 0 (the store's crops are one person's)
             crops, boxes = person_crops(frames, kp[:, 0], session.crops.shape[2])
@@ -216,6 +219,19 @@ class DetectWorker:
                           time.time(), decoded - started, detected - decoded,
                           time.process_time() - cpu,
                           float(np.mean(kp[..., 2].max(-1).max(-1) > 0)))
+
+
+def _padded(kp: np.ndarray | None, n: int, slots: int, joint_set: str) -> np.ndarray:
+    """(n, P, J, 3) detections: ``kp``'s frames, then missing ones (NaN, confidence 0) up to
+    ``n`` (a unit past an unsynchronized camera's last frame)."""
+    from epiflow.skeleton import get_joint_set
+    if kp is not None and len(kp) == n:
+        return kp
+    out = np.full((n, slots, len(get_joint_set(joint_set)), 3), np.nan)
+    out[..., 2] = 0.0
+    if kp is not None:
+        out[:len(kp)] = kp
+    return out
 
 
 def _detector(cfg: DetectConfig):

@@ -43,6 +43,8 @@ class Source:
         rig: the cameras that come with the source (a synthetic capture's true rig) or None.
         gt3d: (T, J, 3) ground truth, metres, in ``rig``'s world frame, or None.
         warnings: things the run report should say (a trim, a guessed name...).
+        camera_frames, camera_fps: unsynchronized videos only: each camera's own frame count and
+            rate (``n_frames`` is then the largest count; see :func:`_unsynchronized`).
     """
 
     camera_names: list[str]
@@ -54,6 +56,8 @@ class Source:
     rig: "CameraRig | None" = None
     gt3d: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    camera_frames: list[int] | None = None
+    camera_fps: list[float] | None = None
 
 
 @dataclass
@@ -122,18 +126,22 @@ def plan_sessions(cfg: RunConfig) -> list[SessionConfig]:
 
 # -- reading sources ---------------------------------------------------------------------------
 def _check_lengths(names: list[str], counts: list[int], fps: list[float], where: str,
-                   trim: bool) -> tuple[int, list[str]]:
+                   trim: bool, sync: str = "off") -> tuple[int, list[str]]:
     warnings = []
     if len({round(f, 3) for f in fps}) > 1:
         raise ValueError(f"{where}: cameras have different frame rates "
-                         f"{dict(zip(names, fps))}; synchronized cameras need one rate: "
-                         f"re-encode them at the same fps")
+                         f"{dict(zip(names, fps))}; with ingest.sync = {sync!r} (--sync off) "
+                         f"cameras need one rate: drop --sync off (ingest.sync = 'auto' "
+                         f"recovers each camera's clock from the person), or re-encode them at "
+                         f"the same fps")
     if len(set(counts)) > 1:
         per_cam = dict(zip(names, counts))
         if not trim:
-            raise ValueError(f"{where}: cameras have different frame counts {per_cam}; "
-                             f"synchronized cameras need the same number: trim the videos, or "
-                             f"set ingest.trim = true to cut all to the shortest")
+            raise ValueError(f"{where}: cameras have different frame counts {per_cam}; with "
+                             f"ingest.sync = {sync!r} (--sync off) cameras need the same number: "
+                             f"drop --sync off (ingest.sync = 'auto' recovers each camera's "
+                             f"time offset from the person), trim the videos, or set "
+                             f"ingest.trim = true to cut all to the shortest")
         warnings.append(f"{where}: frame counts differ {per_cam}; trimmed all to the first "
                         f"{min(counts)} frames (ingest.trim = true)")
     return min(counts), warnings
@@ -157,13 +165,39 @@ def probe_videos(folder, min_videos: int = MIN_CAMERAS) -> list:
     return infos
 
 
-def _video_source(session: SessionConfig, trim: bool) -> Source:
+def _video_source(session: SessionConfig, trim: bool, sync: str = "auto") -> Source:
+    from epiflow.calibration.sync import needs_sync
     infos = probe_videos(session.videos)
-    T, warnings = _check_lengths([i.path.name for i in infos], [i.n_frames for i in infos],
-                                 [i.fps for i in infos], f"videos in {session.videos!r}", trim)
+    names, counts = [i.path.name for i in infos], [i.n_frames for i in infos]
+    rates = [i.fps for i in infos]
+    if needs_sync(counts, rates, sync) and not (trim and sync == "auto"
+                                                and len({round(f, 3) for f in rates}) == 1):
+        return _unsynchronized(session, infos)
+    T, warnings = _check_lengths(names, counts, rates, f"videos in {session.videos!r}", trim,
+                                 sync)
     return Source([i.path.stem for i in infos], T, infos[0].fps or session.fps or None,
                   np.array([i.size for i in infos]), [str(i.path) for i in infos],
                   warnings=warnings)
+
+
+def _unsynchronized(session: SessionConfig, infos: list) -> Source:
+    """Videos whose clocks are recovered from the person after detection
+    (:mod:`epiflow.calibration.sync`): T = the longest video's frames, each camera detected on
+    its own; labels come on the first camera's frame times."""
+    rates = [float(i.fps or 0) for i in infos]
+    bad = [i.path.name for i, f in zip(infos, rates) if f <= 0]
+    if bad:
+        raise ValueError(f"videos {bad} in {session.videos!r} do not say their frame rate; "
+                         f"expected fps > 0 to recover the cameras' time offsets: re-encode "
+                         f"them with a rate, or give synchronized videos with --sync off")
+    counts = [int(i.n_frames) for i in infos]
+    per_cam = {i.path.stem: f"{n} frames at {f:g} fps" for i, n, f in zip(infos, counts, rates)}
+    warning = (f"videos in {session.videos!r}: cameras not synchronized ({per_cam}); their "
+               f"time offsets are recovered from the person and the labels put on "
+               f"{infos[0].path.stem}'s frame times")
+    return Source([i.path.stem for i in infos], max(counts), rates[0],
+                  np.array([i.size for i in infos]), [str(i.path) for i in infos],
+                  warnings=[warning], camera_frames=counts, camera_fps=rates)
 
 
 def list_images(folder) -> list[Path]:
@@ -225,16 +259,20 @@ def _synthetic_source(session: SessionConfig) -> Source:
                   rig=cap.rig, gt3d=gt)
 
 
-def read_source(session: SessionConfig, trim: bool = False, max_frames: int = 0) -> Source:
+def read_source(session: SessionConfig, trim: bool = False, max_frames: int = 0,
+                sync: str = "auto") -> Source:
     """Read what ``session``'s source says of itself (videos are probed, not decoded);
-    ``max_frames`` > 0 keeps only the first frames."""
-    readers = {"videos": lambda: _video_source(session, trim),
+    ``max_frames`` > 0 keeps only the first frames; ``sync`` (``ingest.sync``): whether videos
+    of different lengths or rates are synchronized from the person."""
+    readers = {"videos": lambda: _video_source(session, trim, sync),
                "frames": lambda: _frames_source(session, trim),
                "keypoints": lambda: _keypoint_source(session),
                "synthetic": lambda: _synthetic_source(session)}
     src = readers[session.kind]()
     if max_frames and src.n_frames > max_frames:
         src.n_frames = max_frames
+        if src.camera_frames:
+            src.camera_frames = [min(n, max_frames) for n in src.camera_frames]
         src.keypoints = None if src.keypoints is None else src.keypoints.frames(0, max_frames)
         src.gt3d = None if src.gt3d is None else src.gt3d[:max_frames]
     return src
@@ -292,7 +330,12 @@ def _check_synthetic(syn) -> None:
 
 
 def _check_source(session: SessionConfig, cfg: RunConfig) -> None:
-    src = read_source(session, cfg.ingest.trim)
+    src = read_source(session, cfg.ingest.trim, sync=cfg.ingest.sync)
+    if src.camera_frames and cfg.store.crop_size:
+        raise ValueError(f"{session.path!r}: cameras not synchronized (frame counts "
+                         f"{src.camera_frames}, rates {src.camera_fps} fps) and store.crop_size "
+                         f"= {cfg.store.crop_size}: crops of unsynchronized cameras are not "
+                         f"stored yet; set store.crop_size = 0, or give synchronized videos")
     if len(src.camera_names) < MIN_CAMERAS:
         raise ValueError(f"{session.kind} {session.path!r} gives {len(src.camera_names)} "
                          f"camera(s) {src.camera_names}; a session needs at least {MIN_CAMERAS} "
@@ -363,7 +406,7 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
     found = _resumable(store, session.name, fingerprint)
     if found is not None:
         return _result(found, session.kind)
-    src = read_source(session, cfg.ingest.trim, cfg.ingest.max_frames)
+    src = read_source(session, cfg.ingest.trim, cfg.ingest.max_frames, cfg.ingest.sync)
     source_set = src.keypoints.joint_set if src.keypoints is not None else \
         MediaPipeDetector.joint_set
     joint_set = source_set if cfg.store.joint_set == "source" else cfg.store.joint_set
@@ -374,7 +417,9 @@ def ingest_session(store_url: str, session: SessionConfig, cfg: RunConfig) -> In
         max_people=source_slots(src, cfg), source_joint_set=source_set,
         attrs={"source": {"kind": session.kind, "path": session.path},
                "config": run_settings(cfg, session), "fingerprint": fingerprint,
-               "streams": src.streams, "warnings": src.warnings})
+               "streams": src.streams, "warnings": src.warnings,
+               **({"time_sync": {"n_frames": src.camera_frames, "fps": src.camera_fps,
+                                 "done": False}} if src.camera_frames else {})})
     _write_passthrough(s, src, joint_set)
     s.set_status("ingest", "done")
     return _result(s, session.kind)

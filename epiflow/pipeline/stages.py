@@ -26,8 +26,38 @@ def _check_detected(s: Session) -> None:
     s.set_status("detect", "done")
 
 
+def _synchronize(s: Session) -> dict:
+    """Unsynchronized cameras (attr ``time_sync``): each camera's time offset from the person
+    (:func:`~epiflow.calibration.sync.synchronize`, on the source's own joints when kept), then
+    every view interpolated onto camera 0's frame times in the store; the raw detections are
+    kept (:meth:`~epiflow.store.Session.write_synchronized`), so a rerun starts from them."""
+    from epiflow.calibration.sync import CameraStreams, synchronize, to_first_camera
+    sync = s.time_sync
+    names, size = s.camera_names, s.image_size
+
+    def streams(source: bool) -> CameraStreams:
+        raw = s.raw_keypoints(source)[:, :, 0]                      # one person: slot 0
+        joint_set = s.source_joint_set if source else s.joint_set
+        return CameraStreams.from_padded(raw, sync["n_frames"], sync["fps"], names, joint_set,
+                                         size)
+    source = s.keypoints2d_source is not None
+    result = synchronize(streams(source))
+    moved = [to_first_camera(streams(src), result.offsets, s.n_frames).data[:, :, None]
+             for src in (False, True) if src is False or source]
+    report = result.report(names)
+    s.write_synchronized(moved[0], moved[1] if source else None, result.offsets, report)
+    return report
+
+
 def _calibrate(s: Session, session_cfg: SessionConfig, cfg: RunConfig) -> dict:
+    sync = s.time_sync
+    if sync and not sync.get("done"):
+        _synchronize(s)
     rig, method, report = calibrate_session(s, session_cfg, cfg.calibrate)
+    if s.time_sync:
+        report = {**report, "sync": s.time_sync["report"],
+                  "warnings": [*report.get("warnings", []),
+                               *s.time_sync["report"]["warnings"]]}
     s.write_rig(rig, method, report)
     s.set_status("calibrate", "done")
     return {"method": method}

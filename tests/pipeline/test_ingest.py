@@ -79,20 +79,26 @@ class TestVideoSources:
         assert src.camera_names == ["cam1", "cam2", "cam10"]
         assert src.n_frames == 6 and src.fps == 30.0 and src.image_size.tolist() == [[64, 48]] * 3
 
-    def test_different_lengths_error_names_them_or_trims(self, tmp_path, make_video):
+    def test_different_lengths_synchronized_or_error_or_trims(self, tmp_path, make_video):
         make_video(tmp_path / "cam1.mp4", 8)
         make_video(tmp_path / "cam2.mp4", 5)
         s = SessionConfig(name="s", videos=str(tmp_path))
-        with pytest.raises(ValueError, match=r"different frame counts.*'cam1.mp4': 8.*'cam2.mp4': 5"):
-            read_source(s)
+        src = read_source(s)  # ingest.sync = "auto": each camera on its own frames
+        assert src.n_frames == 8 and src.camera_frames == [8, 5] and src.camera_fps == [30, 30]
+        assert "not synchronized" in src.warnings[0]
+        with pytest.raises(ValueError, match=r"different frame counts.*'cam1.mp4': 8.*'cam2.mp4': 5"
+                                             r".*drop --sync off"):
+            read_source(s, sync="off")
         src = read_source(s, trim=True)
         assert src.n_frames == 5 and "trimmed all to the first 5 frames" in src.warnings[0]
 
     def test_different_frame_rates(self, tmp_path, make_video):
         make_video(tmp_path / "cam1.mp4", 5, fps=30)
         make_video(tmp_path / "cam2.mp4", 5, fps=25)
+        s = SessionConfig(name="s", videos=str(tmp_path))
+        assert read_source(s).camera_fps == [30, 25]
         with pytest.raises(ValueError, match="different frame rates"):
-            read_source(SessionConfig(name="s", videos=str(tmp_path)))
+            read_source(s, sync="off")
 
     def test_empty_folder_and_unreadable_video(self, tmp_path):
         with pytest.raises(ValueError, match="holds no video files"):
