@@ -2,6 +2,9 @@
 
 Only the 2D of that video is used:
 
+- **left/right swaps** (:func:`fix_swaps`): a monocular detector sometimes takes the person for
+  facing the other way for a stretch of frames (MediaPipe does in 30 of the 100 frames of the
+  Pose2Sim demo's cam02); the stretch is found by temporal consistency and relabelled;
 - **global position alignment** (:func:`align_positions`, after PoseDA's GPA): the training data
   sees the person near the optical axis; a person filmed off centre (a phone held low, a person
   at the edge of a wide lens) is seen at another angle. A pure camera rotation maps rays to rays,
@@ -30,7 +33,7 @@ from epiflow.models.data import normalize_keypoints
 from epiflow.models.losses import root_translation
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["AdaptConfig", "centre_rotation", "rotate_rays", "align_positions",
+__all__ = ["AdaptConfig", "fix_swaps", "centre_rotation", "rotate_rays", "align_positions",
            "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence", "bone_lengths"]
 
 
@@ -39,6 +42,7 @@ class AdaptConfig:
     """What :func:`adapt_sequence` does.
 
     Attributes:
+        swaps: undo the detector's whole-body left/right swaps (:func:`fix_swaps`).
         align: global position alignment (rotate the rays to put the person on the axis).
         samples: Monte-Carlo dropout passes for the per-joint uncertainty (0: a fixed 50 mm).
         steps: test-time optimisation steps (0: none).
@@ -50,6 +54,7 @@ class AdaptConfig:
         lr: the optimiser's step, metres.
     """
 
+    swaps: bool = True
     align: bool = True
     samples: int = 16
     steps: int = 150
@@ -105,6 +110,56 @@ def align_positions(uv: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
     u, v = np.median(uv[seen, root], axis=0)
     R = centre_rotation(np.array([u, v, 1.0]))
     return rotate_rays(uv, R), R
+
+
+def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undo a monocular detector's whole-body left/right swaps (it took the person for facing the
+    other way) by temporal consistency.
+
+    Two states per frame, the labels as detected or mirrored (every left joint exchanged with its
+    right twin); a Viterbi pass picks the state sequence whose consecutive frames agree best (the
+    cost of a step is the mean distance between the two frames' labelled joints, in units of the
+    person's 2D size; a swap is an abrupt jump of every left joint to its twin, a person turning
+    round moves the joints smoothly). Only the relative labelling is known this way, so the
+    state most frames are in is taken as right.
+
+    Args:
+        uv: (T, J, 2) image coordinates (any units); NaN = missing. conf: (T, J).
+
+    Returns:
+        (T, J, 2) and (T, J) relabelled, and (T,) bool the frames that were mirrored.
+    """
+    flip = get_joint_set(joint_set).flip_permutation
+    T = len(uv)
+    if T < 2:
+        return uv, conf, np.zeros(T, bool)
+    rel = uv - uv[:, :1]
+    size = np.sqrt(np.nanmean(np.square(rel).sum(-1), -1))                  # (T,)
+    size = np.where(np.isfinite(size) & (size > 0), size, np.nanmedian(size))
+    both = np.stack([uv, uv[:, flip]], 1)                                   # (T, 2, J, 2)
+
+    def step(t):  # (2, 2) cost from state a at t-1 to state b at t
+        d = np.linalg.norm(both[t][None] - both[t - 1][:, None], axis=-1)   # (2, 2, J)
+        with np.errstate(invalid="ignore"):
+            cost = np.nanmean(d, -1) / size[t]
+        return np.where(np.isfinite(cost), cost, 0.0)
+    total, back = np.zeros(2), np.zeros((T, 2), int)
+    for t in range(1, T):
+        c = total[:, None] + step(t)
+        back[t] = np.argmin(c, 0)
+        total = c[back[t], [0, 1]]
+    state = np.zeros(T, int)
+    state[-1] = int(np.argmin(total))
+    for t in range(T - 1, 0, -1):
+        state[t - 1] = back[t, state[t]]
+    mirrored = state.astype(bool)
+    if mirrored.sum() > T / 2:
+        mirrored = ~mirrored
+    out_uv, out_conf = uv.copy(), conf.copy()
+    out_uv[mirrored] = uv[mirrored][:, flip]
+    out_conf[mirrored] = conf[mirrored][:, flip]
+    return out_uv, out_conf, mirrored
 
 
 def _dropout_on(model: nn.Module) -> list[nn.Module]:
@@ -269,6 +324,8 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
     """
     root = get_joint_set(joint_set).parents.index(-1)
     seen = np.isfinite(uv[:, root]).all(-1) & (conf[:, root] > 0)
+    if cfg.swaps:
+        uv, conf, _ = fix_swaps(uv, conf, joint_set)
     R = np.eye(3)
     if cfg.align:
         uv_in, R = align_positions(uv, root)

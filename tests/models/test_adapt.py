@@ -7,7 +7,8 @@ import torch
 from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.models.adapt import (AdaptConfig, align_positions, bone_lengths, centre_rotation,
-                                  predict_with_uncertainty, rotate_rays, optimise_sequence)
+                                  fix_swaps, predict_with_uncertainty, rotate_rays,
+                                  optimise_sequence)
 from epiflow.models.augment import AugmentConfig, sample_camera
 from epiflow.models.data import normalize_keypoints
 from epiflow.models.lifters import MLPConfig, ResidualMLPLifter
@@ -102,3 +103,25 @@ def test_uncertainty_from_dropout(seen):
     assert not with_dropout.training                                        # left in eval mode
     none = ResidualMLPLifter(MLPConfig(hidden=32, blocks=1, dropout=0.0), 17)
     assert (predict_with_uncertainty(none, x, 8)[1] < 1e-6).all()
+
+
+def test_swapped_stretch_is_relabelled(seen):
+    """A detector's whole-body left/right swap over frames 8-17 (of 30) is found and undone; a
+    person turning round (the labels move smoothly) is left alone."""
+    from epiflow.skeleton import get_joint_set
+    flip = get_joint_set("h36m17").flip_permutation
+    _, uv, _ = seen
+    conf = np.ones(uv.shape[:2])
+    conf[:, 16] = 0.5
+    bad, bad_conf = uv.copy(), conf.copy()
+    bad[8:18], bad_conf[8:18] = uv[8:18][:, flip], conf[8:18][:, flip]
+    fixed, fixed_conf, mirrored = fix_swaps(bad, bad_conf)
+    assert np.flatnonzero(mirrored).tolist() == list(range(8, 18))
+    np.testing.assert_allclose(fixed, uv)
+    np.testing.assert_allclose(fixed_conf, conf)
+    assert not fix_swaps(uv, conf)[2].any()
+    # the person turns round: seen from behind, the left joints are on the image's other side
+    angle = np.linspace(0, np.pi, len(uv))[:, None]
+    rel = uv - uv[:, :1]
+    turning = uv[:, :1] + np.stack([rel[..., 0] * np.cos(angle), rel[..., 1]], -1)
+    assert not fix_swaps(turning, conf)[2].any()
