@@ -25,7 +25,10 @@ it, focal lengths are estimated from a guess from the image size.
 
 Output: ``--out`` cameras TOML (Pose2Sim / Anipose layout, ``formats.load_toml`` reads it; metres,
 world Z up, floor z = 0) and, beside it, ``<stem>.report.json``: per camera the reprojection error
-and observations used, the method, which intrinsics were refined, the scale source, warnings.
+and observations used, the method, which intrinsics were refined, the scale source, warnings, and
+the verdict on the cameras (:mod:`epiflow.calibration.verdict`: per camera 95 % bounds on rotation,
+position and focal length, ``good`` / ``doubtful`` / ``failed`` with the reasons and what to do),
+which is also written to the TOML's ``[metadata]`` and printed.
 """
 from __future__ import annotations
 
