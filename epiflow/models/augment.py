@@ -35,7 +35,7 @@ from epiflow.models.detector_error import DetectorErrorModel
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["AugmentConfig", "perturb_bones", "body_up", "sample_camera", "project_corrupted",
-           "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM"]
+           "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM", "LIMB_JOINTS"]
 
 #: the diagonal of a 35 mm film frame: 35-mm equivalent focal lengths are relative to it
 FULL_FRAME_DIAGONAL_MM = 43.27
@@ -51,6 +51,7 @@ class AugmentConfig:
         copies: new sequences made from each training sequence (each filmed by as many virtual
             cameras as the sequence has).
         bone_angle_deg: largest rotation of a bone about its parent joint, degrees.
+        limb_angle_deg: the same for the upper arms and thighs (:data:`LIMB_JOINTS`).
         bone_length: largest relative change of a bone's length (0.1 = ±10 %).
         distance_m: (low, high) horizontal camera distance from the person's path, metres.
         height_m: (low, high) camera height above the floor, metres.
@@ -66,6 +67,7 @@ class AugmentConfig:
 
     copies: int = 0
     bone_angle_deg: float = 12.0
+    limb_angle_deg: float = 12.0
     bone_length: float = 0.1
     distance_m: tuple[float, float] = (2.0, 10.0)
     height_m: tuple[float, float] = (0.2, 2.8)
@@ -112,14 +114,21 @@ def _body_frames(points: np.ndarray, js, up: np.ndarray) -> np.ndarray:
     return np.stack([across, np.broadcast_to(up, across.shape), forward], 1)
 
 
+#: joints whose bone (from the shoulder, from the hip) is a whole limb: ``limb_angle_deg``
+LIMB_JOINTS = ("l_elbow", "r_elbow", "l_knee", "r_knee")
+
+
 def perturb_bones(points: np.ndarray, joint_set: str, rng: np.random.Generator,
                   max_angle_deg: float = 12.0, max_length: float = 0.1,
-                  fps: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+                  fps: float = 30.0, limb_angle_deg: float | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """PoseDA's local pose augmentation on a sequence: rotate and rescale every bone.
 
     Each bone (parent -> child of the kinematic tree) gets a length factor ``s ~ U(1 - max_length,
     1 + max_length)`` for the whole sequence and a rotation about its parent joint by
-    ``max_angle_deg · sin(2π f t + φ)`` (f in 0.1–0.5 Hz) about an axis fixed in the body's frame;
+    ``max_angle_deg · sin(2π f t + φ)`` (f in 0.1–0.5 Hz) about an axis fixed in the body's frame
+    (the upper arms and thighs, :data:`LIMB_JOINTS`, by up to ``limb_angle_deg`` instead, when
+    given: arms raised, legs lifted, poses a walk never shows);
     positions are rebuilt from the root by forward kinematics, so each new bone length is exactly
     ``s`` times the old one in every frame.
 
@@ -147,7 +156,9 @@ def perturb_bones(points: np.ndarray, joint_set: str, rng: np.random.Generator,
         axis_body = rng.normal(size=3)
         axis_body /= np.linalg.norm(axis_body)
         axis = np.einsum("tij,i->tj", frames, axis_body)              # body -> world, (T, 3)
-        angle = np.deg2rad(max_angle_deg) * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t
+        most = limb_angle_deg if limb_angle_deg is not None and js.joints[j] in LIMB_JOINTS \
+            else max_angle_deg
+        angle = np.deg2rad(most) * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t
                                                     + rng.uniform(0, 2 * np.pi))
         bone = points[:, j] - points[:, p]
         out[:, j] = out[:, p] + scale[j] * np.einsum("tab,tb->ta", _rodrigues(axis, angle), bone)
@@ -307,7 +318,7 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
     out = []
     for k in range(cfg.copies):
         moved, _ = perturb_bones(points, session.joint_set, rng, cfg.bone_angle_deg,
-                                 cfg.bone_length, fps)
+                                 cfg.bone_length, fps, cfg.limb_angle_deg)
         cams = [sample_camera(moved, session.joint_set, cfg, rng, name=f"aug{k}_{c}")
                 for c in range(len(session.rig))]
         kp = np.stack([project_corrupted(moved, cam, session.joint_set, error_model, rng)

@@ -41,6 +41,17 @@ class TestPerturbBones:
             angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
             assert angle.max() <= most + 1e-6 and angle.max() > 1.0, (a, b, angle.max())
 
+    def test_limbs_turn_further_when_asked(self, walk):
+        moved, _ = perturb_bones(walk, "h36m17", np.random.default_rng(1), 5.0, 0.0,
+                                 limb_angle_deg=40.0)
+
+        def turn(a, b):
+            d0, d1 = walk[:, b] - walk[:, a], moved[:, b] - moved[:, a]
+            cos = (d0 * d1).sum(-1) / np.linalg.norm(d0, axis=-1) / np.linalg.norm(d1, axis=-1)
+            return np.degrees(np.arccos(np.clip(cos, -1, 1))).max()
+        thigh, upper_arm, spine = turn(1, 2), turn(14, 15), turn(0, 7)
+        assert 20 < thigh <= 40 + 1e-6 and 20 < upper_arm <= 45 + 1e-6 and spine <= 5 + 1e-6
+
     def test_up_of_a_walk_is_z(self, walk):
         assert body_up(walk)[2] > 0.97
 
