@@ -34,7 +34,8 @@ from epiflow.models.losses import root_translation
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["AdaptConfig", "fix_swaps", "centre_rotation", "rotate_rays", "align_positions",
-           "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence", "bone_lengths"]
+           "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence",
+           "bone_lengths"]
 
 
 @dataclass(frozen=True)

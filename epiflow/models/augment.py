@@ -126,7 +126,8 @@ def perturb_bones(points: np.ndarray, joint_set: str, rng: np.random.Generator,
 
     Each bone (parent -> child of the kinematic tree) gets a length factor ``s ~ U(1 - max_length,
     1 + max_length)`` for the whole sequence and a rotation about its parent joint by
-    ``max_angle_deg · sin(2π f t + φ)`` (f in 0.1–0.5 Hz) about an axis fixed in the body's frame
+    ``max_angle_deg · sin(2π f t + φ)`` (f in 0.1–0.5 Hz) about an axis fixed in the body's
+    frame
     (the upper arms and thighs, :data:`LIMB_JOINTS`, by up to ``limb_angle_deg`` instead, when
     given: arms raised, legs lifted, poses a walk never shows);
     positions are rebuilt from the root by forward kinematics, so each new bone length is exactly

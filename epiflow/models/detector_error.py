@@ -3,7 +3,8 @@
 Two real sources (never the Pose2Sim demo, which is the monocular test):
 
 - **Shelf**: OpenPose BODY_25 detections of actors 1–3 in 5 cameras (the candidate nearest to
-  each ground-truth joint's projection, within 50 px: :func:`~epiflow.datasets.shelf.shelf_person_keypoints`)
+  each ground-truth joint's projection, within 50 px:
+  :func:`~epiflow.datasets.shelf.shelf_person_keypoints`)
   against the ground truth projected with the calibration;
 - **caliscope**: MediaPipe's 2D in 4 webcams against caliscope's own triangulation of it
   projected back (a reference, not ground truth: these residuals are a lower bound).

@@ -5,6 +5,11 @@ Without a calibration the camera is taken as an undistorted pinhole with its pri
 the image centre and a focal length of the larger image side (about a 53° field of view); the
 lifters' input is scale-normalised, so the focal length only changes the direction the person
 is seen from, a small effect. Give ``calibration`` (a camera TOML) for the exact camera.
+
+By default the prediction is adapted to the footage's own 2D (:mod:`epiflow.models.adapt`: the
+detector's left/right swaps undone, the person's position aligned to the training data's, then
+test-time optimisation weighted by the model's per-joint uncertainty); ``adapt=False`` gives the
+model's plain prediction.
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ from epiflow.models.data import normalize_keypoints
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["Prediction", "default_camera", "lift_sequence", "check_sequence", "predict_keypoints", "predict_npz",
-           "predict_video", "save_prediction"]
+__all__ = ["Prediction", "default_camera", "lift_sequence", "check_sequence", "predict_keypoints",
+           "predict_npz", "predict_video", "save_prediction"]
 
 
 @dataclass(frozen=True, eq=False)
