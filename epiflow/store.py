@@ -23,16 +23,6 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 |                        |                 |         | BlazePose 33) when it differs; the    |                    |
 |                        |                 |         | cameras are calibrated from these     |                    |
 +------------------------+-----------------+---------+---------------------------------------+--------------------+
-| keypoints2d_raw,       | as the two      | float32 | unsynchronized cameras only (attr     | as the two above   |
-| keypoints2d_source_raw | above           |         | ``time_sync``): the detections on     |                    |
-| (optional)             |                 |         | each camera's own frames (camera c's  |                    |
-|                        |                 |         | frame k at row k, T = the longest     |                    |
-|                        |                 |         | camera's count, NaN past its own);    |                    |
-|                        |                 |         | the two above then hold every view    |                    |
-|                        |                 |         | interpolated onto camera 0's frame    |                    |
-|                        |                 |         | times k / fps (confidence 0 outside   |                    |
-|                        |                 |         | a camera's time range)                |                    |
-+------------------------+-----------------+---------+---------------------------------------+--------------------+
 | person_ids (labels)    | (N,)            | int64   | stable id of each labelled person     | whole              |
 |                        |                 |         | (axis N below); one person: [0]       |                    |
 +------------------------+-----------------+---------+---------------------------------------+--------------------+
@@ -93,11 +83,7 @@ session's source and every stage's settings), ``fingerprint`` (its hash), ``code
 report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``; with
 several people also ``people``: per person id, its frames labelled and, per camera, the frames
 of each reason its view was or was not used),
-``time_sync`` (unsynchronized cameras only: per camera its own ``n_frames`` and ``fps``, and
-once synchronized ``time_offset``, seconds on camera 0's clock of its first frame, and the
-``report``; labels are on camera 0's frame times),
-``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout; ``time_offset`` per camera
-when synchronized from the person), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
+``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
 where a source has them), ``complete`` (set last, once every stage is done).
 
 Work units and resume: a detection unit (frames ``k·F : (k+1)·F`` of camera ``c``) is written
@@ -112,6 +98,7 @@ session as a labelled dataset without epiflow.
 """
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -129,7 +116,8 @@ if TYPE_CHECKING:  # the camera code imports torch; detection workers need none 
     from epiflow.calibration.camera import CameraRig
 
 __all__ = ["SCHEMA_VERSION", "SESSION_ID_RULE", "STAGES", "PoseStore", "Session", "Labels",
-           "GroundTruth", "StoreError", "StoreVersionError", "check_session_id"]
+           "GroundTruth", "StoreError", "StoreVersionError", "check_session_id",
+           "STORAGE_ENV_PREFIXES", "storage_env"]
 
 SCHEMA_VERSION = 2
 #: The pipeline's stages, in order; a session is complete when all are ``done``.
@@ -360,6 +348,23 @@ class PoseStore:
             raise StoreError(f"store {self.url!r} is open read-only; open it with mode='a'")
 
 
+#: Environment variables through which fsspec's object stores learn where they are and who asks
+#: (s3fs: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+#: ``AWS_ENDPOINT_URL`` for an S3 server other than AWS's, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``;
+#: fsspec: ``FSSPEC_<PROTOCOL>_<OPTION>``, e.g. ``FSSPEC_S3_ENDPOINT_URL``; gcsfs:
+#: ``GOOGLE_APPLICATION_CREDENTIALS``).
+STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def storage_env(url) -> dict[str, str]:
+    """This process's :data:`STORAGE_ENV_PREFIXES` variables when ``url`` is an fsspec URL
+    (``s3://...``), else {}: what Ray workers that open the store need, since a worker started
+    by a cluster's own ``ray start`` does not have the driver's environment."""
+    if "://" not in str(url) or str(url).startswith("file://"):
+        return {}
+    return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
 def _check_location(url: str, mode: str, storage_options: dict | None) -> None:
     """Refuse, before Zarr touches it, what is at ``url`` when it is not (and cannot become)
     an epiflow store: a file, a Zarr v2 store, a folder of other things."""
@@ -421,8 +426,6 @@ def _entry_problem(name: str, node) -> str | None:
 DIMENSIONS = {
     "keypoints2d": ("frame", "camera", "slot", "joint", "xyc"),
     "keypoints2d_source": ("frame", "camera", "slot", "source_joint", "xyc"),
-    "keypoints2d_raw": ("frame", "camera", "slot", "joint", "xyc"),
-    "keypoints2d_source_raw": ("frame", "camera", "slot", "source_joint", "xyc"),
     "person_ids": ("person",),
     "pseudo3d": ("frame", "person", "joint", "xyz"),
     "pseudo3d_weight": ("frame", "person", "joint"),
@@ -704,18 +707,19 @@ class Session:
         """Whether the calibrate stage wrote the cameras (:attr:`rig`)."""
         return self.status.get("calibrate") == "done"
 
-    def labels(self) -> "Labels":
-        """The pseudo-labels, read whole; a :class:`StoreError` saying what to run when the
-        triangulate stage has not written them."""
+    def labels(self, frames: slice = slice(None)) -> "Labels":
+        """The pseudo-labels, read whole or for the frames ``frames`` (a slice along T: what a
+        streaming reader asks for, chunk by chunk); a :class:`StoreError` saying what to run
+        when the triangulate stage has not written them."""
         if not self.has_labels:
             raise StoreError(f"session {self.id!r} of {self.url!r} has no pseudo-labels (its "
                              f"triangulate stage is {self.status.get('triangulate')!r}); run "
                              f"`epiflow run` on the store to write them")
-        return Labels(np.asarray(self.pseudo3d[:], np.float32),
-                      np.asarray(self.pseudo3d_weight[:], np.float32),
-                      np.asarray(self.reproj_error[:], np.float32),
-                      np.asarray(self.pseudo3d_views[:], bool), self.person_ids,
-                      np.asarray(self._array("person_slots")[:], np.int16))
+        return Labels(np.asarray(self.pseudo3d[frames], np.float32),
+                      np.asarray(self.pseudo3d_weight[frames], np.float32),
+                      np.asarray(self.reproj_error[frames], np.float32),
+                      np.asarray(self.pseudo3d_views[frames], bool), self.person_ids,
+                      np.asarray(self._array("person_slots")[frames], np.int16))
 
     @property
     def person_ids(self) -> np.ndarray:
@@ -733,13 +737,13 @@ class Session:
         from epiflow.calibration.formats import rig_from_toml
         return rig_from_toml(text, f"{self.url}/sessions/{self.id}.gt_cameras_toml")
 
-    def ground_truth(self) -> "GroundTruth | None":
-        """The ground truth, read whole, with its frame and true cameras; None where the source
-        has none (or it was never written)."""
+    def ground_truth(self, frames: slice = slice(None)) -> "GroundTruth | None":
+        """The ground truth, read whole (or the frames ``frames``, a slice along T), with its
+        frame and true cameras; None where the source has none (or it was never written)."""
         frame = self.group.attrs.get("gt3d_frame")
         if self.gt3d is None or not frame:
             return None
-        return GroundTruth(np.asarray(self.gt3d[:], np.float32), str(frame), self.gt_rig)
+        return GroundTruth(np.asarray(self.gt3d[frames], np.float32), str(frame), self.gt_rig)
 
     @property
     def image_size(self) -> np.ndarray:
@@ -781,53 +785,6 @@ class Session:
         """Triangulation's summary (labelled fraction, median weight and reprojection error,
         ``median_reproj_px_per_camera``); {} before triangulation."""
         return dict(self.attrs.get("labels") or {})
-
-    # -- unsynchronized cameras (epiflow.calibration.sync) --------------------------------------
-    @property
-    def time_sync(self) -> dict | None:
-        """The cameras' clocks when they were not synchronized, else None: ``n_frames`` and
-        ``fps`` per camera (each camera's own), ``done`` (the 2D put on camera 0's frame
-        times), ``time_offset`` per camera (seconds on camera 0's clock of its first frame) and
-        ``report`` once done."""
-        sync = self.attrs.get("time_sync")
-        return dict(sync) if sync else None
-
-    def camera_frame_count(self, camera: int) -> int:
-        """Frames of camera ``camera``'s own video (:attr:`n_frames` when synchronized)."""
-        sync = self.time_sync
-        return int(sync["n_frames"][camera]) if sync else self.n_frames
-
-    @property
-    def source_joint_set(self) -> str | None:
-        """The joint set of ``keypoints2d_source`` (the 2D source's own), or None."""
-        return self.attrs.get("source_joint_set")
-
-    def raw_keypoints(self, source: bool = False) -> np.ndarray:
-        """(T, C, P, J, 3) the detections on each camera's own frames (camera c's frame k at row
-        k, rows past its count NaN): ``keypoints2d`` before :meth:`write_synchronized`, its
-        kept copy after; ``source``: those of ``keypoints2d_source`` when the session keeps
-        them."""
-        name = "keypoints2d_source" if source and self.keypoints2d_source is not None \
-            else "keypoints2d"
-        raw = self._array(name + "_raw", optional=True)
-        return np.asarray((raw if raw is not None else self.group[name])[:], np.float64)
-
-    def write_synchronized(self, keypoints: np.ndarray, source_keypoints: np.ndarray | None,
-                           time_offset, report: dict) -> None:
-        """Keep the raw detections (``keypoints2d_raw``, ``keypoints2d_source_raw``, once), then
-        write ``keypoints2d`` (and ``keypoints2d_source``) on camera 0's frame times, (T, C, P,
-        J, 3), and record the offsets (C,) seconds and the report in attr ``time_sync``."""
-        for name in ("keypoints2d", "keypoints2d_source"):
-            if name in self.group and name + "_raw" not in self.group:
-                src = self.group[name]
-                raw = _array(self.group, name + "_raw", src.shape, src.chunks)
-                raw[...] = src[:]
-        self.group["keypoints2d"][...] = np.asarray(keypoints, np.float32)
-        if self.keypoints2d_source is not None:
-            self.group["keypoints2d_source"][...] = np.asarray(source_keypoints, np.float32)
-        self.update_attrs(time_sync={**self.time_sync, "done": True,
-                                     "time_offset": [float(v) for v in time_offset],
-                                     "report": _plain(report)})
 
     # -- units ---------------------------------------------------------------------------------
     @property
@@ -916,9 +873,7 @@ class Session:
         for name, value in values.items():
             cams.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True,
                               dimension_names=DIMENSIONS[name])[...] = value
-        sync = self.time_sync
-        self.update_attrs(cameras_toml=rig_to_toml(rig, time_offsets=(sync or {}).get(
-                              "time_offset")),
+        self.update_attrs(cameras_toml=rig_to_toml(rig),
                           calibration={"method": method, "report": _plain(report or {})})
 
     def write_labels(self, pseudo3d: np.ndarray, weight: np.ndarray, reproj_error: np.ndarray,

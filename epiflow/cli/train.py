@@ -10,6 +10,7 @@ Overrides are TOML values for dotted keys: ``train.epochs=5 model.name="transfor
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
 
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: runs/<config file stem>)")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tune a trained model on this "
+                        "store, e.g. a rig's own captures); sets train.init")
     p.add_argument("--fresh", action="store_true",
                    help="start over instead of resuming: DIR's checkpoint is not read, and the "
                         "new run's checkpoint.pt, metrics.csv and curves.png replace the old ones "
@@ -37,14 +41,18 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 
 def _split(args) -> tuple[str | None, bool, list[str]]:
-    """(--out, --fresh, overrides) from options given before the config or among the overrides."""
+    """(--out, --fresh, overrides) from options given before the config or among the overrides;
+    ``--init CKPT`` becomes the override ``train.init`` (its path made absolute)."""
     extra = argparse.ArgumentParser(prog="epiflow train", add_help=False)
     _options(extra)
     late, overrides = extra.parse_known_args(args.overrides)
     unknown = [o for o in overrides if o.startswith("-")]
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; epiflow train takes --out DIR, --fresh and "
-                         f"KEY=VALUE overrides")
+        raise ValueError(f"unknown option(s) {unknown}; epiflow train takes --out DIR, --init "
+                         f"CKPT, --fresh and KEY=VALUE overrides")
+    init = late.init or args.init
+    if init:
+        overrides = [*overrides, f"train.init={json.dumps(str(Path(init).resolve()))}"]
     return late.out or args.out, late.fresh or args.fresh, overrides
 
 
@@ -59,9 +67,13 @@ def _check_out(out: Path, cfg, config: str, fresh: bool) -> None:
                           f"a previous run's")
     check_outputs_not_inputs({f"--out (its {n})": out / n for n in (CHECKPOINT_FILE, METRICS_FILE,
                                                                      CURVES_FILE)},
-                             {"the config": config, "its data.store": cfg.data.store})
+                             {"the config": config, "its data.store": cfg.data.store,
+                              "--init (train.init)": cfg.train.init})
     if not fresh and (out / CHECKPOINT_FILE).exists():
         check_resumable(out / CHECKPOINT_FILE, cfg)
+    if cfg.train.init:
+        from epiflow.models.train import init_checkpoint
+        init_checkpoint(cfg)
 
 
 def run(args) -> int:

@@ -74,8 +74,11 @@ class DataConfig:
     sessions validate; ``views``: give the model every camera of an instant (needed by
     ``loss.multiview``); ``mirror``: mirror half of the training samples left/right
     (:func:`epiflow.models.data.mirror_batch`); ``augment``: new training sequences from each
-    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`,
-    off by default).
+    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`, off by default).
+    ``streaming``: read the store chunk by chunk while training
+    (:mod:`epiflow.models.streaming`) instead of whole into memory: ``on``, ``off``, or ``auto``
+    (on when the sessions' training arrays would take more than ``stream_above_mb`` MB);
+    ``shuffle_buffer``: chunks held (and shuffled together) at a time when streaming.
     """
 
     store: str = ""
@@ -88,6 +91,9 @@ class DataConfig:
     views: bool = False
     mirror: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    streaming: Literal["auto", "on", "off"] = "auto"
+    stream_above_mb: float = field(default=2048.0, metadata=limits(ge=0))
+    shuffle_buffer: int = field(default=16, metadata=limits(ge=1))
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,9 @@ class TrainConfig:
     ``threads`` > 0: torch's CPU threads (1 is fastest on a busy machine; 0 keeps torch's
     choice); ``max_steps`` > 0 stops early (tests);
     ``ray_workers`` > 0 trains with Ray Train's TorchTrainer on that many workers
-    (``ray_use_gpu``: one GPU each; ``ray_address``: an existing cluster, empty = local).
+    (``ray_use_gpu``: one GPU each; ``ray_address``: an existing cluster, empty = local);
+    ``init``: a checkpoint whose weights start the run (fine-tuning a model on a rig's own
+    captures; the same model and settings; its optimiser state is not used), "" = random.
     """
 
     epochs: int = field(default=20, metadata=limits(ge=1))
@@ -142,6 +150,7 @@ class TrainConfig:
     ray_workers: int = field(default=0, metadata=limits(ge=0))
     ray_use_gpu: bool = False
     ray_address: str = ""
+    init: str = ""
 
     def __post_init__(self):
         # recipes and overrides are checked by from_dict under their keys; this also covers a
@@ -212,13 +221,14 @@ def _relative_to(folder: Path, value: str) -> str:
 def load_experiment(path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read a recipe TOML and apply ``key=value`` overrides (``train.epochs=5``).
 
-    Relative paths in the file (``data.store``, ``data.source.data_dir``) are taken from the
-    file's folder; those given as overrides from the working directory.
+    Relative paths in the file (``data.store``, ``data.source.data_dir``, ``train.init``) are
+    taken from the file's folder; those given as overrides from the working directory.
     """
     path = Path(path)
     cfg = load_config(ExperimentConfig, path)
     folder = path.resolve().parent
     source = replace(cfg.data.source, data_dir=_relative_to(folder, cfg.data.source.data_dir))
     cfg = replace(cfg, data=replace(cfg.data, store=_relative_to(folder, cfg.data.store),
-                                    source=source))
+                                    source=source),
+                  train=replace(cfg.train, init=_relative_to(folder, cfg.train.init)))
     return apply_overrides(cfg, list(overrides)) if overrides else cfg

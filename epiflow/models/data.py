@@ -36,7 +36,7 @@ from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["SessionArrays", "PreparedSession", "DataError", "load_sessions",
+__all__ = ["SessionArrays", "PreparedSession", "DataError", "load_sessions", "ready_sessions",
            "normalize_keypoints", "labels_in_cameras", "prepare_session", "PoseDataset",
            "split_sessions", "collate_batch", "mirror_batch"]
 
@@ -92,16 +92,20 @@ class SessionArrays:
                             f"{len(self.rig)} ({self.rig.names})")
 
     @classmethod
-    def people_from_store(cls, session, need_crops: bool = False) -> list["SessionArrays"]:
-        """Each labelled person of a store session (read whole through its typed readers) as a
-        sequence; a session without labels yet is one sequence of its slot-0 detections.
+    def people_from_store(cls, session, need_crops: bool = False, frames: slice = slice(None)
+                          ) -> list["SessionArrays"]:
+        """Each labelled person of a store session (read whole through its typed readers, or
+        only ``frames``) as a sequence; a session without labels yet is one sequence of its
+        slot-0 detections.
 
         Args:
             session: an :class:`epiflow.store.Session` whose cameras are written.
             need_crops: also read the person crops (an error when the session has none, or
                 several people: crops are kept for detection slot 0 only).
+            frames: a slice along T (a chunk, for :mod:`epiflow.models.streaming`); the
+                true person matched to each labelled one is then the nearest over these frames.
         """
-        labels = session.labels() if session.has_labels else None
+        labels = session.labels(frames) if session.has_labels else None
         people = labels.people() if labels is not None else []
         if need_crops and (session.crops is None or len(people) > 1):
             why = ("has no person crops" if session.crops is None else
@@ -110,12 +114,12 @@ class SessionArrays:
                             f"trains on crops (one person's: detection slot 0): re-run the "
                             f"pipeline with store.crop_size > 0 and detect.max_people = 1, or "
                             f"leave the session out of data.sessions")
-        truth = session.ground_truth()
+        truth = session.ground_truth(frames)
         usable = truth is not None and truth.frame != "source"  # a frame the cameras relate to
-        detections = np.asarray(session.keypoints2d[:], np.float32)
+        detections = np.asarray(session.keypoints2d[frames], np.float32)
         common = dict(rig=session.rig, joint_set=session.joint_set, fps=session.fps,
                       gt_rig=truth.rig if usable else None, session_id=session.id,
-                      crops=np.asarray(session.crops[:]) if need_crops else None)
+                      crops=np.asarray(session.crops[frames]) if need_crops else None)
         if not people:
             return [cls(name=session.id, keypoints2d=detections[:, :, 0],
                         gt3d=truth.points[:, 0] if usable else None, **common)]
@@ -146,6 +150,14 @@ def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = Fa
             them; those without (calibration pending or failed) are left out with a warning
             naming them, as the pipeline's report does.
     """
+    return [person for s in ready_sessions(store, ids)
+            for person in SessionArrays.people_from_store(s, need_crops)]
+
+
+def ready_sessions(store, ids: Sequence[str] | None = None) -> list:
+    """The store's sessions (:class:`epiflow.store.Session`) that have cameras, of ``ids`` or
+    of all (then those without are left out with a warning naming them); what
+    :func:`load_sessions` reads and :mod:`epiflow.models.streaming` streams."""
     from epiflow.store import PoseStore
     store = store if hasattr(store, "session_ids") else PoseStore.open(store, "r")
     sessions = [store.session(sid) for sid in (store.session_ids() if ids is None else ids)]
@@ -162,7 +174,7 @@ def load_sessions(store, ids: Sequence[str] | None = None, need_crops: bool = Fa
     if not ready:
         raise DataError(f"pose store {store.url!r} has no session with cameras to train on; "
                         f"fill it with `epiflow run`")
-    return [person for s in ready for person in SessionArrays.people_from_store(s, need_crops)]
+    return ready
 
 
 def _nearest_truth(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -27,18 +27,19 @@ from tqdm.auto import tqdm
 
 from epiflow.models import losses as L
 from epiflow.models import metrics as M
-from epiflow.models.checkpoint import (check_compatible, load_checkpoint, save_checkpoint,
-                                       set_rng_state)
+from epiflow.models.checkpoint import (Checkpoint, CheckpointError, check_compatible,
+                                       load_checkpoint, save_checkpoint, set_rng_state)
 from epiflow.models.augment import augment_sessions
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
-                                 prepare_session, split_sessions)
+                                 prepare_session, ready_sessions, split_sessions)
 from epiflow.models.distributed import train_with_ray
+from epiflow.models.streaming import StreamingPoseDataset, use_streaming
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "StoreBuildError",
-           "build_data",
+           "build_data", "init_checkpoint",
            "make_loader", "compute_loss", "validate", "fit", "train", "METRICS_FILE",
            "CHECKPOINT_FILE"]
 
@@ -51,8 +52,8 @@ CURVES_FILE = "curves.png"
 class TrainData:
     """The datasets of one run: ``train`` and ``val`` (None without validation sessions)."""
 
-    train: PoseDataset
-    val: PoseDataset | None
+    train: PoseDataset | StreamingPoseDataset
+    val: PoseDataset | StreamingPoseDataset | None
     joint_set: str
 
 
@@ -114,12 +115,16 @@ def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
         sessions: in-memory :class:`SessionArrays` to use instead of the store (tests, benchmarks).
     """
     image = cfg.model.name == "image"
+    window = build_model(cfg.model, len(get_joint_set(cfg.data.joint_set))).input_window
     if sessions is None:
         ensure_store(cfg)
+        stream, why = use_streaming(cfg.data.streaming, cfg.data.store, cfg.data.sessions or None,
+                                    cfg.data.joint_set, cfg.data.stream_above_mb)
+        if stream:
+            return _streaming_data(cfg, window, image, why)
         sessions = load_sessions(cfg.data.store, cfg.data.sessions or None, need_crops=image)
     names = list(dict.fromkeys(s.session_id for s in sessions))  # a session's people go together
     train_ids, val_ids = split_sessions(names, cfg.data.val_fraction, cfg.data.val_sessions)
-    window = build_model(cfg.model, len(get_joint_set(cfg.data.joint_set))).input_window
 
     def dataset(ids, augment=False):
         chosen = [s for s in sessions if s.session_id in ids]
@@ -132,9 +137,33 @@ def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
                      cfg.data.joint_set)
 
 
-def make_loader(dataset: PoseDataset, cfg: ExperimentConfig, device: torch.device,
-                shuffle: bool, epoch: int = 0) -> torch.utils.data.DataLoader:
+def _streaming_data(cfg: ExperimentConfig, window: int, image: bool, why: str) -> TrainData:
+    """Training and validation sets read from the store chunk by chunk
+    (:class:`~epiflow.models.streaming.StreamingPoseDataset`), split by session."""
+    names = [s.id for s in ready_sessions(cfg.data.store, cfg.data.sessions or None)]
+    train_ids, val_ids = split_sessions(names, cfg.data.val_fraction, cfg.data.val_sessions)
+    if cfg.train.progress:
+        print(f"streaming the store {cfg.data.store} ({why}), "
+              f"{cfg.data.shuffle_buffer} chunks at a time")
+
+    def dataset(ids):
+        return StreamingPoseDataset(cfg.data.store, ids, labels=cfg.data.labels,
+                                    joint_set=cfg.data.joint_set, window=window,
+                                    views=cfg.data.views, images=image,
+                                    buffer_chunks=cfg.data.shuffle_buffer)
+    return TrainData(dataset(train_ids), dataset(val_ids) if val_ids else None, cfg.data.joint_set)
+
+
+def make_loader(dataset: PoseDataset | StreamingPoseDataset, cfg: ExperimentConfig,
+                device: torch.device, shuffle: bool, epoch: int = 0
+                ) -> torch.utils.data.DataLoader:
     """A DataLoader whose order depends only on (seed, epoch): resumable, reproducible."""
+    if isinstance(dataset, StreamingPoseDataset):   # batches come whole, sharded by the dataset
+        return torch.utils.data.DataLoader(
+            dataset.epoch(cfg.train.batch_size, shuffle, cfg.train.seed, epoch,
+                          cfg.train.num_workers),
+            batch_size=None, collate_fn=collate_batch, num_workers=cfg.train.num_workers,
+            pin_memory=device.type == "cuda")
     generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.train.batch_size, shuffle=shuffle, generator=generator,
@@ -286,6 +315,8 @@ def _setup(cfg: ExperimentConfig, data: TrainData, device: torch.device, out_dir
     if ckpt is not None:
         check_compatible(ckpt, cfg)
         model.load_state_dict(ckpt.data["model"]["state_dict"])
+    elif cfg.train.init:   # fine-tuning: a trained model's weights, a fresh optimiser
+        model.load_state_dict(init_checkpoint(cfg).data["model"]["state_dict"])
     model = wrap(model) if wrap else model.to(device)
     if cfg.train.compile:
         model = torch.compile(model)
@@ -301,6 +332,19 @@ def _setup(cfg: ExperimentConfig, data: TrainData, device: torch.device, out_dir
         run.batch_in_epoch = int(ckpt.data["metrics"].get("batch_in_epoch", 0))
         run.history = _read_history(out_dir / METRICS_FILE, run.epoch, run.batch_in_epoch > 0)
     return run
+
+
+def init_checkpoint(cfg: ExperimentConfig) -> Checkpoint:
+    """The checkpoint ``train.init`` names, checked to fit ``cfg`` (the same model, settings and
+    joint set): a :class:`CheckpointError` naming it and what to do otherwise."""
+    try:
+        ckpt = load_checkpoint(cfg.train.init)
+        check_compatible(ckpt, cfg)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise CheckpointError(f"cannot start from --init / train.init: {err}. Give a checkpoint "
+                              f"of the recipe's model (model.name = {cfg.model.name!r}) trained "
+                              f"with the same model settings, or none") from None
+    return ckpt
 
 
 def _read_history(path: Path, epochs: int, partial: bool) -> list[dict]:
@@ -353,10 +397,16 @@ def _train_epoch(run: _Run, loader, cfg: ExperimentConfig, device: torch.device
             run.bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         if cfg.train.max_steps and run.step >= cfg.train.max_steps:
             break
-    stopped = run.batch_in_epoch < len(loader)
+    else:  # the loader ran out: the epoch is whole (a streamed one's len is only a bound)
+        return _epoch_means(sums, n, samples, t0), False
+    return _epoch_means(sums, n, samples, t0), run.batch_in_epoch < len(loader)
+
+
+def _epoch_means(sums: dict, n: int, samples: int, t0: float) -> dict:
+    """Each term's mean over the epoch's batches, and the samples per second."""
     means = {f"train_{k}": v / max(n, 1) for k, v in sums.items()}
     means["samples_per_s"] = samples / max(time.perf_counter() - t0, 1e-9)
-    return means, stopped
+    return means
 
 
 def fit(cfg: ExperimentConfig, out_dir, data: TrainData | None = None, resume: bool = True,

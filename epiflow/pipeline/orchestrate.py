@@ -33,7 +33,7 @@ from epiflow.pipeline.report import RunReport, StageRecord, report_url, timed
 from epiflow.pipeline.scheduler import UnitScheduler
 from epiflow.pipeline.workers import SessionWorker
 from epiflow.ray_setup import init_local_ray, use_cluster_token
-from epiflow.store import PoseStore
+from epiflow.store import PoseStore, storage_env
 from epiflow.store_lease import StoreLease
 
 __all__ = ["run_pipeline", "ray_runtime", "use_cluster_token", "stored_warnings"]
@@ -68,7 +68,10 @@ def ray_runtime(cfg):
 class _Pool:
     """Actors of one kind and how many calls each has in flight."""
 
-    def __init__(self, ray, cls, n: int, args: tuple, ping: bool = False, **options):
+    def __init__(self, ray, cls, n: int, args: tuple, ping: bool = False,
+                 env: dict | None = None, **options):
+        if env:  # the object store's credentials and endpoint (store.storage_env)
+            options["runtime_env"] = {"env_vars": env}
         actor = ray.remote(cls).options(max_restarts=RESTARTS, max_task_retries=RESTARTS,
                                         **options)
         self.ray, self.actors = ray, [actor.remote(*args) for _ in range(n)]
@@ -114,7 +117,8 @@ class _Driver:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         w = cfg.workers
         self.sessions = _Pool(ray, SessionWorker, min(w.pool_size or cpus, len(sessions)), (),
-                              ping=True, num_cpus=w.num_cpus, num_gpus=w.num_gpus)
+                              ping=True, env=storage_env(url), num_cpus=w.num_cpus,
+                              num_gpus=w.num_gpus)
         bar = dict(disable=not progress, dynamic_ncols=True, leave=True)
         self.bars = {"ingest": tqdm(total=len(sessions), desc="ingest", unit="session", **bar),
                      "detect": tqdm(total=0, desc="detect", unit="frame", **bar),
@@ -167,7 +171,8 @@ class _Driver:
             from epiflow.detection.detectors import MediaPipeDetector
             joint_set = MediaPipeDetector.joint_set
         self.detectors = _Pool(self.ray, DetectWorker, n, (d, joint_set),
-                               num_cpus=d.num_cpus, num_gpus=d.num_gpus)
+                               env=storage_env(self.url), num_cpus=d.num_cpus,
+                               num_gpus=d.num_gpus)
         self.report.ray["detect_pool_size"] = n
 
     def feed(self) -> None:
