@@ -23,6 +23,16 @@ Layout (``T`` frames, ``C`` cameras, ``J`` joints of the session's joint set, ``
 |                        |                 |         | BlazePose 33) when it differs; the    |                    |
 |                        |                 |         | cameras are calibrated from these     |                    |
 +------------------------+-----------------+---------+---------------------------------------+--------------------+
+| keypoints2d_raw,       | as the two      | float32 | unsynchronized cameras only (attr     | as the two above   |
+| keypoints2d_source_raw | above           |         | ``time_sync``): the detections on     |                    |
+| (optional)             |                 |         | each camera's own frames (camera c's  |                    |
+|                        |                 |         | frame k at row k, T = the longest     |                    |
+|                        |                 |         | camera's count, NaN past its own);    |                    |
+|                        |                 |         | the two above then hold every view    |                    |
+|                        |                 |         | interpolated onto camera 0's frame    |                    |
+|                        |                 |         | times k / fps (confidence 0 outside   |                    |
+|                        |                 |         | a camera's time range)                |                    |
++------------------------+-----------------+---------+---------------------------------------+--------------------+
 | person_ids (labels)    | (N,)            | int64   | stable id of each labelled person     | whole              |
 |                        |                 |         | (axis N below); one person: [0]       |                    |
 +------------------------+-----------------+---------+---------------------------------------+--------------------+
@@ -83,7 +93,11 @@ session's source and every stage's settings), ``fingerprint`` (its hash), ``code
 report, with its ``warnings``), ``labels`` (triangulation's summary, with its ``warnings``; with
 several people also ``people``: per person id, its frames labelled and, per camera, the frames
 of each reason its view was or was not used),
-``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
+``time_sync`` (unsynchronized cameras only: per camera its own ``n_frames`` and ``fps``, and
+once synchronized ``time_offset``, seconds on camera 0's clock of its first frame, and the
+``report``; labels are on camera 0's frame times),
+``cameras_toml`` (the camera TOML text, Pose2Sim / Anipose layout; ``time_offset`` per camera
+when synchronized from the person), ``gt3d_frame``, ``gt_cameras_toml`` (the true cameras
 where a source has them), ``complete`` (set last, once every stage is done).
 
 Work units and resume: a detection unit (frames ``k·F : (k+1)·F`` of camera ``c``) is written
@@ -426,6 +440,8 @@ def _entry_problem(name: str, node) -> str | None:
 DIMENSIONS = {
     "keypoints2d": ("frame", "camera", "slot", "joint", "xyc"),
     "keypoints2d_source": ("frame", "camera", "slot", "source_joint", "xyc"),
+    "keypoints2d_raw": ("frame", "camera", "slot", "joint", "xyc"),
+    "keypoints2d_source_raw": ("frame", "camera", "slot", "source_joint", "xyc"),
     "person_ids": ("person",),
     "pseudo3d": ("frame", "person", "joint", "xyz"),
     "pseudo3d_weight": ("frame", "person", "joint"),
@@ -786,6 +802,59 @@ class Session:
         ``median_reproj_px_per_camera``); {} before triangulation."""
         return dict(self.attrs.get("labels") or {})
 
+    # -- unsynchronized cameras (epiflow.calibration.sync) --------------------------------------
+    @property
+    def time_sync(self) -> dict | None:
+        """The cameras' clocks when they were not synchronized, else None: ``n_frames`` and
+        ``fps`` per camera (each camera's own), ``done`` (the 2D put on camera 0's frame
+        times), ``time_offset`` per camera (seconds on camera 0's clock of its first frame) and
+        ``report`` once done."""
+        sync = self.attrs.get("time_sync")
+        return dict(sync) if sync else None
+
+    def camera_frame_count(self, camera: int) -> int:
+        """Frames of camera ``camera``'s own video (:attr:`n_frames` when synchronized)."""
+        sync = self.time_sync
+        return int(sync["n_frames"][camera]) if sync else self.n_frames
+
+    @property
+    def cameras_toml(self) -> str:
+        """The session's cameras as stored: the camera TOML text (with ``time_offset`` per
+        camera when synchronized from the person); "" before calibration."""
+        return str(self.group.attrs.get("cameras_toml") or "")
+
+    @property
+    def source_joint_set(self) -> str | None:
+        """The joint set of ``keypoints2d_source`` (the 2D source's own), or None."""
+        return self.attrs.get("source_joint_set")
+
+    def raw_keypoints(self, source: bool = False) -> np.ndarray:
+        """(T, C, P, J, 3) the detections on each camera's own frames (camera c's frame k at row
+        k, rows past its count NaN): ``keypoints2d`` before :meth:`write_synchronized`, its
+        kept copy after; ``source``: those of ``keypoints2d_source`` when the session keeps
+        them."""
+        name = "keypoints2d_source" if source and self.keypoints2d_source is not None \
+            else "keypoints2d"
+        raw = self._array(name + "_raw", optional=True)
+        return np.asarray((raw if raw is not None else self.group[name])[:], np.float64)
+
+    def write_synchronized(self, keypoints: np.ndarray, source_keypoints: np.ndarray | None,
+                           time_offset, report: dict) -> None:
+        """Keep the raw detections (``keypoints2d_raw``, ``keypoints2d_source_raw``, once), then
+        write ``keypoints2d`` (and ``keypoints2d_source``) on camera 0's frame times, (T, C, P,
+        J, 3), and record the offsets (C,) seconds and the report in attr ``time_sync``."""
+        for name in ("keypoints2d", "keypoints2d_source"):
+            if name in self.group and name + "_raw" not in self.group:
+                src = self.group[name]
+                raw = _array(self.group, name + "_raw", src.shape, src.chunks)
+                raw[...] = src[:]
+        self.group["keypoints2d"][...] = np.asarray(keypoints, np.float32)
+        if self.keypoints2d_source is not None:
+            self.group["keypoints2d_source"][...] = np.asarray(source_keypoints, np.float32)
+        self.update_attrs(time_sync={**self.time_sync, "done": True,
+                                     "time_offset": [float(v) for v in time_offset],
+                                     "report": _plain(report)})
+
     # -- units ---------------------------------------------------------------------------------
     @property
     def chunk_frames(self) -> int:
@@ -873,7 +942,9 @@ class Session:
         for name, value in values.items():
             cams.create_array(name, shape=value.shape, dtype=value.dtype, overwrite=True,
                               dimension_names=DIMENSIONS[name])[...] = value
-        self.update_attrs(cameras_toml=rig_to_toml(rig),
+        sync = self.time_sync
+        self.update_attrs(cameras_toml=rig_to_toml(rig, time_offsets=(sync or {}).get(
+                              "time_offset")),
                           calibration={"method": method, "report": _plain(report or {})})
 
     def write_labels(self, pseudo3d: np.ndarray, weight: np.ndarray, reproj_error: np.ndarray,

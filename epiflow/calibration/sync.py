@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from epiflow.calibration.camera import CameraRig
 
 __all__ = ["SyncConfig", "SyncError", "CameraStreams", "SyncResult", "SYNC_MODES", "needs_sync",
-           "frame_times", "resample_track", "to_first_camera", "speed_signal", "coarse_offsets",
+           "frame_times", "resample_track", "to_first_camera", "speed_signal", "speed_offsets",
+           "coarse_offsets",
            "fine_offsets", "synchronize", "synchronize_with_calibration"]
 
 #: ``auto``: synchronize when the cameras' frame counts or rates differ; ``on``: always; ``off``.
@@ -432,6 +433,23 @@ def coarse_offsets(streams: CameraStreams, config: SyncConfig = SyncConfig()
                                         config))
         offsets[c] = candidates[best] / rate
     return offsets, contrast
+
+
+def speed_offsets(streams: CameraStreams, config: SyncConfig = SyncConfig()) -> np.ndarray:
+    """(C,) offsets, seconds, from the 2D speeds alone (the peak of their cross-correlation with
+    camera 0's on the common clock, to one sample): what Pose2Sim's synchronization does, kept
+    as the baseline :func:`coarse_offsets` is measured against."""
+    signals = [speed_signal(t, f, streams.joint_set, config)[0]
+               for t, f in zip(streams.tracks, streams.fps)]
+    rate = float(streams.fps.max())
+    grids = [_on_grid(s, f, rate) for s, f in zip(signals, streams.fps)]
+    out = np.zeros(len(grids))
+    for c in range(1, len(grids)):
+        lags, ncc, n = _masked_ncc(grids[0], grids[c])
+        need = _min_overlap(streams.durations[0], streams.durations[c], config)
+        ok = (n / rate >= need) & np.isfinite(ncc)
+        out[c] = lags[np.flatnonzero(ok)[np.argmax(ncc[ok])]] / rate if ok.any() else np.nan
+    return out
 
 
 def _candidates(lags: np.ndarray, ncc: np.ndarray, max_scan: int) -> np.ndarray:
