@@ -332,23 +332,26 @@ def calibrate_from_several_people(keypoints: Keypoints, intrinsics: CameraRig | 
         one = keypoints if not keypoints.has_people else Keypoints(
             keypoints.data[:, :, 0], keypoints.joint_set, keypoints.camera_names,
             keypoints.image_size, keypoints.fps)
-        return calibrate_from_people(one, intrinsics, subject_height, config, intrinsics_source,
-                                     known_distance, scene)
+        return calibrate_from_people(one, intrinsics, subject_height, config,
+                                     intrinsics_source=intrinsics_source,
+                                     known_distance=known_distance, scene=scene)
     rig0 = _intrinsics_guess(keypoints, intrinsics, intrinsics_source, config)
     found = associate_without_cameras(rig0, keypoints.data, keypoints.joint_set, config)
     _check_found(found, keypoints)
     scene = scene and [[(-1, image) for _, image in frames] for frames in scene]
     result = calibrate_from_people(_stacked(found.people(keypoints.data), keypoints),
-                                   intrinsics, subject_height, config, intrinsics_source,
-                                   known_distance, scene)
+                                   intrinsics, subject_height, config,
+                                   intrinsics_source=intrinsics_source,
+                                   known_distance=known_distance, scene=scene)
     off, first = _disagreeing_pairs(found, result.rig), found
     if off:       # step 5: associate again with the first cameras' geometry, calibrate again
         found = associate_without_cameras(result.rig, keypoints.data, keypoints.joint_set,
                                           config, use_poses=True)
         _check_found(found, keypoints, first)
         result = calibrate_from_people(_stacked(found.people(keypoints.data), keypoints),
-                                       intrinsics, subject_height, config, intrinsics_source,
-                                       known_distance, scene)
+                                       intrinsics, subject_height, config,
+                                       intrinsics_source=intrinsics_source,
+                                       known_distance=known_distance, scene=scene)
     report = {**result.report, "people": {
         "found": found.n_people, "frames": found.frames.tolist(),
         "pairings": first.pairs, "rejected_pairings": first.rejected,
