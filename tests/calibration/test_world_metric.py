@@ -169,3 +169,24 @@ class TestSameFocal:
         assert abs(f[0] / 1200 - 1) < 0.01
         assert result.report["intrinsics_refined"] == ["shared_focal"]
         assert rig_errors(result.rig, truth)["rotation_deg_max"] < 0.5
+
+
+class TestSceneUpInTheAlignment:
+    def test_scene_vertical_replaces_the_body_axis_within_its_limit(self):
+        """A jump in place (no floor plane) turned 20° about x: the scene's vertical (the turned
+        Z) becomes the world's up, exactly; one 60° off the body is refused for the body axis."""
+        from scipy.spatial.transform import Rotation
+        P = load_packaged_clip("02_04").to_h36m().points
+        turn = Rotation.from_rotvec([np.radians(20), 0, 0])
+        Q = turn.apply(P.reshape(-1, 3)).reshape(P.shape)
+        up = turn.apply([0, 0, 1.0])
+        a = wf.world_alignment(Q, 1.7, scene_up=-up)  # either sign
+        assert a.up_source == "scene lines"
+        np.testing.assert_allclose(a.R[2], up, atol=1e-12)
+        body = wf.world_alignment(Q, 1.7)
+        assert body.up_source == "body axis" and a.up_tilt_deg == pytest.approx(
+            np.degrees(np.arccos(np.clip(body.R[2] @ up, -1, 1))), abs=1e-6)
+        off = Rotation.from_rotvec([np.radians(60), 0, 0]).apply(up)
+        assert wf.world_alignment(Q, 1.7, scene_up=off).up_source == "body axis"
+        # a known scale replaces the body's
+        assert wf.world_alignment(Q, 1.7, scale=2.5).scale == 2.5
