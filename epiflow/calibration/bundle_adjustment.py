@@ -523,6 +523,7 @@ def bundle_adjust(rig: CameraRig, points2d: np.ndarray, weight: np.ndarray, poin
     points[kept] = X
     return BundleResult(out, points, errors, evaluations, success)
 
+
 @dataclass(frozen=True, eq=False)
 class PoseCovariance:
     """The covariance of bundle adjustment's cameras at its solution (Gauss-Newton).

@@ -122,8 +122,8 @@ class CalibrationConfig:
     min_motion: float = field(default=0.05, metadata=limits(ge=0))
     seed: int = field(default=0, metadata=limits(ge=0))
     mirrored: Literal["drop", "relabel"] = "drop"
-    bootstrap: int = field(default=20, metadata=limits(ge=0))
     same_focal: bool = False
+    bootstrap: int = field(default=20, metadata=limits(ge=0))
 
     def __post_init__(self):
         check_limits(self, "CalibrationConfig")
@@ -258,7 +258,6 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
             3) uint8 RGB): the scene's vertical lines give up when the feet give no floor
             (:mod:`~epiflow.calibration.vanishing`); None or empty = no scene.
 
-
     Returns:
         :class:`CalibrationResult`: metric cameras, world Z up, floor z = 0.
 
@@ -315,6 +314,20 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     return CalibrationResult(rig, report, points, flips, adjustment, verdict)
 
 
+def _verdict(adjustment, keypoints: Keypoints, rig: CameraRig, refine, report: dict,
+             config: CalibrationConfig, intrinsics_given: bool) -> Verdict:
+    """The verdict on the cameras (:func:`epiflow.calibration.verdict.assess`): the motion is
+    judged against the default ``min_motion`` even when the check was relaxed."""
+    names = list(rig.names)
+    median = np.array([report["cameras"][n]["reprojection_error_px_median"] or np.nan
+                       for n in names], float)
+    seen = (keypoints.confidence >= config.min_confidence) & np.isfinite(keypoints.xy).all(-1)
+    implausible = [bool(_focal_warning(cam)) and "focal" in refine for cam in rig]
+    min_motion = max(config.min_motion, CalibrationConfig.min_motion)
+    return assess(adjustment, names, median, motion_spread(keypoints.xy, seen), min_motion,
+                  intrinsics_given, implausible, config.bootstrap, config.seed)
+
+
 def _world(rig, points, keypoints, subject_height, config, known_distance, scene):
     """Step 7: (the :class:`~epiflow.calibration.world_frame.WorldAlignment` of ``rig`` (camera
     0's frame) and ``points`` (T, 17, 3) in it, the report's entries on scale and up, the
@@ -354,20 +367,6 @@ def _person_box(keypoints: Keypoints, t: int, c: int, min_confidence: float):
     ok = keypoints.confidence[t, c] >= min_confidence
     xy = keypoints.xy[t, c][ok & np.isfinite(keypoints.xy[t, c]).all(-1)]
     return np.r_[xy.min(0), xy.max(0)] if len(xy) else None
-
-
-def _verdict(adjustment, keypoints: Keypoints, rig: CameraRig, refine, report: dict,
-             config: CalibrationConfig, intrinsics_given: bool) -> Verdict:
-    """The verdict on the cameras (:func:`epiflow.calibration.verdict.assess`): the motion is
-    judged against the default ``min_motion`` even when the check was relaxed."""
-    names = list(rig.names)
-    median = np.array([report["cameras"][n]["reprojection_error_px_median"] or np.nan
-                       for n in names], float)
-    seen = (keypoints.confidence >= config.min_confidence) & np.isfinite(keypoints.xy).all(-1)
-    implausible = [bool(_focal_warning(cam)) and "focal" in refine for cam in rig]
-    min_motion = max(config.min_motion, CalibrationConfig.min_motion)
-    return assess(adjustment, names, median, motion_spread(keypoints.xy, seen), min_motion,
-                  intrinsics_given, implausible, config.bootstrap, config.seed)
 
 
 def _expand(flips: np.ndarray, frames: np.ndarray, T: int) -> np.ndarray:

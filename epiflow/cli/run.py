@@ -116,8 +116,6 @@ def _check_known_distance(cfg) -> None:
                           f"--known-distance (session {session.name or session.videos})")
 
 
-
-
 def _inputs(args, cfg) -> dict[str, str]:
     """``{what: path}`` of every file or folder the run reads: the config and each session's."""
     inputs = {"the config": args.config}
