@@ -203,3 +203,19 @@ def test_run_and_inspect_print_the_verdict(tmp_path, capsys):
     assert main(["inspect", out]) == 0
     text = capsys.readouterr().out
     assert "session walk: calibration verdict:" in text and "cam_01: " in text
+
+
+@pytest.mark.skipif(not (DATA / "pose2sim_demo" / "openpose_body25b_single_person").is_dir(),
+                    reason="no pose2sim_demo OpenPose folder in EPIFLOW_DATA")
+def test_pose2sim_with_lab_intrinsics_is_good():
+    """The Pose2Sim demo's own OpenPose 2D with the lab's intrinsics: cameras within 1.6° of the
+    lab's, and a verdict that says so (one that always doubts would fail here)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.datasets.openpose import read_openpose
+    demo = DATA / "pose2sim_demo"
+    lab = load_rig(demo / "calibration" / "Calib_qualisys.toml")
+    kp = read_openpose(demo / "openpose_body25b_single_person", joint_set="body25b")
+    result = calibrate_from_people(kp, lab, None, FAST)
+    assert _worst_rotation(result.rig, lab).max() < LARGE_ROTATION_DEG  # 1.58° measured
+    assert result.verdict.verdict == "good"
+    assert max(c.rotation_deg for c in result.verdict.cameras) > 0.5  # 1.05-1.17° measured
