@@ -153,12 +153,12 @@ def camera_tables(sessions, reference=None) -> dict[str, dict]:
     true ones (``gt_rig``, else ``reference``): the Metrics table ``{session: {metric: value}}``."""
     from epiflow.models.metrics import rig_errors
     rows = {}
-    for s in sessions:
+    for key, (s, *_) in _by_session(sessions).items():
         truth = s.gt_rig or reference
-        if truth is None or s.session_id in rows:
+        if truth is None:
             continue
         e = rig_errors(s.rig, truth)
-        rows[s.session_id] = {"relative rotation, max (deg)": e["rotation_deg_max"],
+        rows[key] = {"relative rotation, max (deg)": e["rotation_deg_max"],
                         "baseline direction, max (deg)": e["baseline_deg_max"],
                         "position after similarity, max (m)": e["position_m_max"],
                         "focal length, max error (%)": 100 * e["focal_rel_max"],
@@ -367,10 +367,13 @@ def _people_view(people, images=None) -> SessionView:
 
 
 def _by_session(sessions) -> dict[str, list]:
-    """The people (``SessionArrays``) of each store session, in order."""
+    """The people (``SessionArrays``) of each store session, in order: the arrays named
+    ``<session id>:p<person id>`` (a session of several people) under their session id, any other
+    under its own name."""
     out: dict[str, list] = {}
     for s in sessions:
-        out.setdefault(s.session_id, []).append(s)
+        several = s.name == f"{s.session_id}:p{s.person_id}"
+        out.setdefault(s.session_id if several else s.name, []).append(s)
     return out
 
 
