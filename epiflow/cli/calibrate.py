@@ -5,7 +5,9 @@
         --intrinsics Calib.toml --subject-height 1.78 --out calib/cameras.toml
     epiflow calibrate --keypoints kp.npz --method per_frame --out baseline.toml
 
-Input: a folder of synchronized videos (one file per camera, same frame count; the person is
+Input: a folder of videos (one file per camera; when their frame counts or rates differ, or with
+``--sync``, each camera's time offset is recovered from the person and written into ``--out`` as
+``time_offset``, see :mod:`epiflow.calibration.sync`; ``--sync off`` refuses them; the person is
 detected with MediaPipe, which takes a minute or two per 400 frames on a CPU; ``--save-keypoints``
 keeps the detections for a rerun; ``--max-people N`` detects up to N people instead), or 2D
 keypoints (a keypoints npz, a folder of OpenPose JSON
@@ -50,7 +52,8 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--videos", metavar="DIR",
-                        help="folder of synchronized videos, one per camera (MediaPipe detection)")
+                        help="folder of videos, one per camera (MediaPipe detection; "
+                             "unsynchronized ones are synchronized from the person)")
     source.add_argument("--keypoints", metavar="NPZ_OR_DIR",
                         help="keypoints npz, a folder of OpenPose JSON folders (one per "
                              "camera), or a caliscope xy_<TRACKER>.csv")
