@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from epiflow.config import from_dict, to_dict
+from epiflow.config import ConfigError, from_dict, to_dict
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.outputs import atomic_open
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "load_model", "check_compatible", "check_resumable", "check_input",
-           "rng_state", "set_rng_state"]
+           "rng_state", "set_rng_state", "unwrap_model"]
 
 CHECKPOINT_VERSION = 1
 _FORMAT = "epiflow-checkpoint"
@@ -81,8 +81,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DDP / torch.compile wrappers."""
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / torch.compile wrappers (itself when unwrapped)."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
 
@@ -92,7 +92,7 @@ def save_checkpoint(path, model: nn.Module, config: ExperimentConfig, *, optimiz
                     ) -> Path:
     """Write a checkpoint to ``path`` atomically (a temporary file, then a rename)."""
     path = Path(path)
-    bare = _unwrap(model)
+    bare = unwrap_model(model)
     data = {"format": _FORMAT, "version": CHECKPOINT_VERSION,
             "model": {"name": bare.kind, "n_joints": bare.n_joints,
                       "joint_set": config.data.joint_set, "input_window": bare.input_window,
@@ -131,7 +131,14 @@ def load_checkpoint(path) -> Checkpoint:
     if data.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this epiflow "
                               f"reads version {CHECKPOINT_VERSION}: retrain with `epiflow train`")
-    return Checkpoint(path, from_dict(ExperimentConfig, data["config"]), data)
+    try:
+        config = from_dict(ExperimentConfig, data["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path} holds a config this epiflow cannot read ({err}): it was "
+                              f"written by another version of epiflow (a model or option this "
+                              f"one does not have); retrain it with `epiflow train`, or use that "
+                              f"version") from None
+    return Checkpoint(path, config, data)
 
 
 def _first_line(err: BaseException) -> str:

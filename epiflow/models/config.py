@@ -2,7 +2,8 @@
 it names.
 
 A TOML recipe has the sections ``[data]`` (with ``[data.source]``), ``[model]`` (with
-``[model.mlp]``, ``[model.transformer]`` or ``[model.image]``), ``[loss]`` and ``[train]``; every
+``[model.mlp]``, ``[model.transformer]``, ``[model.temporal]``, ``[model.diffusion]``
+or ``[model.image]``), ``[loss]`` and ``[train]``; every
 key has a default (see the classes). Load with :func:`load_experiment`, which checks the file
 once and names a wrong key and the accepted values.
 """
@@ -15,10 +16,12 @@ from typing import Literal
 from torch import nn
 
 from epiflow.config import ConfigError, apply_overrides, check_limits, limits, load_config
+from epiflow.models.diffusion import DiffusionConfig, DiffusionLifter
 from epiflow.models.augment import AugmentConfig
 from epiflow.models.image_model import EpipolarImageModel, ImageModelConfig
 from epiflow.models.lifters import (MLPConfig, ResidualMLPLifter, TemporalTransformerLifter,
                                     TransformerConfig)
+from epiflow.models.temporal import TemporalConfig, TemporalLifter
 from epiflow.pipeline.config import (CalibrateConfig, RunConfig, SessionConfig, StoreConfig,
                                      SyntheticConfig, TriangulateConfig)
 from epiflow.skeleton import JOINT_SETS
@@ -29,6 +32,8 @@ __all__ = ["SourceConfig", "DataConfig", "ModelConfig", "LossConfig", "TrainConf
 #: Model name -> class; each class takes (its config section, n_joints).
 MODELS: dict[str, type[nn.Module]] = {"mlp": ResidualMLPLifter,
                                       "transformer": TemporalTransformerLifter,
+                                      "temporal": TemporalLifter,
+                                      "diffusion": DiffusionLifter,
                                       "image": EpipolarImageModel}
 
 
@@ -98,11 +103,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which model (``name``) and its settings (the section of that name)."""
+    """Which model (``name``) and its settings (the section of that name): ``mlp`` (the fast
+    baseline), ``transformer``, ``temporal`` (spatial-temporal attention + skeleton graph,
+    :mod:`epiflow.models.temporal`), ``diffusion`` (multi-hypothesis D3DP with JPMA,
+    :mod:`epiflow.models.diffusion`), ``image``."""
 
-    name: Literal["mlp", "transformer", "image"] = "mlp"
+    name: Literal["mlp", "transformer", "temporal", "diffusion", "image"] = "mlp"
     mlp: MLPConfig = field(default_factory=MLPConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     image: ImageModelConfig = field(default_factory=ImageModelConfig)
 
 

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from epiflow.models import losses as L
 from epiflow.models import metrics as M
 from epiflow.models.checkpoint import (Checkpoint, CheckpointError, check_compatible,
-                                       load_checkpoint, save_checkpoint, set_rng_state)
+                                       load_checkpoint, save_checkpoint, set_rng_state,
+                                       unwrap_model)
 from epiflow.models.augment import augment_sessions
 from epiflow.models.config import ExperimentConfig, build_model
 from epiflow.models.data import (PoseDataset, collate_batch, load_sessions, mirror_batch,
@@ -177,12 +178,15 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _forward(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Predictions (B, V, J, 3) for a batch of V-view samples."""
+    """Predictions (B, V, J, 3) for a batch of V-view samples. A model that ``reads_target``
+    (the diffusion lifter: it denoises the noised label) gets the labels in training mode."""
     B, V = batch["y"].shape[:2]
     if "image" in batch:
         inp = batch["image"].flatten(0, 1).float() / 255.0
     else:
         inp = batch["x"].flatten(0, 1)
+    if model.training and getattr(unwrap_model(model), "reads_target", False):
+        return model(inp, target=batch["y"].flatten(0, 1)).view(B, V, *batch["y"].shape[2:])
     return model(inp).view(B, V, *batch["y"].shape[2:])
 
 

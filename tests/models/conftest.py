@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from epiflow.datasets.synthetic import cmu_capture, skeleton_crops
 from epiflow.models.data import SessionArrays
@@ -52,3 +53,12 @@ def oracle():
 def make_store():
     """:func:`pipeline_store`."""
     return pipeline_store
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for a test's training loop (faster on a busy machine), restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
