@@ -3,7 +3,10 @@
 :func:`train` is the entry point (``epiflow train``). It reads (or first builds) the store, picks
 the device, and either runs :func:`fit` in this process or hands it to Ray Train's
 ``TorchTrainer`` with ``train.ray_workers`` workers, each of which reads the sessions whole into
-its memory and trains on its shard (``prepare_model``, ``prepare_data_loader``).
+its memory and trains on its shard (``prepare_model``, ``prepare_data_loader``). A store larger
+than ``data.stream_above_mb`` (or ``data.streaming = "on"``) is streamed instead, chunk by chunk,
+each rank and DataLoader worker reading its own units (:mod:`epiflow.models.streaming`);
+``train.init`` starts from a trained checkpoint's weights (fine-tuning).
 
 The output folder gets ``checkpoint.pt`` (written after every epoch; training resumes from it
 when it is there), ``metrics.csv`` (one row per epoch) and ``curves.png``. On CUDA: bf16
