@@ -139,7 +139,7 @@ def train_recipe(config: str, retrain: bool) -> Path:
     from dataclasses import replace
 
     from epiflow.models.config import load_experiment
-    from epiflow.models.train import ensure_store, train
+    from epiflow.models.train import StoreBuildError, ensure_store, train
     from epiflow.store import StoreError
     out = OUT / Path(config).stem
     ckpt = out / "checkpoint.pt"
@@ -149,7 +149,7 @@ def train_recipe(config: str, retrain: bool) -> Path:
     cfg = load_experiment(REPO / config)
     try:
         ensure_store(cfg)
-    except StoreError as err:  # the pipeline's settings grew since the store was built
+    except (StoreError, StoreBuildError) as err:  # the pipeline's settings grew since it was built
         if "other settings" not in str(err):
             raise
         print(f"note: {err}; training on the store as it is")
