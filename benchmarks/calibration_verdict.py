@@ -27,7 +27,8 @@ still`` (one pose of 02_01 held for 60 frames with 1 cm of sway; motion check re
 K`` (02_01, focal lengths given 15 % long) and ``distortion ignored`` (02_01, lenses with k1 =
 -0.25 given as distortion-free).
 Real: the Pose2Sim demo (MediaPipe 2D, cached by ``benchmarks/calibration.py``) with the lab's
-intrinsics and with none, against the lab calibration; caliscope's 4-webcam session (MediaPipe
+intrinsics and with none, and its shipped OpenPose BODY_25B 2D with the lab's intrinsics, against
+the lab calibration; caliscope's 4-webcam session (MediaPipe
 Holistic, a person nearly still: motion check relaxed) with caliscope's own intrinsics and with
 none, against caliscope's ChArUco calibration; Shelf (person 0's BODY_25 detections picked with
 the ground truth) with the dataset's intrinsics and with none, against its calibration.
@@ -214,8 +215,14 @@ def _pose2sim() -> list[Case]:
         from mediapipe_cache import mediapipe_keypoints
         kp = mediapipe_keypoints(demo / "single_person" / "videos", cache)
     lab = load_rig(demo / "calibration" / "Calib_qualisys.toml")
-    return [_real(Case("Pose2Sim, lab K", "real", False), kp, lab, lab),
-            _real(Case("Pose2Sim, K unknown", "real", False), kp, lab, None)]
+    cases = [_real(Case("Pose2Sim, lab K", "real", False), kp, lab, lab),
+             _real(Case("Pose2Sim, K unknown", "real", False), kp, lab, None)]
+    openpose = demo / "openpose_body25b_single_person"
+    if openpose.is_dir():  # the 2D shipped with the demo (OpenPose BODY_25B)
+        from epiflow.datasets.openpose import read_openpose
+        cases.append(_real(Case("Pose2Sim, OpenPose 2D, lab K", "real", False),
+                           read_openpose(openpose, joint_set="body25b"), lab, lab))
+    return cases
 
 
 def _caliscope() -> list[Case]:
