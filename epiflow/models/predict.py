@@ -171,7 +171,7 @@ def _camera(calibration, name: str, size: tuple[int, int], images: str
     if not calibration:
         cam = default_camera(name, size)
         fov = np.degrees(2 * np.arctan(0.5 * max(size) / cam.K[0, 0]))
-        return cam, [f"{images}: no calibration given, so the camera's intrinsics are unknown; "
+        return cam, [f"no calibration given, so the camera's intrinsics are unknown; "
                      f"assumed a pinhole without distortion, principal point at the image centre, "
                      f"focal length {cam.K[0, 0]:.0f} px (the larger image side: a "
                      f"{fov:.0f} deg field of view across it). Give --calibration FILE for the "
