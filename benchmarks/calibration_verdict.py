@@ -330,7 +330,8 @@ def print_table(cases: list[Case]) -> dict:
     print("coverage by synthetic family (rotation / position): " + "; ".join(
         f"{f} {100 * r:.0f} / {100 * p:.0f} %" for f, (r, p, _) in s["coverage_by_family"].items()))
     print(f"verdict time on the Pose2Sim demo (covariance, 20 bootstrap refits, intrinsics check; "
-          f"lab K, K unknown): {s['verdict_seconds_pose2sim']} s, beside the whole calibration "
+          f"lab K, K unknown, OpenPose lab K): {s['verdict_seconds_pose2sim']} s, beside the whole "
+          f"calibration "
           f"with it {s['calibration_seconds_pose2sim']} s in the same run")
     return s
 
