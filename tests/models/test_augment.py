@@ -162,3 +162,23 @@ def test_training_data_gets_the_augmented_sequences(oracle):
     assert n + 0.8 * 3 * n < len(aug.train) <= n + 3 * n                   # 4 cameras per copy
     extra = aug.train.__getitems__(np.arange(n, len(aug.train)))
     assert np.isfinite(extra["x"]).all() and (extra["w"] > 0).any()
+
+
+def test_input_does_not_depend_on_orientation_focal_or_distortion(walk):
+    """The lifter's input is built from rays (K^-1, distortion removed): the same rays through a
+    portrait phone, a landscape action camera with barrel distortion, or another focal length
+    give the same input, though their pixels differ."""
+    from epiflow.calibration.camera import Camera
+    from epiflow.models.data import normalize_keypoints
+    cam = sample_camera(walk, "h36m17", AugmentConfig(), np.random.default_rng(4))
+    inputs, pixels = [], []
+    for size, f, k1 in (((1080, 1920), 1500.0, 0.0), ((1920, 1080), 1500.0, -0.2),
+                        ((1440, 1080), 900.0, -0.1)):
+        K = np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1]])
+        rig = CameraRig([Camera("c", K, np.array([k1, 0, 0, 0, 0]), cam.R, cam.t, size)])
+        uv = rig.project(walk)
+        pixels.append(uv[0])
+        inputs.append(normalize_keypoints(rig.undistort(uv)[0], 0))
+    assert np.abs(pixels[0] - pixels[1]).max() > 100
+    for x in inputs[1:]:
+        np.testing.assert_allclose(x, inputs[0], atol=1e-4)
