@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -251,7 +252,8 @@ class DiffusionLifter(nn.Module):
 
     @torch.no_grad()
     def hypotheses(self, x: torch.Tensor, n: int | None = None) -> torch.Tensor:
-        """``n`` (default ``config.hypotheses``) poses per input by DDIM from seeded noise.
+        """``n`` (default ``config.hypotheses``) poses per input by DDIM from seeded noise (the
+        same ``n`` draws for every input, so an input's hypotheses do not depend on its batch).
 
         Args:
             x: (B, W, J, 2) normalised 2D. Returns: (B, n, J, 3) metres.
@@ -260,7 +262,8 @@ class DiffusionLifter(nn.Module):
         n = n or self.config.hypotheses
         B, J = len(x), self.n_joints
         gen = torch.Generator(device=x.device).manual_seed(self.config.seed)
-        pose = torch.randn(B * n, J, 3, generator=gen, device=x.device)
+        # the same n draws for every input: a frame's hypotheses do not depend on its batch
+        pose = torch.randn(n, J, 3, generator=gen, device=x.device).repeat(B, 1, 1)
         cond = x.repeat_interleave(n, 0)
         steps = self._schedule()
         for i, t in enumerate(steps):
@@ -288,6 +291,35 @@ class DiffusionLifter(nn.Module):
         bound = self.gaussian_radius * self.bound_scale * sigma
         pose = chosen if self.config.aggregation == "jpma" else mean
         return DiffusionOutput(hyps, pose, chosen, mean, sigma, bound, choice)
+
+    @torch.no_grad()
+    def predict_with_uncertainty(self, x, batch_size: int = 1024):
+        """A sequence's poses and per-joint uncertainty, for test-time adaptation
+        (:func:`epiflow.models.adapt.predict_with_uncertainty` asks the model when it can).
+
+        Args:
+            x: (T, J, 2) numpy normalised lifter input; each frame is read with its window of
+                ``input_window`` frames (edges repeat the end frames).
+
+        Returns:
+            (T, J, 3) float32 poses (the configured aggregation), metres, and (T, J) float32
+            RMS distance of the hypotheses from their mean, metres.
+        """
+        self.eval()
+        device = next(self.parameters()).device
+        T, W = len(x), self.input_window
+        idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
+        poses, spread = [], []
+        for start in range(0, T, batch_size):
+            win = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))
+            out = self.sample(win.to(device).float())
+            poses.append(out.pose.cpu().numpy())
+            spread.append((out.sigma * 3 ** 0.5).cpu().numpy())
+        if not poses:
+            return np.zeros((0, self.n_joints, 3), np.float32), np.zeros((0, self.n_joints),
+                                                                        np.float32)
+        return (np.concatenate(poses).astype(np.float32),
+                np.concatenate(spread).astype(np.float32))
 
     @torch.no_grad()
     def calibrate_bound(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> float:

@@ -41,6 +41,21 @@ class TestSampler:
         assert torch.equal(model(x), model(x))                    # seeded draws
         assert model.hypotheses(x, 3).shape == (4, 3, 17, 3)
 
+    def test_sequence_uncertainty_for_adaptation(self, tiny):
+        """What test-time adaptation asks of a model (``predict_with_uncertainty``): a pose and
+        the hypotheses' RMS distance from their mean per frame and joint, each frame in its
+        window (here 3 frames; edges repeated)."""
+        from epiflow.models.adapt import predict_with_uncertainty
+        model = _model(window=3).eval()
+        seq = tiny[0][:, 0].numpy()                                # (60, 17, 2)
+        pose, spread = predict_with_uncertainty(model, seq)
+        assert pose.shape == (60, 17, 3) and spread.shape == (60, 17)
+        idx = np.clip(np.arange(5)[:, None] + np.arange(3) - 1, 0, 59)
+        out = model.sample(torch.from_numpy(seq[idx]))
+        assert np.allclose(pose[:5], out.pose.numpy(), atol=1e-5)
+        assert np.allclose(spread[:5], out.sigma.numpy() * 3 ** 0.5, atol=1e-5)
+        assert spread[:, 1:].min() > 0
+
     def test_schedule_runs_from_noise_to_signal(self):
         a = cosine_alpha_bar(1000)
         assert a[0] > 0.999 and a[-1] < 1e-3 and bool((a[1:] <= a[:-1]).all())
