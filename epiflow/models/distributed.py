@@ -20,6 +20,7 @@ from pathlib import Path
 from epiflow.config import from_dict, to_dict
 from epiflow.models.config import ExperimentConfig
 from epiflow.ray_setup import init_local_ray, use_cluster_token
+from epiflow.store import storage_env
 
 __all__ = ["train_with_ray"]
 
@@ -38,7 +39,9 @@ def _init_ray(cfg: ExperimentConfig) -> bool:
         return False
     if cfg.train.ray_address:
         use_cluster_token()
-        ray.init(address=cfg.train.ray_address)
+        env = storage_env(cfg.data.store)   # an s3:// store: the workers need the credentials
+        ray.init(address=cfg.train.ray_address,
+                 **({"runtime_env": {"env_vars": env}} if env else {}))
         return True
     # A local runtime with one logical CPU per worker plus one for the controller, on
     # 127.0.0.1 only and without the dashboard.
