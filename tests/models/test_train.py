@@ -128,7 +128,8 @@ class TestBadInput:
     def test_missing_model_in_config(self, tmp_path):
         path = tmp_path / "bad.toml"
         path.write_text('[model]\nname = "resnet"\n')
-        with pytest.raises(ConfigError, match=r"model.name.*\['mlp', 'transformer', 'image'\]"):
+        with pytest.raises(ConfigError, match=r"model.name.*\['mlp', 'transformer', 'temporal', "
+                                            r"'diffusion', 'image'\]"):
             load_experiment(path)
         path.write_text('[data]\njoint_set = "smpl24"\n')
         with pytest.raises(ConfigError, match="data.joint_set.*h36m17"):
