@@ -88,6 +88,7 @@ def diffusion_study(checkpoint: Path, cfg, test: list, val: list) -> dict:
     bound's coverage before and after calibrating it on the validation pseudo-labels."""
     from epiflow.models.checkpoint import load_model
     model = load_model(checkpoint)
+    model.bound_scale.fill_(1.0)  # the Gaussian bound first (training calibrates it)
     x, gt, _ = _inputs(test, cfg, None)
     keep = torch.isfinite(gt).all((1, 2))
     x, gt = x[keep], gt[keep]

@@ -44,8 +44,8 @@ from epiflow.skeleton import get_joint_set
 
 __all__ = ["TrainData", "TrainResult", "resolve_device", "ensure_store", "StoreBuildError",
            "build_data", "init_checkpoint",
-           "make_loader", "compute_loss", "validate", "fit", "train", "METRICS_FILE",
-           "CHECKPOINT_FILE"]
+           "make_loader", "compute_loss", "validate", "calibrate_uncertainty", "fit", "train",
+           "METRICS_FILE", "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
@@ -488,12 +488,42 @@ def _run_epoch(run: _Run, cfg: ExperimentConfig, data: TrainData, device: torch.
     if data.val is not None:
         row.update(validate(run.model, make_loader(data.val, cfg, device, False), device,
                             cfg.train.amp))
-    row["seconds"] = time.perf_counter() - t0
     if stopped:
         row["batch_in_epoch"] = run.batch_in_epoch
     else:
         run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+    if data.val is not None and _finished(run, cfg):
+        scale = calibrate_uncertainty(run.model, make_loader(data.val, cfg, device, False),
+                                      device)
+        if scale is not None:
+            row["bound_scale"] = scale
+    row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def calibrate_uncertainty(model: nn.Module, loader, device: torch.device,
+                          max_samples: int = 20_000) -> float | None:
+    """Fit the per-joint error bound of a model that states one (``calibrate_bound``: the
+    diffusion lifter) on the validation labels (pseudo-labels in the label-free setting), so
+    that the bound ``predict`` reports holds there as often as it says; at most ``max_samples``
+    samples. Returns the fitted scale, or None for a model without a bound."""
+    bare = unwrap_model(model)
+    if not hasattr(bare, "calibrate_bound"):
+        return None
+    xs, ys, ws, n = [], [], [], 0
+    for batch in loader:
+        xs.append(batch["x"].flatten(0, 1))
+        ys.append(batch["y"].flatten(0, 1))
+        ws.append(batch["w"].flatten(0, 1))
+        n += len(xs[-1])
+        if n >= max_samples:
+            break
+    bare.eval()
+    try:
+        x, y, w = (torch.cat(a)[:max_samples].to(device) for a in (xs, ys, ws))
+        return bare.calibrate_bound(x, y, w)
+    finally:
+        model.train()
 
 
 def _save(run: _Run, cfg: ExperimentConfig, out_dir: Path, row: dict, last: bool) -> None:

@@ -121,8 +121,9 @@ class TestJPMA:
 
 
 def test_trains_through_the_trainer_with_label_weights(oracle, tmp_path, one_thread):
-    """The trainer hands the labels to the model; a label with weight 0 (NaN here) neither
-    breaks the loss nor reaches the gradients; the checkpoint keeps the calibrated bound."""
+    """The trainer hands the labels to the model and, at the end, fits the bound on the
+    validation labels; a label with weight 0 (NaN here) neither breaks the loss nor reaches the
+    gradients; the checkpoint keeps the calibrated bound."""
     cfg = ExperimentConfig(data=DataConfig(store="unused", val_sessions=("02_04",)),
                            model=ModelConfig(name="diffusion", diffusion=DiffusionConfig(
                                dim=16, depth=1, heads=2, hypotheses=3, steps=2)),
@@ -130,8 +131,12 @@ def test_trains_through_the_trainer_with_label_weights(oracle, tmp_path, one_thr
                                              progress=False, device="cpu"))
     data = build_data(cfg, [oracle("02_01", label_noise_m=0.01), oracle("02_04", seed=1)])
     result = fit(cfg, tmp_path / "run", data)
-    assert np.isfinite(result.history[-1]["val_gt_mm"])
+    last = result.history[-1]
+    assert np.isfinite(last["val_gt_mm"])
     model = load_model(result.checkpoint).train()
+    # the bound was fitted on the validation labels at the end and kept in the checkpoint
+    assert last["bound_scale"] > 1.5 and float(model.bound_scale) == pytest.approx(
+        last["bound_scale"])
     batch = data.train.__getitems__(np.arange(32))
     batch["y"][:, :, 5] = float("nan")
     batch["w"][:, :, 5] = 0.0
