@@ -68,8 +68,9 @@ def print_warnings(command: str, warnings, where: str = "") -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epiflow",
-        description="3D human pose from synchronized multi-camera video, without 3D ground truth: "
-                    "cameras from people, robust pseudo-labels, a Zarr store and a trainer.")
+        description="3D human pose from multi-camera video (synchronized or not), without 3D "
+                    "ground truth: cameras and time offsets from people, robust pseudo-labels, "
+                    "a Zarr store and a trainer.")
     parser.add_argument("--version", action="version", version=f"epiflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
