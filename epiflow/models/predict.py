@@ -214,12 +214,12 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     around them)."""
     from epiflow.detection.detectors import MediaPipeDetector, read_frames, video_info
     model, ckpt = _model_for(checkpoint)
-    detector = detector or MediaPipeDetector()
-    check_input(ckpt, f"--video {video}", joint_set=detector.joint_set, has_images=True)
     info = video_info(video)
     name = camera_name or Path(video).stem
     # the camera is checked (in the file, of the video's size) before minutes of detection
     camera, warnings = _camera(calibration, name, info.size, f"--video {video}")
+    detector = detector or MediaPipeDetector()
+    check_input(ckpt, f"--video {video}", joint_set=detector.joint_set, has_images=True)
     frames = read_frames(video)
     kp = detector(frames)
     check_sequence(model, kp, f"--video {video}")
