@@ -62,8 +62,9 @@ def test_run_and_inspect_print_the_stored_warnings(ray_head, flawed, tmp_path, c
     again = captured.err.splitlines()
     assert again == [line.replace("epiflow run:", "epiflow inspect:") for line in lines]
     # the per-camera table shows each camera's share of the labels of joints it sees
-    table = captured.out.split("session take1:")[1].splitlines()
-    assert table[1].split()[-3:] == ["used", "%", "*"]   # its footnote: the warning's measure
+    # (after the heading line: the verdict line above it starts with "session take1:" too)
+    table = captured.out.split("\nsession take1:\n")[1].splitlines()
+    assert table[0].split()[-3:] == ["used", "%", "*"]   # its footnote: the warning's measure
     assert any(r.startswith("* used %: of the labels of the joints the camera sees") and
                "'used in only' warnings" in r for r in table)
     row = next(r for r in table if r.startswith("south"))
