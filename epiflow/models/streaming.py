@@ -13,7 +13,10 @@ batches) then:
    (:meth:`SessionArrays.people_from_store` with ``frames``, :func:`prepare_session`,
    :class:`PoseDataset`): every labelled person with its pseudo-labels and per-joint weights,
    inputs normalised alike; a temporal window reads ``window // 2`` frames beyond the unit on
-   each side, so a sample's window is the one the whole session gives;
+   each side, so a sample's window is the one the whole session gives; with ``augment``
+   (``[data.augment]``, :mod:`epiflow.models.augment`) each unit's sequences get their
+   augmented copies as the in-memory path makes them, drawn per unit (seeded by the unit, so
+   every epoch and process sees the same copies);
 3. reads ``buffer_chunks`` units at a time and deals their rows out at random into batches
    (every batch full but the last of each shard: the rows one group leaves over are gathered
    into the first batch of the next), so at most ``buffer_chunks`` units are held at once.
@@ -32,14 +35,16 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from epiflow.models.data import (DataError, PoseDataset, SessionArrays, prepare_session,
-                                 ready_sessions)
+from epiflow.models.augment import AugmentConfig, augment_session
+from epiflow.models.data import (DataError, PoseDataset, SessionArrays, convert_joint_set,
+                                 prepare_session, ready_sessions)
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["StreamingPoseDataset", "UNIT_MIN_FRAMES", "training_mb", "use_streaming"]
@@ -115,12 +120,17 @@ class StreamingPoseDataset:
             as many as make :data:`UNIT_MIN_FRAMES`.
         shard: (rank, world) of this process among the trainers; None = from
             ``torch.distributed`` when it is initialised (Ray Train), else (0, 1).
+        augment: ``[data.augment]``: ``copies`` augmented sequences of each unit's sequences
+            (:func:`~epiflow.models.augment.augment_session`, named ``<name>~aug<k>``), as
+            the in-memory training set gets them; None or ``copies = 0``: none. Image models
+            are not augmented (no crops of virtual cameras), as in memory.
     """
 
     def __init__(self, store, session_ids: Sequence[str] | None = None, *,
                  labels: str | None = "pseudo", joint_set: str = "h36m17", window: int = 1,
                  views: bool = False, images: bool = False, buffer_chunks: int = 16,
-                 chunk_frames: int = 0, shard: tuple[int, int] | None = None):
+                 chunk_frames: int = 0, shard: tuple[int, int] | None = None,
+                 augment: AugmentConfig | None = None):
         if buffer_chunks < 1:
             raise DataError(f"the shuffle buffer must hold at least one chunk; got {buffer_chunks}")
         if window < 1 or window % 2 == 0:
@@ -129,10 +139,15 @@ class StreamingPoseDataset:
         self.labels, self.joint_set, self.window = labels, joint_set, window
         self.views, self.images, self.buffer_chunks = views, images, buffer_chunks
         self.shard = shard
+        self.augment = augment if augment is not None and augment.copies > 0 and not images \
+            else None
+        self._error_model = None                   # the augmentation's 2D error model, loaded once
         self.plans, self.units = self._plan(store, session_ids, chunk_frames)
         self.names = [n for p in self.plans for n in p.names]
         self._name_index = {n: i for i, n in enumerate(self.names)}
-        self.has_gt = all(p.has_gt for p in self.plans)
+        # augmented pseudo-labelled copies have no ground truth (in memory alike: then none has)
+        self.has_gt = all(p.has_gt for p in self.plans) and (self.augment is None
+                                                             or labels == "gt")
         if views and len({p.n_cameras for p in self.plans}) > 1:
             raise DataError("multi-view samples need every session to have the same number of "
                             f"cameras; got {[p.n_cameras for p in self.plans]}")
@@ -151,9 +166,11 @@ class StreamingPoseDataset:
             if self.labels == "gt":
                 labelled = T * len(names)
             truth = s.ground_truth(slice(0, 0))
+            copies = self.augment.copies if self.augment is not None else 0
+            names += tuple(f"{n}~aug{k}" for n in names for k in range(copies))
             plans.append(_SessionPlan(s.id, T, C, names,
                                       truth is not None and truth.frame != "source",
-                                      labelled * (1 if self.views else C)))
+                                      labelled * (1 + copies) * (1 if self.views else C)))
             F = chunk_frames or s.chunk_frames * -(-UNIT_MIN_FRAMES // s.chunk_frames)
             units += [_Unit(s.id, a, min(a + F, T)) for a in range(0, T, F)]
         return plans, units
@@ -190,6 +207,8 @@ class StreamingPoseDataset:
         half = self.window // 2
         lo, hi = max(unit.start - half, 0), min(unit.stop + half, session.n_frames)
         people = SessionArrays.people_from_store(session, self.images, slice(lo, hi))
+        if self.augment is not None:
+            people = list(people) + self._augmented(people, unit)
         prepared = [prepare_session(p, self.labels, self.joint_set) for p in people]
         data = PoseDataset(prepared, self.window, self.views, self.images)
         frame = data.index[:, 1] + lo
@@ -197,6 +216,20 @@ class StreamingPoseDataset:
         if not len(data.index):
             return None
         return data, np.array([self._name_index[p.name] for p in prepared]), lo
+
+
+    def _augmented(self, people: list, unit: _Unit) -> list:
+        """The augmented copies of a unit's sequences (:func:`augment_session`), the same for
+        the same unit in every epoch and process (the generator is seeded by ``augment.seed``,
+        the session and the unit's first frame)."""
+        from epiflow.models.detector_error import DetectorErrorModel
+        cfg = self.augment
+        if cfg.detector == "learned" and self._error_model is None:
+            self._error_model = DetectorErrorModel.packaged()
+        rng = np.random.default_rng([cfg.seed, zlib.crc32(unit.session_id.encode()), unit.start])
+        return [copy for p in people
+                for copy in augment_session(convert_joint_set(p, self.joint_set), cfg,
+                                            self.labels, self._error_model, rng)]
 
 
 class _Epoch(torch.utils.data.IterableDataset):

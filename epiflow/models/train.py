@@ -150,12 +150,13 @@ def _streaming_data(cfg: ExperimentConfig, window: int, image: bool, why: str) -
         print(f"streaming the store {cfg.data.store} ({why}), "
               f"{cfg.data.shuffle_buffer} chunks at a time")
 
-    def dataset(ids):
+    def dataset(ids, augment=None):   # the training sessions augmented as in memory
         return StreamingPoseDataset(cfg.data.store, ids, labels=cfg.data.labels,
                                     joint_set=cfg.data.joint_set, window=window,
                                     views=cfg.data.views, images=image,
-                                    buffer_chunks=cfg.data.shuffle_buffer)
-    return TrainData(dataset(train_ids), dataset(val_ids) if val_ids else None, cfg.data.joint_set)
+                                    buffer_chunks=cfg.data.shuffle_buffer, augment=augment)
+    return TrainData(dataset(train_ids, cfg.data.augment), dataset(val_ids) if val_ids else None,
+                     cfg.data.joint_set)
 
 
 def make_loader(dataset: PoseDataset | StreamingPoseDataset, cfg: ExperimentConfig,

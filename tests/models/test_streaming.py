@@ -152,3 +152,36 @@ def test_training_streams_when_asked_or_when_large(store, tmp_path):
     assert isinstance(off.train, PoseDataset)                  # small: read whole
     loader = make_loader(data.train, cfg, torch.device("cpu"), True)
     assert len(loader) == len(data.train.epoch(64))
+
+
+def test_streamed_training_sequences_are_augmented_like_in_memory(store):
+    """``[data.augment]`` reaches the streamed training set (it was silently dropped): each
+    unit's sequences get ``copies`` augmented copies, as many samples as the in-memory path
+    makes, their own 2D and labels (virtual cameras, perturbed bones), the same in every
+    epoch; validation is not augmented, like in memory."""
+    from epiflow.models.augment import AugmentConfig, augment_sessions
+    aug = AugmentConfig(copies=2, detector="none", seed=5)
+    plain = StreamingPoseDataset(store, ["a"], chunk_frames=CHUNK)
+    stream = StreamingPoseDataset(store, ["a"], chunk_frames=CHUNK, augment=aug)
+    assert stream.names == ["a", "a~aug0", "a~aug1"] and not stream.has_gt
+    got = _samples(stream.epoch(batch_size=32, seed=0), stream.names)
+    base = _samples(plain.epoch(batch_size=32, seed=0), plain.names)
+    memory = PoseDataset([prepare_session(s) for s in augment_sessions(
+        load_sessions(store, ["a"]), aug, "pseudo", "h36m17")], 1)
+    copies = {k: v for k, v in got.items() if "~aug" in k[0]}
+    assert {k: v for k, v in got.items() if "~aug" not in k[0]}.keys() == base.keys()
+    assert len(copies) > 1.5 * len(base)                       # 2 copies, most joints in view
+    assert abs(len(got) - len(memory)) < 0.1 * len(memory)     # as many as in memory
+    assert len(got) <= stream.n_samples_bound                  # the schedule's bound holds
+    for (name, frame, cam), (x, y, w) in list(copies.items())[:50]:
+        ox, oy, _ = base[("a", frame, cam)]
+        assert np.abs(x - ox).max() > 1e-3 and np.nanmax(np.abs(y - oy)) > 1e-3
+        assert (w > 0).any()
+    again = _samples(stream.epoch(batch_size=32, seed=1, epoch=3), stream.names)
+    assert again.keys() == got.keys() and all(
+        np.array_equal(again[k][0], got[k][0]) for k in copies)   # the same copies each epoch
+    cfg = ExperimentConfig(data=DataConfig(store=store, val_sessions=("b",), streaming="on",
+                                           augment=aug))
+    data = build_data(cfg)
+    assert data.train.augment == aug and data.val.augment is None
+    assert "a~aug1" in data.train.names and data.val.names == ["b"]
