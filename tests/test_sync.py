@@ -132,7 +132,7 @@ class TestBadInput:
                                            Corruption(noise_px=1.0), start=0.5)
         streams = replace(streams, tracks=(streams.tracks[0], elsewhere.tracks[1])
                           + streams.tracks[2:])
-        with pytest.raises(SyncError, match="camera 'cam_02'.*(overlap|other moments)"):
+        with pytest.raises(SyncError, match=r"camera[s]? \[?'cam_02'.*(overlap|other moments)"):
             synchronize(streams)
 
     def test_offset_larger_than_the_overlap(self, walk):
@@ -142,7 +142,21 @@ class TestBadInput:
         rig = make_rig(4, target=capture_center(motion), seed=0)
         streams = unsynchronized_capture(motion, rig, [30] * 4, [0, 1.15, 0.0, 0.05], [40] * 4,
                                          Corruption(noise_px=1.0))
-        with pytest.raises(SyncError, match="camera 'cam_02'.*(overlap|other moments)"):
+        with pytest.raises(SyncError, match=r"camera[s]? \[?'cam_02'.*(overlap|other moments)"):
+            synchronize(streams)
+
+    def test_cameras_filming_other_moments_are_the_ones_named(self):
+        """60 fps cuts of 02_04 (tryout T1 #5): cam_01 frames 0-39, cam_03 0-44 (all of
+        cam_01's moments), cam_02 55-99 and cam_04 60-99 (none): the refusal names cam_02 and
+        cam_04, never cam_03, whose short clip makes its true offset stand out little."""
+        motion = load_packaged_clip("02_04").to_h36m()
+        rig = make_rig(4, target=capture_center(motion), seed=0)
+        full = unsynchronized_capture(motion, rig, [60.0] * 4, [0] * 4, [100] * 4,
+                                      Corruption(noise_px=2.0), seed=1)
+        cuts = [(0, 40), (55, 100), (0, 45), (60, 100)]
+        streams = replace(full, tracks=tuple(t[a:b] for t, (a, b) in zip(full.tracks, cuts)))
+        with pytest.raises(SyncError, match=r"^cameras \['cam_02', 'cam_04'\]: .*drop "
+                                            r"\['cam_02', 'cam_04'\]$"):
             synchronize(streams)
 
     def test_needs_sync(self):
@@ -207,3 +221,52 @@ class TestCli:
         assert main(["calibrate", "--videos", str(videos), "--sync", "off", "--out",
                      str(out)]) == 2
         assert not out.exists()
+
+
+def test_calibrate_refuses_cameras_it_could_not_place(tmp_path, walk, monkeypatch, capsys):
+    """Cameras filming other moments (tryout T1 #4: cam01/cam03 frames 0-39, cam02/cam04 frames
+    60-99 of equal length) can leave a camera unplaced (no reprojection error): a refusal naming
+    it, exit 2, and nothing written, not a traceback after the TOML is out."""
+    import epiflow.calibration.people_calibration as pc
+    real = pc.calibrate_from_several_people
+
+    def unplaced(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.report["cameras"]["cam_04"].update(reprojection_error_px_median=None,
+                                                  reprojection_error_px_mean=None,
+                                                  observations_used=0)
+        return result
+    monkeypatch.setattr(pc, "calibrate_from_several_people", unplaced)
+    streams, _ = _capture(walk)
+    data = np.stack([t[:50] for t in streams.tracks], 1)
+    path = tmp_path / "kp.npz"
+    save_npz(Keypoints(data, "h36m17", streams.camera_names, streams.image_size, 30.0), path)
+    out = tmp_path / "cams.toml"
+    assert main(["calibrate", "--keypoints", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cameras ['cam_04'] could not be placed" in err and "--sync" in err, err
+    assert not out.exists() and not (tmp_path / "cams.report.json").exists()
+
+
+def test_calibrate_detects_unsynchronized_videos_as_run_does(tmp_path, monkeypatch):
+    """One road (tryout T1 #7/#8): MediaPipe's tracker restarts at each chunk, so ``calibrate``
+    must detect in ``run``'s chunks: with 64 against 100 frames the same cut demo videos gave
+    a camera 7.73 frames late in one and 7.008 (truth 7) in the other."""
+    import epiflow.detection.detectors as det
+    from epiflow.pipeline.config import DetectConfig
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, n in (("cam1", 10), ("cam2", 12)):
+        writer = cv2.VideoWriter(str(videos / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                 30.0, (64, 48))
+        for _ in range(n):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.release()
+    seen = {}
+
+    def detect(folder, detector=None, chunk_frames=64, progress=True):
+        seen["chunk_frames"] = chunk_frames
+        raise ValueError("stopped after the call")
+    monkeypatch.setattr(det, "detect_video_streams", detect)
+    assert main(["calibrate", "--videos", str(videos), "--out", str(tmp_path / "c.toml")]) == 2
+    assert seen["chunk_frames"] == DetectConfig().chunk_frames

@@ -45,11 +45,11 @@ def stored(tmp_path_factory):
     s.write_all_units(raw)
     s.set_status("ingest", "done")
     outcome = finish_session(url, SessionConfig(name="cut", keypoints="unused.npz"), RunConfig())
-    return PoseStore.open(url, "r").session("cut"), outcome, raw, offsets, rig
+    return PoseStore.open(url, "r").session("cut"), outcome, raw, offsets, rig, url
 
 
 def test_offsets_in_the_store_and_the_camera_toml(stored):
-    s, outcome, _, offsets, rig = stored
+    s, outcome, _, offsets, rig, _ = stored
     assert outcome.failed_stage is None, outcome.reason
     sync = s.time_sync
     assert sync["done"]
@@ -62,7 +62,7 @@ def test_offsets_in_the_store_and_the_camera_toml(stored):
 
 
 def test_raw_kept_and_views_on_camera_0_frames(stored):
-    s, _, raw, offsets, _ = stored
+    s, _, raw, offsets, _, _ = stored
     assert np.allclose(s.raw_keypoints(), raw[:, :, None], equal_nan=True)
     kp = np.asarray(s.keypoints2d[:])[:, :, 0]
     # camera 0 is the clock: its own 2D unchanged; camera 1 (2.5 frames late) has nothing at
@@ -70,3 +70,27 @@ def test_raw_kept_and_views_on_camera_0_frames(stored):
     assert np.allclose(kp[:, 0], raw[:, 0], equal_nan=True)
     assert (kp[:2, 1, :, 2] == 0).all() and (kp[3:40, 1, :, 2] > 0).mean() > 0.8
     assert s.has_labels and np.isfinite(s.labels().pseudo3d[5:45]).mean() > 0.8
+
+
+def test_run_inspect_report_and_export_carry_the_offsets(stored, tmp_path, capsys):
+    """``run`` and ``inspect`` print each camera's offset, the run report holds them, and the
+    exported camera TOML keeps ``time_offset`` (Pose2Sim or another run can reuse them)."""
+    from epiflow.cli import main
+    from epiflow.cli.run import print_verdicts
+    from epiflow.pipeline.orchestrate import _time_offsets
+    from epiflow.pipeline.report import RunReport
+    s, _, _, _, _, url = stored
+    found = dict(zip(s.camera_names, s.time_sync["time_offset"]))
+    assert main(["inspect", url]) == 0
+    printed = capsys.readouterr().out
+    print_verdicts(url, {"cut": {"status": "complete"}})
+    printed_run = capsys.readouterr().out
+    for text in (printed, printed_run):
+        for name, value in found.items():
+            assert f"{name}: time offset {value:+.4f} s" in text, text
+    report = RunReport(store=url, sessions={"cut": {"status": "complete"}})
+    _time_offsets(report, url)
+    assert report.sessions["cut"]["time_offset_s"] == pytest.approx(found)
+    out = tmp_path / "cameras.toml"
+    assert main(["export", url, "--session", "cut", "--out", str(out)]) == 0
+    assert time_offsets_from_toml(out.read_text()) == pytest.approx(found)

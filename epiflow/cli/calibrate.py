@@ -113,7 +113,11 @@ def _keypoints(args):
         # two or more readable videos, before minutes of detection
         if _video_sync(probe_videos(args.videos), args):
             from epiflow.calibration.sync import CameraStreams
-            tracks, infos, joint_set = detect_video_streams(args.videos)
+            from epiflow.pipeline.config import DetectConfig
+            # the tracker restarts at each chunk: run's chunks, so both find the same 2D (and
+            # offsets: with 64-frame chunks a cut demo camera came out 0.7 frame from run's)
+            tracks, infos, joint_set = detect_video_streams(
+                args.videos, chunk_frames=DetectConfig().chunk_frames)
             return CameraStreams(tuple(tracks), [i.fps for i in infos],
                                  tuple(i.path.stem for i in infos), joint_set,
                                  np.array([i.size for i in infos]))
@@ -216,15 +220,38 @@ def _synchronized(streams, calibrate, args):
     """Offsets and cameras together (:func:`~epiflow.calibration.sync.synchronize_with_calibration`):
     (calibration result, keypoints on the first camera's frame times, sync report)."""
     from epiflow.calibration.sync import synchronize_with_calibration
+    from epiflow.calibration.sync import offset_lines
     sync, result, kp = synchronize_with_calibration(streams, calibrate)
     report = sync.report(streams.camera_names)
-    for name, cam in report["cameras"].items():
-        print(f"{name}: time offset {cam['time_offset_s']:+.4f} s "
-              f"({cam['time_offset_frames']:+.2f} frames at {cam['fps']:g} fps)")
+    print("\n".join(offset_lines(report)))
     if args.save_keypoints:
         from epiflow.keypoints import save_npz
         save_npz(kp, args.save_keypoints)
     return result, kp, report
+
+
+def _check_placed(report: dict, args, synchronized: bool) -> None:
+    """Refuse, before anything is written, cameras the calibration could not place (none of
+    their keypoints fit the others: no reprojection error); named with those far off."""
+    cams = report["cameras"]
+    unplaced = [n for n, c in cams.items() if c.get("reprojection_error_px_median") is None]
+    if not unplaced:
+        return
+    errors = [c["reprojection_error_px_median"] for c in cams.values()
+              if c.get("reprojection_error_px_median") is not None]
+    limit = 5 * float(np.median(errors)) if errors else 0.0
+    off = [f"{n} ({c['reprojection_error_px_median']:.1f} px)" for n, c in cams.items()
+           if (c.get("reprojection_error_px_median") or 0) > max(limit, 10.0)]
+    hint = ("" if synchronized else
+            "; if the videos start or stop at different times, --sync recovers their time "
+            "offsets")
+    raise ValueError(f"{args.videos or args.keypoints}: cameras {unplaced} could not be placed "
+                     f"(none of their keypoints fit the other cameras'){' and ' if off else ''}"
+                     f"{', '.join(off)}{' fit far worse than the others' if off else ''}; "
+                     f"expected every camera to film the same moments of the same person: they "
+                     f"may film other moments (time ranges that do not overlap) or another "
+                     f"person{hint}; cut the videos to film the same moments, or drop "
+                     f"{unplaced}")
 
 
 def _detector(max_people: int):
@@ -281,6 +308,7 @@ def run(args) -> int:
         result, kp, sync = _synchronized(kp, calibrate, args)
     else:
         result = calibrate(kp)
+    _check_placed(result.report, args, sync is not None)
     out = Path(args.out)
     report = _plain({**result.report, "source": args.videos or args.keypoints,
                      "intrinsics_file": args.intrinsics, "cameras_file": str(out),

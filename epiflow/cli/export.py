@@ -156,8 +156,10 @@ def run(args) -> int:
         session = _session(args.source, args.session, "toml" if fmt == "toml" else args.array)
         if fmt == "toml":
             from epiflow.calibration.formats import save_toml
-            save_toml(session.rig, args.out)
-            print(f"wrote {len(session.rig)} cameras to {args.out}")
+            offsets = (session.time_sync or {}).get("time_offset")
+            save_toml(session.rig, args.out, time_offsets=offsets)
+            print(f"wrote {len(session.rig)} cameras to {args.out}"
+                  + (" with each camera's time_offset" if offsets else ""))
             return 0
         people = poses_from_session(session, args.array, args.fps, args.person)
         paths = person_paths(args.out, list(people), args.person is not None)

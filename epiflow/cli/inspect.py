@@ -14,7 +14,7 @@ import numpy as np
 from epiflow.cli import print_warnings
 from epiflow.store import STAGES, PoseStore, Session
 
-__all__ = ["register", "run", "session_summary", "verdict_summary"]
+__all__ = ["register", "run", "session_summary", "verdict_summary", "sync_summary"]
 
 
 def register(subparsers) -> None:
@@ -103,6 +103,18 @@ def _people_lines(row: dict) -> list[str]:
     return lines
 
 
+def sync_summary(s: Session) -> list[str]:
+    """The time offsets of a session's unsynchronized cameras, headed by the session (the lines
+    ``calibrate`` prints); [] for synchronized cameras or before they are synchronized."""
+    from epiflow.calibration.sync import offset_lines
+    sync = s.time_sync or {}
+    if not sync.get("report"):
+        return []
+    return [f"session {s.id}: cameras not synchronized; time offsets from the person (seconds "
+            f"on {s.camera_names[0]}'s clock at which each camera's first frame was taken):",
+            *("  " + line for line in offset_lines(sync["report"]))]
+
+
 def verdict_summary(s: Session) -> list[str]:
     """The lines :func:`~epiflow.calibration.verdict.verdict_lines` prints for the verdict on a
     session's cameras calibrated from people, headed by the session; [] for given cameras."""
@@ -175,6 +187,8 @@ def run(args) -> int:
           f"stages {', '.join(STAGES)}")
     print(_table(rows))
     for s in store.sessions():
+        if sync_summary(s):
+            print("\n".join(sync_summary(s)))
         print("\n".join(verdict_summary(s)) or f"session {s.id}: cameras not from people "
               f"({s.calibration.get('method') or 'not calibrated'}): no verdict")
     for r in rows:

@@ -152,11 +152,14 @@ def check_paths(args) -> None:
 
 
 def print_verdicts(store_url: str, sessions) -> None:
-    """The verdict on each session's cameras calibrated from people in this run."""
-    from epiflow.cli.inspect import verdict_summary
+    """Each session's time offsets (unsynchronized cameras) and the verdict on its cameras
+    calibrated from people in this run."""
+    from epiflow.cli.inspect import sync_summary, verdict_summary
     from epiflow.store import PoseStore
     store = PoseStore.open(store_url)
     for sid, info in sessions.items():
+        if sid in store and sync_summary(store.session(sid)):
+            print("\n".join(sync_summary(store.session(sid))))
         if info.get("status") != "failed":
             print("\n".join(verdict_summary(store.session(sid))) or
                   f"session {sid}: cameras not from people: no verdict")

@@ -334,6 +334,7 @@ def _run_leased(cfg: RunConfig, sessions: list[SessionConfig], progress: bool,
     if in_process:  # the same stages, here, without Ray
         report = run_in_process(cfg, sessions, progress)
         report.warnings = stored_warnings(cfg.out, [s.name for s in sessions])
+        _time_offsets(report, cfg.out)
         report.write(report_url(cfg.out, cfg.report))
         return report
     t0 = time.time()
@@ -350,8 +351,20 @@ def _run_leased(cfg: RunConfig, sessions: list[SessionConfig], progress: bool,
     detected = [r.finished for r in driver.records if r.stage == "detect"]
     report.after_detect_s = round(end - max(detected), 3) if detected else None
     report.warnings = stored_warnings(cfg.out, [s.name for s in sessions])
+    _time_offsets(report, cfg.out)
     report.write(report_url(cfg.out, cfg.report))
     return report
+
+
+def _time_offsets(report: RunReport, url: str) -> None:
+    """Each session of unsynchronized cameras gets ``time_offset_s`` in the report: {camera:
+    seconds on its first camera's clock at which the camera's first frame was taken}."""
+    store = PoseStore.open(url)
+    for sid, info in report.sessions.items():
+        sync = store.session(sid).time_sync if sid in store else None
+        if sync and sync.get("time_offset"):
+            names = store.session(sid).camera_names
+            info["time_offset_s"] = dict(zip(names, map(float, sync["time_offset"])))
 
 
 def stored_warnings(url: str, session_ids: list[str]) -> list[str]:

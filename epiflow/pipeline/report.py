@@ -57,7 +57,9 @@ class RunReport:
             busy_s (summed over workers), frames_per_s (frames / wall_s), cpu_s (detect: CPU
             seconds of the workers' processes)}.
         sessions: session id -> {status: complete / failed / already complete, frames,
-            finished_s (seconds after the driver started), and for failures stage, reason}.
+            finished_s (seconds after the driver started), and for failures stage, reason;
+            unsynchronized cameras: time_offset_s {camera: seconds on the first camera's clock
+            at which its first frame was taken}}.
         failures: [{session, stage, reason}]. warnings: ``session ID: text``, every warning the
             store holds for the run's sessions (ingest, calibration, triangulation).
         after_detect_s: seconds from the last detection unit's end to the end of the work.
