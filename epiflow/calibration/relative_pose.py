@@ -77,7 +77,7 @@ def reliable_mask(xy: np.ndarray, confidence: np.ndarray, joints: np.ndarray,
                           for d in range(-window, window + 1)])
         med = np.nanmedian(stack, axis=0)
         jump = np.linalg.norm(pts - med, axis=-1)
-    consistent = ~(jump > max_jump * size[None, :, None])
+        consistent = ~(jump > max_jump * size[None, :, None])   # NaN size: nothing to judge
     return ok & consistent
 
 
