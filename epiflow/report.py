@@ -231,14 +231,18 @@ def _skeleton_figure(view: SessionView, out: Path, suffix: str, of: str) -> list
 def _camera_figure(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
     title = ("camera layout, estimated (aligned) vs true" if view.reference_rig is not None
              else "camera layout") + (f": {view.name}" if view.name else "")
+    people = view.person_ids if _has_people(view) else None  # each person in their colour
     viz.save_png(viz.plot_camera_layout(view.rig, view.reference_rig, view.pseudo3d,
-                                        view.truth3d, view.joint_set, title=title),
+                                        view.truth3d, view.joint_set, title=title,
+                                        person_ids=people),
                  out / _name("cameras", suffix))
     return [ReportFigure(_name("cameras", suffix), "Camera layout" + of, (
         "Estimated cameras (thin, coloured) over the true ones (wide, light grey), after moving "
         "the estimate onto the truth by a similarity; " if view.reference_rig is not None
         else "The cameras; ") + "each pyramid opens towards what its camera sees, its thick "
-        "edge is the top of the image; the person's path and one pose are in the middle.")]
+        "edge is the top of the image; " + (
+            "each person's path and one pose, in the person's own colour, are in the middle."
+            if people is not None else "the person's path and one pose are in the middle."))]
 
 
 def _has_people(view: SessionView) -> bool:
@@ -293,15 +297,15 @@ def _session_figures(view: SessionView, out: Path, several: bool) -> list[Report
 
 
 def _people_figures(view: SessionView, out: Path, suffix: str, of: str) -> list[ReportFigure]:
-    """The figures of a session of several people: the camera layout (with person 0), the
-    reprojections and the 3D skeletons, each person in its own colour."""
+    """The figures of a session of several people: the camera layout, the reprojections and
+    the 3D skeletons, each person in its own colour."""
     labels = np.asarray(view.pseudo3d, np.float64)
     ids = [int(i) for i in view.person_ids]
     figures = []
     if view.rig is not None:
         figures += _camera_figure(SessionView(view.name, view.rig, view.reference_rig,
-                                              pseudo3d=labels[:, 0], joint_set=view.joint_set),
-                                  out, suffix, of)
+                                              pseudo3d=labels, person_ids=ids,
+                                              joint_set=view.joint_set), out, suffix, of)
     if view.rig is not None and view.keypoints is not None:
         kp = view.keypoints if view.keypoints.joint_set == view.joint_set else \
             view.keypoints.to_h36m()

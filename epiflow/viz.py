@@ -165,7 +165,8 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
                        points3d: np.ndarray | None = None,
                        reference_points3d: np.ndarray | None = None, joint_set: str = "h36m17",
                        align: bool = True, frustum_depth: float | None = None,
-                       title: str | None = None) -> Figure:
+                       title: str | None = None,
+                       person_ids: Sequence[int] | None = None) -> Figure:
     """Cameras in 3D, estimated against the truth when a reference is given.
 
     Args:
@@ -175,10 +176,12 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
             ``rig`` (and ``points3d``) are first moved into the reference world by
             :func:`rig_alignment`.
         points3d: (T, J, 3) or (J, 3) people in ``rig``'s world, metres: their trajectory and the
-            skeleton of the middle frame are drawn in the rig's colours.
+            skeleton of the middle frame are drawn in black; with ``person_ids``, (T, N, J, 3):
+            N people, each in its own colour (that of :func:`plot_people_3d`).
         reference_points3d: (T, J, 3) or (J, 3) true people in the reference world, drawn grey.
         joint_set: joint set of the points (for the bones).
         frustum_depth: size of the drawn pyramids, metres (default: a fifth of the rig's radius).
+        person_ids: the N ids of a (T, N, J, 3) ``points3d``, for the legend.
 
     Returns:
         The figure. Each camera is a pyramid from its centre opening towards what it sees; the
@@ -208,7 +211,11 @@ def plot_camera_layout(rig: CameraRig, reference: CameraRig | None = None,
             else "cameras")
     if reference_points3d is not None:
         extent += _draw_person(ax, reference_points3d, bones, TRUTH_COLOR, "true person")
-    if pts_world is not None:
+    if pts_world is not None and person_ids is not None:
+        for n, pid in enumerate(person_ids):
+            extent += _draw_person(ax, np.asarray(pts_world)[:, n], bones, _color(n),
+                                   f"person {pid}")
+    elif pts_world is not None:
         extent += _draw_person(ax, pts_world, bones, "black", "person")
     _set_equal_3d(ax, np.concatenate(extent))
     ax.view_init(elev=25, azim=-60)

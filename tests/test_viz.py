@@ -111,6 +111,22 @@ class TestCameraLayout:
         assert ((inside > lo) & (inside < hi)).all()  # drawn in the reference world, all in view
         assert png_std(viz.save_png(fig, tmp_path / "layout.png")) > 0.02
 
+    def test_several_people_each_in_its_own_colour(self, capture):
+        """(T, N, J, 3) labels with their ids: each person's path and skeleton in the colour
+        the report's other figures give them (the demo drew two people as one black one)."""
+        two = np.stack([capture.points3d, capture.points3d + [1.5, 0.0, 0.0]], 1)
+        fig = viz.plot_camera_layout(capture.rig, points3d=two, person_ids=[4, 9])
+        lines = fig.axes[0].get_lines()
+        paths = {ln.get_label(): ln for ln in lines if ln.get_label().startswith("person")}
+        assert sorted(paths) == ["person 4: path, skeleton at the middle frame",
+                                 "person 9: path, skeleton at the middle frame"]
+        colours = [paths[f"person {i}: path, skeleton at the middle frame"].get_color()
+                   for i in (4, 9)]
+        assert colours == list(viz.CAMERA_COLORS[:2])
+        x = sorted(np.nanmean(ln.get_xdata()) for ln in paths.values())
+        assert x[1] - x[0] > 1.0                    # two paths 1.5 m apart, not one mixed
+        assert not [ln for ln in lines if ln.get_color() == "black"]
+
     def test_true_cameras_show_under_an_exact_estimate(self, capture):
         """Each true camera is drawn wider than the estimate over it (a light halo), so an
         estimate on the truth leaves the truth visible."""
