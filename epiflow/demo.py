@@ -166,6 +166,30 @@ def camera_tables(sessions, reference=None) -> dict[str, dict]:
     return rows
 
 
+def verdict_tables(store) -> dict[str, dict]:
+    """The calibration verdict of each store session whose cameras came from people (the one
+    ``calibrate``, ``run`` and ``inspect`` print): a row for the session's verdict, then one per
+    camera with its 95 % bounds and reasons: the Metrics table ``{row: {column: value}}``."""
+    from epiflow.store import PoseStore
+    rows = {}
+    for s in PoseStore.open(str(store)).sessions():
+        verdict = (s.calibration.get("report") or {}).get("verdict")
+        if not verdict:
+            continue
+        rows[s.id] = {"verdict": verdict["verdict"].upper(),
+                      "why": "; ".join(verdict.get("advice", []))}
+        for name, c in verdict.get("cameras", {}).items():
+            rows[f"{s.id}: {name}"] = {
+                "verdict": c["verdict"], "rotation ± (deg)": _nan(c["rotation_deg"]),
+                "position ± (% of rig)": _nan(c["position_of_rig"], 100),
+                "focal ± (%)": _nan(c["focal_pct"]), "why": "; ".join(c["reasons"])}
+    return rows
+
+
+def _nan(value, scale: float = 1.0) -> float:
+    return float("nan") if value is None else scale * float(value)
+
+
 def _label_row(s) -> dict:
     from epiflow.models.metrics import mpjpe
     from epiflow.viz import similarity_from_points
@@ -441,7 +465,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     with _timed(seconds, "training"):
         result = _train(cfg, store, names, train_dir)
     val = held_out(cfg, names)
-    metrics = {"cameras from people vs true": camera_tables(sessions, reference),
+    metrics = {"calibration verdict (95 % bounds)": verdict_tables(store),
+               "cameras from people vs true": camera_tables(sessions, reference),
                "pseudo-labels": label_tables(sessions)}
     with _timed(seconds, "evaluation"):
         models, predictions = _model_metrics(result, sessions, val)

@@ -209,7 +209,7 @@ def test_videos_failing_at_calibrate_point_to_run_with_cameras():
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_quick_demo_end_to_end(tmp_path):
+def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     """The quick demo: a local Ray, cameras from people, labels, a lifter, the report; the
     cameras and labels it recovers are checked against the truth."""
     from epiflow.demo import run_demo
@@ -242,6 +242,19 @@ def test_quick_demo_end_to_end(tmp_path):
         assert row["MPJPE vs truth, one similarity (mm)"] < 25.0, clip
     lifter = result.metrics["lifter trained on pseudo-labels, vs ground truth"]["all"]
     assert lifter["poses"] == 2 * 40 * 4 and lifter["MPJPE (mm)"] < 600.0  # 3 epochs only
+    # the calibration verdict, as run and inspect give it: in the report and printed
+    verdict = result.metrics["calibration verdict (95 % bounds)"]
+    assert set(names) <= set(verdict) and "calibration verdict (95 % bounds)" in text
+    for name in names:
+        assert verdict[name]["verdict"] in ("GOOD", "DOUBTFUL", "FAILED")
+        cams = [v for k, v in verdict.items() if k.startswith(f"{name}: ")]
+        assert len(cams) == 4 and all(0 < c["rotation ± (deg)"] < 10 for c in cams), cams
+    monkeypatch.setattr("epiflow.demo.run_demo", lambda cfg: result)
+    from epiflow.cli import main
+    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path / "again")]) == 0
+    out = capsys.readouterr().out
+    assert all(f"session {n}: calibration verdict: {verdict[n]['verdict']}" in out
+               for n in names), out
 
 
 def test_several_people_one_view_each_person_in_its_colour(tmp_path):

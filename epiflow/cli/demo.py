@@ -72,6 +72,11 @@ def run(args) -> int:
     except DemoError as err:
         print(f"epiflow demo: {err}", file=sys.stderr)
         return 1
+    from epiflow.cli.inspect import verdict_summary
+    from epiflow.store import PoseStore
+    for session in PoseStore.open(str(result.store)).sessions():  # as run and inspect print it
+        for line in verdict_summary(session):
+            print(line)
     width = max(len(k) for k in result.seconds)
     print("\n".join(f"  {k:<{width}}  {v:7.1f} s" for k, v in result.seconds.items()))
     print(f"report: {result.report}")
