@@ -79,8 +79,9 @@ def register(subparsers) -> None:
                    help="override one CalibrationConfig option (repeatable), e.g. --set rounds=2")
     p.add_argument("--max-people", type=positive_int, default=1, metavar="N",
                    help="several people: with --videos, detect up to N per camera-frame "
-                        "(BlazePose person detector and tracker; default 1: MediaPipe's one "
-                        "person); with OpenPose folders, N > 1 keeps every person of each file "
+                        "and calibrate from all of them (BlazePose person detector and "
+                        "tracker; default 1: MediaPipe's one person; as run --max-people); "
+                        "with OpenPose folders, N > 1 keeps every person of each file "
                         "(default: the most confident)")
     p.add_argument("--save-keypoints", metavar="NPZ", default=None,
                    help="with --videos: also write the detections as a keypoints npz")

@@ -25,7 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("checkpoint", help="checkpoint.pt written by `epiflow train`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="a video file of one camera")
-    src.add_argument("--keypoints", help="a keypoints npz (C, T, J, 3) with several cameras")
+    src.add_argument("--keypoints", help="2D keypoints of one person, in any form calibrate "
+                                         "reads: a keypoints npz (C, T, J, 3), an OpenPose "
+                                         "folder (one JSON folder per camera) or a caliscope "
+                                         "xy csv; --camera picks the camera")
     p.add_argument("--camera", help="which camera of --keypoints (required with it); with "
                                     "--video, its name in --calibration (default: file stem)")
     p.add_argument("--calibration", help="calibration file with that camera's intrinsics (camera "

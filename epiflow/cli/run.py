@@ -46,6 +46,10 @@ def register(subparsers) -> None:
     p.add_argument("--known-distance", nargs=3, default=None, metavar=("CAM_A", "CAM_B", "METRES"),
                    help="metres between two cameras' centres: fixes the metric scale of cameras "
                         "calibrated from people (calibrate.known_distance)")
+    p.add_argument("--max-people", type=positive_int, default=None, metavar="N",
+                   help="detect up to N people per camera-frame (several people: the cameras "
+                        "are calibrated from all of them, each gets labels); shorthand for "
+                        "--set detect.max_people=N (default 1: one person)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set detect.chunk_frames=25")
     p.add_argument("--overwrite", action="store_true",
@@ -93,7 +97,8 @@ def config_from_args(args):
     cfg = replace(cfg, out=_abs(args.out) or cfg.out, ray=ray)
     if args.sync:
         cfg = replace(cfg, ingest=replace(cfg.ingest, sync=args.sync))
-    cfg = apply_overrides(cfg, args.set)
+    people = getattr(args, "max_people", None)   # before --set, which names it in full
+    cfg = apply_overrides(cfg, ([f"detect.max_people={people}"] if people else []) + args.set)
     if getattr(args, "known_distance", None):
         cfg = replace(cfg, calibrate=replace(cfg.calibrate,
                                              known_distance=tuple(args.known_distance)))

@@ -60,8 +60,10 @@ def register(subparsers) -> None:
                         "npz with a P axis and a Shelf folder; an OpenPose folder is one person, "
                         "the most confident per file, unless this is given)")
     p.add_argument("--max-people", type=positive_int, default=None, metavar="N",
-                   help="keep the N most confident people (implies --people); the others are "
-                        "named in the report")
+                   help="of the people the keypoints hold, keep the N most confident "
+                        "(implies --people; detects nothing, unlike calibrate/run "
+                        "--max-people, which detect up to N in videos); the others are named "
+                        "in the report")
     p.add_argument("--cameras", required=True, metavar="FILE",
                    help="calibration: camera TOML, Qualisys .qca.txt, caliscope config.toml or "
                         "Shelf calibration.json")

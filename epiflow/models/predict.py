@@ -115,10 +115,15 @@ def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
 
 def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
                 adapt: bool | AdaptConfig = True) -> Prediction:
-    """Predict from a keypoints npz (:mod:`epiflow.keypoints`) for camera ``camera_name``.
+    """Predict from one person's 2D keypoints for camera ``camera_name``: ``npz_path`` is any
+    input :func:`~epiflow.datasets.io.load_keypoints` reads (a keypoints npz of
+    :mod:`epiflow.keypoints`, an OpenPose folder, a caliscope csv).
 
     Args:
-        calibration: a camera TOML holding that camera, or None (see the module docstring).
+        calibration: a calibration file holding that camera, in any format
+            :func:`~epiflow.calibration.formats.load_rig` reads (camera TOML, Qualisys
+            ``.qca.txt``, caliscope ``config.toml``, Shelf ``calibration.json``), or None (see
+            the module docstring).
         adapt: adapt to the sequence's own 2D (True: :class:`AdaptConfig`'s defaults), or not.
     """
     from epiflow.datasets.io import load_keypoints
@@ -130,6 +135,10 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     except CalibrationError as err:
         raise KeyError(f"{err}; pass --camera NAME") from None
     camera_name = kp.camera_names[c]
+    if not calibration and min(kp.image_size[c]) <= 0:  # an OpenPose folder: no size stored
+        raise ValueError(f"--keypoints {npz_path}: the image size of camera {camera_name!r} is "
+                         f"unknown (OpenPose JSON files do not store it), so no camera can be "
+                         f"assumed; give --calibration FILE with that camera")
     camera, warnings = _camera(calibration, camera_name, tuple(kp.image_size[c]),
                                f"--keypoints {npz_path}")
     check_sequence(model, kp.data[:, c], f"--keypoints {npz_path} camera {camera_name!r}")

@@ -264,3 +264,25 @@ class TestPredictChecksTheCameraFirst:
         err = capsys.readouterr().err
         assert "epiflow predict: warning:" in err and "1920x1088" in err and "1920x1080" in err
         assert (tmp_path / "pred.npz").exists()
+
+
+def test_predict_reads_openpose_folders_and_needs_their_camera(shared_data, tmp_path, capsys):
+    """``predict --keypoints`` reads any one-person input (here the Pose2Sim demo's OpenPose
+    folders): with the lab calibration it lifts the frames; without one the image size is
+    unknown (OpenPose stores none), which gave a focal length of 0 px, a NaN field of view and
+    0 frames predicted with exit 0: now refused, naming the file and --calibration."""
+    from epiflow.models.checkpoint import save_checkpoint
+    from epiflow.models.config import ExperimentConfig, build_model
+    cfg = ExperimentConfig()
+    ckpt = save_checkpoint(tmp_path / "checkpoint.pt", build_model(cfg.model, 17), cfg)
+    folder = shared_data / "pose2sim_demo" / "openpose_body25b_single_person"
+    argv = ["predict", str(ckpt), "--keypoints", str(folder), "--camera", "cam01", "--no-plot",
+            "--no-adapt"]
+    assert main(argv + ["--out", str(tmp_path / "bare.npz")]) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "image size of camera 'cam01' is unknown" in err
+    assert "--calibration" in err and not (tmp_path / "bare.npz").exists()
+    lab = shared_data / "pose2sim_demo" / "calibration" / "Calib_qualisys.toml"
+    assert main(argv + ["--calibration", str(lab), "--out", str(tmp_path / "p.npz")]) == 0
+    points = np.load(tmp_path / "p.npz")["points3d"]
+    assert points.shape[1:] == (17, 3) and np.isfinite(points).all((1, 2)).mean() > 0.9
