@@ -537,7 +537,8 @@ def _no_overlap(streams: CameraStreams, cams: list[int], need: float, best, conf
     if fit is not None:
         others = [names[c] for c in range(1, len(names)) if c not in cams]
         got = (f"their best offset fits {min(fit[c] for c in cams) / np.nanmin(fit[1:]):.1f} "
-               f"or more times worse than {others}' (expected within {config.far_fit} times)")
+               f"or more times worse than that of {', '.join(others)} (expected within "
+               f"{config.far_fit} times)")
     elif best is None:
         got = "no offset leaves that much overlap"
     else:
