@@ -384,7 +384,13 @@ def _inverse3(A: np.ndarray) -> np.ndarray:
     c1 = np.cross(A[:, 2], A[:, 0])
     c2 = np.cross(A[:, 0], A[:, 1])
     det = np.einsum("ni,ni->n", A[:, 0], c0)
-    return np.stack([c0, c1, c2], 2) / det[:, None, None]
+    scale = np.abs(A).reshape(len(A), -1).max(1) ** 3
+    ok = np.abs(det) > 1e-12 * scale  # a point no view fixes (all its weights 0, one view)
+    out = np.zeros_like(A)
+    out[ok] = np.stack([c0[ok], c1[ok], c2[ok]], 2) / det[ok, None, None]
+    if not ok.all():  # the pseudo-inverse: no step along the directions nothing fixes
+        out[~ok] = np.linalg.pinv(np.nan_to_num(A[~ok]), rcond=1e-10)
+    return out
 
 
 def _levenberg_marquardt(problem: _Problem, x: np.ndarray, conf: np.ndarray, loss: str,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -240,7 +240,8 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
                           config: CalibrationConfig = CalibrationConfig(),
                           intrinsics_source: str = "intrinsics",
                           known_distance: KnownDistance | None = None,
-                          scene: list | None = None) -> CalibrationResult:
+                          scene: list | None = None,
+                          frame_groups: np.ndarray | None = None) -> CalibrationResult:
     """Calibrate synchronized cameras from the person they all see.
 
     Args:
@@ -257,6 +258,9 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
         scene: per camera (the keypoints' order), a few ``(frame index, image)`` pairs ((H, W,
             3) uint8 RGB): the scene's vertical lines give up when the feet give no floor
             (:mod:`~epiflow.calibration.vanishing`); None or empty = no scene.
+        frame_groups: (T,) which person each frame is of, when several people's frames are
+            stacked: the verdict refits each alone (:func:`~epiflow.calibration.verdict.
+            people_disagreement`); None = one person.
 
     Returns:
         :class:`CalibrationResult`: metric cameras, world Z up, floor z = 0.
@@ -298,6 +302,8 @@ def calibrate_from_people(keypoints: Keypoints, intrinsics: CameraRig | None = N
     else:
         rig, flips, stats = _pooled(rig0, xy, valid, conf, perm, refine, config, names)
     adjustment = stats.pop("adjustment", None)
+    if adjustment is not None and frame_groups is not None:
+        adjustment = replace(adjustment, groups=np.asarray(frame_groups)[frames])
     if flips.ndim == 2:
         flips = np.repeat(flips[..., None], xy.shape[2], axis=2)
     flips = _expand(flips, frames, keypoints.n_frames)

@@ -282,12 +282,14 @@ def associate_without_cameras(intrinsics: CameraRig, detections, joint_set: str,
     return PeopleWithoutCameras(person, pairs, rejected, frames, rotations)
 
 
-def _stacked(people: np.ndarray, kp: Keypoints) -> Keypoints:
+def _stacked(people: np.ndarray, kp: Keypoints) -> tuple[Keypoints, np.ndarray]:
     """(sum of frames, C, J, 3) keypoints: each person's frames with a detection in two cameras
-    or more, in time order, person after person (people (N, T, C, J, 3))."""
+    or more, in time order, person after person (people (N, T, C, J, 3)); and (sum of frames,)
+    the person of each."""
     seen = (np.nan_to_num(people[..., 2]) > 0).any(-1).sum(-1) >= 2        # (N, T)
     data = np.concatenate([people[n][seen[n]] for n in range(len(people))])
-    return Keypoints(data, kp.joint_set, kp.camera_names, kp.image_size, kp.fps)
+    groups = np.repeat(np.arange(len(people)), seen.sum(1))
+    return Keypoints(data, kp.joint_set, kp.camera_names, kp.image_size, kp.fps), groups
 
 
 def _intrinsics_guess(kp: Keypoints, intrinsics: CameraRig | None, source: str,
@@ -339,24 +341,27 @@ def calibrate_from_several_people(keypoints: Keypoints, intrinsics: CameraRig | 
     found = associate_without_cameras(rig0, keypoints.data, keypoints.joint_set, config)
     _check_found(found, keypoints)
     scene = scene and [[(-1, image) for _, image in frames] for frames in scene]
-    result = calibrate_from_people(_stacked(found.people(keypoints.data), keypoints),
-                                   intrinsics, subject_height, config,
+    stacked, groups = _stacked(found.people(keypoints.data), keypoints)
+    result = calibrate_from_people(stacked, intrinsics, subject_height, config,
                                    intrinsics_source=intrinsics_source,
-                                   known_distance=known_distance, scene=scene)
+                                   known_distance=known_distance, scene=scene,
+                                   frame_groups=groups)
     off, first = _disagreeing_pairs(found, result.rig), found
     if off:       # step 5: associate again with the first cameras' geometry, calibrate again
         found = associate_without_cameras(result.rig, keypoints.data, keypoints.joint_set,
                                           config, use_poses=True)
         _check_found(found, keypoints, first)
-        result = calibrate_from_people(_stacked(found.people(keypoints.data), keypoints),
-                                       intrinsics, subject_height, config,
+        stacked, groups = _stacked(found.people(keypoints.data), keypoints)
+        result = calibrate_from_people(stacked, intrinsics, subject_height, config,
                                        intrinsics_source=intrinsics_source,
-                                       known_distance=known_distance, scene=scene)
+                                       known_distance=known_distance, scene=scene,
+                                       frame_groups=groups)
     report = {**result.report, "people": {
         "found": found.n_people, "frames": found.frames.tolist(),
         "pairings": first.pairs, "rejected_pairings": first.rejected,
         "pairings_off_deg": off}}
-    return CalibrationResult(result.rig, report, result.points, result.flips)
+    return CalibrationResult(result.rig, report, result.points, result.flips,
+                             result.adjustment, result.verdict)
 
 
 def _disagreeing_pairs(found: PeopleWithoutCameras, rig: CameraRig) -> dict[str, float]:

@@ -25,14 +25,21 @@ intrinsics are wrong, is not fixed by the observations. This module states, per 
      the 95th percentile of the refits' deviations from the solution;
    - with intrinsics given, **how much the cameras hang on them** (:func:`intrinsics_sensitivity`):
      the change when the focal lengths and k1 are freed. Wrong intrinsics bias the cameras, which
-     no spread of the data shows; this is the size of that bias, to first order.
+     no spread of the data shows; this is the size of that bias, to first order. With the focal
+     lengths estimated, the same with the principal points freed (they are assumed at the image
+     centres; Shelf's are up to 51 px off, which turns its cameras 2-4°);
+   - with several people, **how much the people disagree** (:func:`people_disagreement`): each
+     person who fixes the cameras alone refitted alone; the cameras' spread over the people, over
+     √people. A bias from mixing up people across cameras, which no spread of the frames shows.
 
 2. **A verdict** (:func:`judge`), per camera and for the rig: ``good``, ``doubtful`` or
    ``failed``, each with its reasons and what to do. A *large error* is a rotation more than
    :data:`LARGE_ROTATION_DEG` (2°) off, or a centre more than :data:`LARGE_POSITION` (5 %) of the
    rig's size off. ``good`` needs the 95 % bounds under those limits and none of the warning
    signs below; a bound above :data:`FAILED_FACTOR` × a limit (or not finite), or an implausible
-   estimated focal length, is ``failed``; anything between is ``doubtful``. The reason names what
+   estimated focal length, is ``failed``; anything between is ``doubtful``; a check that could
+   not be computed (a degenerate refit) is said (``unchecked``) and caps the verdict at
+   ``doubtful``. The reason names what
    made the bound large: the data (``uncertain``: more frames, more motion) or the given
    intrinsics (``intrinsics``: freeing them moves the camera more than the data's spread). Warning
    signs, each of which makes a camera at best ``doubtful``:
@@ -46,7 +53,7 @@ by ``benchmarks/calibration_verdict.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -71,6 +78,10 @@ FAILED_FACTOR = 5.0
 HIGH_ERROR_PX = 15.0
 #: χ²₃(0.95): a 3D Gaussian error lies within √(this · λ_max) with at least 95 % probability
 CHI2_3_95 = 7.8147
+#: Gauss-Newton steps of each refit of :func:`people_disagreement`
+SPLIT_STEPS = 8
+#: a person with fewer frames than this is not refitted alone (:func:`people_disagreement`)
+MIN_PERSON_FRAMES = 20
 #: the verdicts, best first
 VERDICTS = ("good", "doubtful", "failed")
 
@@ -85,6 +96,9 @@ class Adjustment:
         weight: (C, T, J) weights as adjusted (0: left out).
         points3d: (T, J, 3) the adjusted points, the rig's frame; NaN where left out.
         refine: intrinsics refined. loss, loss_scale_px: the robust loss.
+        groups: (T,) which person each frame is of, when several people's frames are stacked
+            (:func:`~epiflow.calibration.people_calibration.calibrate_from_several_people`);
+            None: one person.
     """
 
     rig: CameraRig
@@ -94,6 +108,7 @@ class Adjustment:
     refine: tuple[str, ...] = ()
     loss: str = "cauchy"
     loss_scale_px: float = 5.0
+    groups: np.ndarray | None = None
 
     def flat(self, frame_weight: np.ndarray | None = None):
         """(points2d (C, T·J, 2), weight (C, T·J), points3d (T·J, 3)), each frame's weight
@@ -215,8 +230,10 @@ def camera_uncertainty(adj: Adjustment, bootstrap: int = 20, intrinsics_given: b
     Args:
         adj: the last bundle adjustment (:class:`Adjustment`).
         bootstrap: refits over resampled frames (0: none).
-        intrinsics_given: the intrinsics were given, not estimated: their effect
-            (:func:`intrinsics_sensitivity`) is part of the bounds.
+        intrinsics_given: the intrinsics were given, not estimated. The effect of the given or
+            assumed intrinsics (:func:`intrinsics_sensitivity`) is part of the bounds either way
+            (except with none estimated nor given, a fixed-intrinsics method), and so is the
+            people's disagreement (:func:`people_disagreement`) when ``adj.groups`` is set.
         block: frames per resampled block; None: T / 20, at least 1.
         seed: seed of the resampling.
     """
@@ -228,33 +245,102 @@ def camera_uncertainty(adj: Adjustment, bootstrap: int = 20, intrinsics_given: b
         brot, bpos, bfocal = _bootstrap_bounds(adj, bootstrap, block or max(1, T // 20), seed)
         rot, pos, focal = np.fmax(rot, brot), np.fmax(pos, bpos), np.fmax(focal, bfocal)
         found["bootstrap"] = brot
-    if intrinsics_given:
+    if intrinsics_given or {"focal", "shared_focal"} & set(adj.refine):
         srot, spos, sfocal = intrinsics_sensitivity(adj)
-        rot, pos = np.fmax(rot, srot), np.fmax(pos, spos)
+        rot, pos = np.fmax(rot, srot), np.fmax(pos, spos)  # fmax: NaN (not checked) ignored
         found["intrinsics"], found["intrinsics_focal_pct"] = srot, sfocal
+        found["intrinsics_given"] = intrinsics_given
+    people = people_disagreement(adj)
+    if people is not None:
+        rot, pos = np.fmax(rot, people[0]), np.fmax(pos, people[1])
+        found["people"], found["people_position"] = people
     return Uncertainty(rot, pos, focal, sigma, weakest, found)
 
 
+def people_disagreement(adj: Adjustment, steps: int = SPLIT_STEPS
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """How much the cameras change from one person to another, with several people: the
+    adjustment refitted from its solution on each person's frames alone
+    (:func:`~epiflow.calibration.bundle_adjustment.linearized_refits`, ``steps`` steps; people
+    with at least :data:`MIN_PERSON_FRAMES` frames), each compared with the whole solution,
+    gauge-free.
+
+    The covariance and the bootstrap show the noise of the data, not a bias: detections of
+    different people mixed up across cameras, a detector's errors that differ from one person's
+    pose to another's. Each person alone then gives cameras off the whole solution by more than
+    their noise (on Shelf 3-5 × their covariance bounds, on the two-person demo up to 10 ×). If
+    each person's cameras are off the truth independently, the whole, about their mean, is off
+    by about their spread around it over √n; that is the estimate. Only people who fix the
+    cameras alone count (each refit's own covariance bound under :data:`LARGE_ROTATION_DEG`:
+    someone standing in a corner, seen by few cameras, does not).
+
+    Returns:
+        (rotation_deg (C,), position (C,)): per camera the root mean square, over the people,
+        of the change of its rotation relative to another camera (degrees) and of its centre
+        (after the best similarity, fraction of the rig's size) from the whole solution to that
+        person's, over √(people); NaN where a refit failed. None with fewer than two people who
+        fix the cameras alone.
+    """
+    if adj.groups is None:
+        return None
+    C, T, J = adj.weight.shape
+    people = [g for g in np.unique(adj.groups) if (adj.groups == g).sum() >= MIN_PERSON_FRAMES]
+    if len(people) < 2:
+        return None
+    masks = np.array([(adj.groups == g).astype(float) for g in people])
+    x, w, X = adj.flat()
+    try:
+        with np.errstate(all="ignore"):
+            rigs = linearized_refits(adj.rig, x, w, X, np.repeat(masks, J, axis=1), adj.refine,
+                                     adj.loss, adj.loss_scale_px, steps=steps)
+    except (np.linalg.LinAlgError, ValueError):
+        return np.full(C, np.nan), np.full(C, np.nan)
+    if not all(np.isfinite(r.R).all() and np.isfinite(r.t).all() for r in rigs):
+        return np.full(C, np.nan), np.full(C, np.nan)
+    noise = [_covariance_bounds(replace(adj, rig=rig, weight=adj.weight * m[None, :, None]))[:2]
+             for rig, m in zip(rigs, masks)]
+    fixed = [k for k, (r, _) in enumerate(noise) if np.nanmax(r) < LARGE_ROTATION_DEG]
+    if len(fixed) < 2:
+        return None
+    rot = np.array([_relative_rotation_errors(rigs[k], adj.rig) for k in fixed])
+    pos = np.array([_position_errors(rigs[k], adj.rig) for k in fixed])
+    n = len(fixed)  # the whole is about their mean: its bias about their spread over √n
+    return np.sqrt((rot ** 2).mean(0) / n), np.sqrt((pos ** 2).mean(0) / n)
+
+
 def intrinsics_sensitivity(adj: Adjustment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How much the cameras hang on the given intrinsics: the adjustment refitted from its
-    solution with the focal lengths and the first radial distortion coefficient free
-    (:func:`~epiflow.calibration.bundle_adjustment.linearized_refits`, six steps).
+    """How much the cameras hang on the intrinsics that were given or assumed: the adjustment
+    refitted from its solution (:func:`~epiflow.calibration.bundle_adjustment.linearized_refits`,
+    six steps) with more of them free: with intrinsics given, the focal lengths and the first
+    radial distortion coefficient; with focal lengths estimated, the principal points (assumed
+    at the image centres; real cameras' are tens of pixels off, Shelf's up to 51 px, which turns
+    a camera by degrees).
 
     Returns:
         (rotation_deg (C,), position (C,), focal_pct (C,)): per camera the largest change of its
         rotation relative to another camera (degrees), of its centre (after the best similarity,
-        fraction of the rig's size) and of its focal length (percent). Zeros when the focal
-        lengths were estimated already.
+        fraction of the rig's size) and of its focal length (percent). NaN when the refit failed
+        (a degenerate system): the check could not be made.
     """
     C = len(adj.rig)
-    if {"focal", "shared_focal"} & set(adj.refine):
-        return np.zeros(C), np.zeros(C), np.zeros(C)
     x, w, X = adj.flat()
-    free = tuple(adj.refine) + tuple(r for r in ("focal", "k1") if r not in adj.refine)
+    if {"focal", "shared_focal"} & set(adj.refine):
+        more = ("principal_point",)
+    else:
+        more = ("focal", "k1")
+    free = tuple(adj.refine) + tuple(r for r in more if r not in adj.refine)
+    if free == tuple(adj.refine):
+        return np.zeros(C), np.zeros(C), np.zeros(C)
     # six Gauss-Newton steps: within 0.1° of a full adjustment's change on the Pose2Sim demo and
     # the synthetic wrong-focal capture, at a fifth of its time
-    rig = linearized_refits(adj.rig, x, w, X, np.ones((1, x.shape[1])), free, adj.loss,
-                            adj.loss_scale_px, steps=6)[0]
+    try:
+        with np.errstate(all="ignore"):
+            rig = linearized_refits(adj.rig, x, w, X, np.ones((1, x.shape[1])), free, adj.loss,
+                                    adj.loss_scale_px, steps=6)[0]
+    except (np.linalg.LinAlgError, ValueError):
+        return np.full(C, np.nan), np.full(C, np.nan), np.full(C, np.nan)
+    if not (np.isfinite(rig.R).all() and np.isfinite(rig.t).all() and np.isfinite(rig.K).all()):
+        return np.full(C, np.nan), np.full(C, np.nan), np.full(C, np.nan)
     return (_relative_rotation_errors(rig, adj.rig), _position_errors(rig, adj.rig),
             100 * np.abs(rig.K[:, 0, 0] / adj.rig.K[:, 0, 0] - 1))
 
@@ -366,6 +452,15 @@ ADVICE = {
               "around the capture area instead of standing in place",
     "intrinsics": "the result hangs on the given intrinsics: check they are these cameras' at "
                   "this resolution, or measure them with a board (--board)",
+    "assumed": "give the intrinsics (--intrinsics: the cameras' file, or board images): "
+               "estimated from people, the focal lengths and principal points are assumptions "
+               "the cameras hang on",
+    "people": "the people give different cameras (detections mixed up across cameras, or one "
+              "of them moving too little): record a longer take with one person at a time "
+              "walking through the space all cameras share, give the intrinsics "
+              "(--intrinsics) if they were not, or give the cameras (--cameras)",
+    "unchecked": "a check could not be made on this capture: compare the cameras with a "
+                 "reference (epiflow compare-cameras) before trusting them",
     "error": "check these cameras' keypoints (another person? unsynchronized video?)",
     "focal": "give the intrinsics (--intrinsics, e.g. from board images)",
     "method": "use calibrate.method = \"pooled\" (the default), which states its uncertainty",
@@ -415,15 +510,19 @@ def _camera_level(c, u: Uncertainty, median_error_px, motion, min_motion, implau
         kinds.append(kind)
     level_bounds = max(_level(u.rotation_deg[c], LARGE_ROTATION_DEG),
                        _level(u.position[c], LARGE_POSITION))
-    data = max([float(u.parts[k][c]) for k in ("covariance", "bootstrap") if k in u.parts] + [0])
-    intrinsics = float(u.parts["intrinsics"][c]) if "intrinsics" in u.parts else -1.0
-    if level_bounds and intrinsics >= data:  # most of it is what the given intrinsics do
-        flag(level_bounds, "intrinsics",
-             f"intrinsics: freeing them turns it {intrinsics:.1f}° and changes its focal length "
-             f"{u.parts['intrinsics_focal_pct'][c]:.0f} %")
-    elif level_bounds:
-        flag(level_bounds, "uncertain", f"uncertain: bounds over the limits "
-                                        f"({LARGE_ROTATION_DEG:g}°, {100 * LARGE_POSITION:g} %)")
+    source = {"uncertain": max([float(u.parts[k][c]) for k in ("covariance", "bootstrap")
+                                if k in u.parts] + [0])}
+    for key in ("intrinsics", "people"):
+        if key in u.parts and not np.isfinite(u.parts[key][c]):
+            flag(1, "unchecked", f"unchecked: the {CHECKS[key]} could not be computed (a "
+                                 f"degenerate system), so the bounds may be too small")
+        elif key in u.parts:
+            source[key] = float(u.parts[key][c])
+    if "intrinsics" in source and not u.parts.get("intrinsics_given", True):
+        source["assumed"] = source.pop("intrinsics")
+    kind = max(source, key=source.get)  # what made the bound large
+    if level_bounds:
+        flag(level_bounds, kind, _reason(kind, c, u, source[kind]))
     if motion is not None and not motion[c] >= min_motion:
         flag(1, "motion", f"motion: the person hardly moves in this view (spread "
                           f"{motion[c]:.3f} < {min_motion:g})")
@@ -432,6 +531,26 @@ def _camera_level(c, u: Uncertainty, median_error_px, motion, min_motion, implau
     if implausible_focal is not None and implausible_focal[c]:
         flag(2, "focal", "focal: the estimated focal length is implausible (see the warnings)")
     return level, reasons
+
+
+#: the checks beyond the data's spread, as the reasons name them
+CHECKS = {"intrinsics": "check of the intrinsics (refit with more of them free)",
+          "people": "check of the people against each other (refit on each alone)"}
+
+
+def _reason(kind: str, c: int, u: Uncertainty, value: float) -> str:
+    """The reason for camera ``c``'s bounds over the limits, by what made them large."""
+    if kind == "intrinsics":
+        return (f"intrinsics: freeing them turns it {value:.1f}° and changes its focal length "
+                f"{u.parts['intrinsics_focal_pct'][c]:.0f} %")
+    if kind == "assumed":
+        return (f"assumed intrinsics: freeing the principal point (assumed at the image centre) "
+                f"turns it {value:.1f}°")
+    if kind == "people":
+        return (f"people disagree: refitted on each person alone, it turns by {value:.1f}° "
+                f"as root mean square over √people")
+    return (f"uncertain: bounds over the limits ({LARGE_ROTATION_DEG:g}°, "
+            f"{100 * LARGE_POSITION:g} %)")
 
 
 def assess(adj: Adjustment | None, names, median_error_px=None, motion=None,

@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:
+        if type(err).__module__.startswith("numpy"):  # LinAlgError is a ValueError: not input
+            print(f"epiflow {args.command}: internal error: a numerical step failed "
+                  f"({type(err).__name__}: {err}); this is a bug in epiflow, not a problem with "
+                  f"your input: please report it with the command", file=sys.stderr)
+            return 1
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"epiflow {args.command}: error: {message}", file=sys.stderr)
         return 2
