@@ -103,13 +103,17 @@ def per_camera_truth(rig, truth) -> tuple[np.ndarray, np.ndarray]:
 
 
 def calibrate_case(case: Case, keypoints, truth, intrinsics=None, **options) -> Case:
-    """Calibrate ``keypoints`` and fill ``case`` (a CalibrationError is a ``failed`` case)."""
+    """Calibrate ``keypoints`` and fill ``case`` (a CalibrationError is a ``failed`` case);
+    keypoints with a P axis (several people) through :func:`epiflow.calibration.
+    people_calibration.calibrate_from_several_people`, as ``epiflow calibrate`` does."""
     from epiflow.calibration.camera import CalibrationError
-    from epiflow.calibration.from_people import CalibrationConfig, calibrate_from_people
+    from epiflow.calibration.from_people import CalibrationConfig
+    from epiflow.calibration.people_calibration import calibrate_from_several_people
     from epiflow.calibration.verdict import assess
     t0 = time.perf_counter()
     try:
-        result = calibrate_from_people(keypoints, intrinsics, None, CalibrationConfig(**options))
+        result = calibrate_from_several_people(keypoints, intrinsics, None,
+                                               CalibrationConfig(**options))
     except CalibrationError as err:
         case.error = str(err)
         case.reasons = [f"refused: {str(err)[:90]}"]
@@ -196,7 +200,7 @@ def synthetic_cases(seeds: int, families: list[str]) -> list[Case]:
 # -- real -----------------------------------------------------------------------------------------
 def real_cases() -> list[Case]:
     cases = []
-    for make in (_pose2sim, _caliscope, _shelf):
+    for make in (_pose2sim, _caliscope, _shelf, _shelf_people, _two_person):
         cases += make()
     return cases
 
@@ -254,6 +258,39 @@ def _shelf() -> list[Case]:
             _real(Case("Shelf person 0, K unknown", "real", False), kp, rig, None)]
 
 
+def _shelf_people() -> list[Case]:
+    """Shelf's detections of everyone (several people, unassociated), as ``epiflow calibrate
+    --keypoints shelf`` reads them."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.datasets.io import load_keypoints
+    root = DATA / "shelf"
+    if not root.is_dir():
+        return []
+    rig = load_rig(root / "calibration.json")
+    kp = load_keypoints(root, min_cameras=2, people=None)
+    return [_real(Case("Shelf several people, dataset K", "real", False), kp, rig, rig),
+            _real(Case("Shelf several people, K unknown", "real", False), kp, rig, None)]
+
+
+def _two_person() -> list[Case]:
+    """The Pose2Sim two-person videos' MediaPipe detections, two per camera-frame (cached from
+    ``epiflow calibrate --videos pose2sim_demo/multi_person/videos --max-people 2
+    --save-keypoints benchmarks/out/two_person/max2_keypoints.npz``)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.datasets.io import load_keypoints
+    cache = REPO / "benchmarks" / "out" / "two_person" / "max2_keypoints.npz"
+    demo = DATA / "pose2sim_demo"
+    if not cache.is_file() or not demo.is_dir():
+        print(f"two-person: skipped, {cache} or {demo} not found (make the cache with epiflow "
+              f"calibrate --videos {demo}/multi_person/videos --max-people 2 --save-keypoints "
+              f"{cache})")
+        return []
+    lab = load_rig(demo / "calibration" / "Calib_qualisys.toml")
+    kp = load_keypoints(cache, people=None)
+    return [_real(Case("two-person videos, lab K", "real", False), kp, lab, lab),
+            _real(Case("two-person videos, K unknown", "real", False), kp, lab, None)]
+
+
 def _real(case: Case, kp, truth, intrinsics, **options) -> Case:
     calibrate_case(case, kp, truth, intrinsics, **options)
     print_case(case)
@@ -266,7 +303,8 @@ def _worst(case: Case) -> int:
 
 
 def print_case(case: Case) -> None:
-    print(f"  {case.name}: {case.verdict} ({case.seconds:.1f} s)", flush=True)
+    verdict = f", the verdict alone {case.verdict_seconds:.1f} s" if case.verdict_seconds else ""
+    print(f"  {case.name}: {case.verdict} ({case.seconds:.1f} s{verdict})", flush=True)
 
 
 def row(case: Case) -> str:

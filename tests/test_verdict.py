@@ -315,3 +315,28 @@ def _parser_running(func):
         p.set_defaults(func=func)
         return p
     return build
+
+
+TWO_PERSON = Path(__file__).resolve().parents[1] / "benchmarks" / "out" / "two_person" / \
+    "max2_keypoints.npz"
+
+
+@pytest.mark.skipif(not (TWO_PERSON.is_file() and (DATA / "pose2sim_demo").is_dir()),
+                    reason="no cached two-person detections (benchmarks/calibration_verdict.py "
+                           "says how to make them) or no pose2sim_demo in EPIFLOW_DATA")
+def test_two_person_with_lab_intrinsics_is_not_good_and_blames_the_people():
+    """The Pose2Sim two-person videos, two detections per camera-frame, the lab's (right)
+    intrinsics: cameras 4.4° off the lab's; each person refitted alone disagrees, so the verdict
+    is not good and names the people, not the intrinsics (it sent users to re-measure them)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.calibration.people_calibration import calibrate_from_several_people
+    from epiflow.datasets.io import load_keypoints
+    lab = load_rig(DATA / "pose2sim_demo" / "calibration" / "Calib_qualisys.toml")
+    result = calibrate_from_several_people(load_keypoints(TWO_PERSON, people=None), lab, None,
+                                           FAST)
+    worst = _worst_rotation(result.rig, lab)
+    assert worst.max() > LARGE_ROTATION_DEG  # 4.42° measured
+    assert result.verdict.verdict in ("doubtful", "failed")
+    bounds = np.array([c.rotation_deg for c in result.verdict.cameras])
+    assert bounds[np.argmax(worst)] > LARGE_ROTATION_DEG  # the worst camera itself not good
+    assert any(r.startswith("people disagree") for c in result.verdict.cameras for r in c.reasons)
