@@ -79,7 +79,8 @@ class DataConfig:
     sessions validate; ``views``: give the model every camera of an instant (needed by
     ``loss.multiview``); ``mirror``: mirror half of the training samples left/right
     (:func:`epiflow.models.data.mirror_batch`); ``augment``: new training sequences from each
-    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`, off by default).
+    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`,
+    off by default).
     ``streaming``: read the store chunk by chunk while training
     (:mod:`epiflow.models.streaming`) instead of whole into memory: ``on``, ``off``, or ``auto``
     (on when the sessions' training arrays would take more than ``stream_above_mb`` MB);
