@@ -31,11 +31,15 @@ and observations used, the method, which intrinsics were refined, the scale sour
 the verdict on the cameras (:mod:`epiflow.calibration.verdict`: per camera 95 % bounds on rotation,
 position and focal length, ``good`` / ``doubtful`` / ``failed`` with the reasons and what to do),
 which is also written to the TOML's ``[metadata]`` and printed.
+
+Exit status: 0; 2 for bad input (nothing written); 3 when the cameras are written but the
+verdict is ``failed`` (kept for inspection; do not label with them).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -332,4 +336,15 @@ def run(args) -> int:
     print("\n".join(verdict_lines(report["verdict"])))
     print(f"{len(result.rig)} cameras ({config.method}, scale from {report['scale_source']}) "
           f"-> {out}, report {report_path(out)}")
-    return 0
+    return _exit_status(report["verdict"]["verdict"], out)
+
+
+def _exit_status(verdict: str, out: Path) -> int:
+    """0, or 3 when the cameras were written but their verdict is ``failed``: a script that chains
+    ``calibrate && triangulate`` stops there instead of labelling with cameras known to be wrong
+    (the file is kept, with the verdict in its metadata, for a person to look at)."""
+    if verdict != "failed":
+        return 0
+    print(f"epiflow calibrate: the verdict on the cameras is FAILED: {out} is written for "
+          f"inspection, not for use (exit status 3)", file=sys.stderr)
+    return 3

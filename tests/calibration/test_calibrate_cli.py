@@ -246,3 +246,19 @@ def test_stored_warnings_are_printed(tmp_path, capture, capsys):
                                         f"keypoints' are {w}x{h - 8}")
     assert lines[1] == prefix + BODY_AXIS_WARNING and "record a few steps" in lines[1]
     assert lines[2].startswith(prefix + SCALE_WARNING) and "--known-distance" in lines[2]
+
+
+def test_a_failed_verdict_exits_3_and_no_command_is_a_usage_error(tmp_path, capsys):
+    """Cameras written with a ``failed`` verdict must not look like success to a script chaining
+    ``calibrate && triangulate`` (exit 3, the reason on stderr); ``good`` / ``doubtful`` exit 0.
+    ``epiflow`` with no command prints its usage to stderr and exits 2, as argparse's errors do."""
+    from epiflow.cli import calibrate as calibrate_cli
+    from epiflow.cli import main
+
+    out = tmp_path / "cams.toml"
+    assert calibrate_cli._exit_status("failed", out) == 3
+    err = capsys.readouterr().err
+    assert "FAILED" in err and str(out) in err
+    assert [calibrate_cli._exit_status(v, out) for v in ("good", "doubtful")] == [0, 0]
+    assert main([]) == 2
+    assert "usage: epiflow" in capsys.readouterr().err
