@@ -45,7 +45,8 @@ class AdaptConfig:
     Attributes:
         swaps: undo the detector's whole-body left/right swaps (:func:`fix_swaps`).
         align: global position alignment (rotate the rays to put the person on the axis).
-        samples: Monte-Carlo dropout passes for the per-joint uncertainty (0: a fixed 50 mm).
+        samples: Monte-Carlo dropout passes for the per-joint uncertainty (0: none, every
+            joint then gets the floor ``min_sigma_m``).
         steps: test-time optimisation steps (0: none).
         reprojection, bone, smooth, prior: weights of the TTO terms (:func:`optimise_sequence`).
         sigma_2d: expected 2D error, in units of the person's 2D size.
