@@ -772,7 +772,7 @@ def synchronize(streams: CameraStreams, rig: "CameraRig | None" = None,
     offsets, sampson = (fine_offsets(streams, coarse, rig, config) if config.fine else
                         (coarse.copy(), np.full(len(coarse), np.nan)))
     overlap = _overlap(streams, offsets)
-    warnings = []
+    notes = []
     for c in range(1, len(offsets)):
         need = _min_overlap(streams.durations[0], streams.durations[c], config)
         name = streams.camera_names[c]
@@ -792,9 +792,9 @@ def synchronize(streams: CameraStreams, rig: "CameraRig | None" = None,
                             f"another person; cut the videos to film the same moments, or drop "
                             f"{name!r}")
         if abs(offsets[c] - coarse[c]) > 0.8 * config.window_frames / streams.fps[c]:
-            warnings.append(f"camera {name!r}: the epipolar time offset {offsets[c]:+.4f} s is "
-                            f"far from the motion's {coarse[c]:+.4f} s (near the search's edge)")
-    return SyncResult(offsets, coarse, peaks, streams.fps.copy(), sampson, overlap, warnings)
+            notes.append(f"camera {name!r}: the epipolar time offset {offsets[c]:+.4f} s is "
+                         f"far from the motion's {coarse[c]:+.4f} s (near the search's edge)")
+    return SyncResult(offsets, coarse, peaks, streams.fps.copy(), sampson, overlap, notes)
 
 
 def synchronize_with_calibration(streams: CameraStreams, calibrate: Callable,
