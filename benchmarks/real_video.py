@@ -168,6 +168,8 @@ def evaluate(checkpoint, refs: dict, dets: dict, adapt: bool) -> dict[str, tuple
     for cam in CAMERAS:
         pred = predict_video(ckpt, VIDEOS / f"{cam}.mp4", LAB, cam,
                              detector=CachedDetector(dets[cam]["keypoints"]), adapt=adapt)
+        for warning in pred.warnings:  # what epiflow predict would print (e.g. a size mismatch)
+            print(f"warning: {cam}: {warning}")
         out[cam] = score(pred.points3d, refs[cam])
     return out
 
