@@ -19,6 +19,7 @@ import csv
 import itertools
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -519,6 +520,10 @@ def calibrate_uncertainty(model: nn.Module, loader, device: torch.device,
         n += len(xs[-1])
         if n >= max_samples:
             break
+    if not xs:  # a validation set with no windows: say so rather than crash at the end of training
+        print("epiflow train: warning: no validation samples to fit the error bound on; the "
+              "model's stated bound stays uncalibrated", file=sys.stderr)
+        return None
     bare.eval()
     try:
         x, y, w = (torch.cat(a)[:max_samples].to(device) for a in (xs, ys, ws))

@@ -164,3 +164,16 @@ def test_bad_option_names_its_key(section, key, message):
     with pytest.raises(ConfigError) as err:
         from_dict(ExperimentConfig, {"model": {"name": "diffusion", "diffusion": section}})
     assert key in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_bound_fit_on_an_empty_validation_set_warns_instead_of_crashing(capsys):
+    """A validation loader with no windows used to end a finished diffusion training with
+    torch.cat([]) raising; now the bound stays uncalibrated and the user is told."""
+    from epiflow.models.train import calibrate_uncertainty
+
+    class _Bounded(torch.nn.Module):
+        def calibrate_bound(self, x, y, w):
+            raise AssertionError("must not be called without samples")
+
+    assert calibrate_uncertainty(_Bounded(), [], torch.device("cpu")) is None
+    assert "no validation samples" in capsys.readouterr().err
