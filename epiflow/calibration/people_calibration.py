@@ -40,6 +40,7 @@ from scipy.optimize import linear_sum_assignment
 
 from epiflow.calibration.association import detection_sizes, epipolar_costs, group_frames
 from epiflow.calibration.camera import CalibrationError, CameraRig, match_rig
+from epiflow.calibration.compare import rotation_angle_deg
 from epiflow.calibration.from_people import (CalibrationConfig, CalibrationResult,
                                              calibrate_from_people, fit_sizes, guess_intrinsics)
 from epiflow.calibration.input_checks import image_sizes
@@ -372,8 +373,7 @@ def _disagreeing_pairs(found: PeopleWithoutCameras, rig: CameraRig) -> dict[str,
     off = {}
     for (a, b), R in found.rotations.items():
         Rc, _ = rig.relative_pose(a, b)
-        cos = (np.trace(R.T @ Rc) - 1) / 2
-        deg = float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+        deg = float(rotation_angle_deg(R.T @ Rc))
         if deg > PAIR_OFF_DEG:
             off[f"{rig.names[a]}-{rig.names[b]}"] = round(deg, 1)
     return off
