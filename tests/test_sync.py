@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from epiflow.calibration.formats import load_toml, rig_to_toml, save_toml, time_offsets_from_toml
-from epiflow.calibration.sync import (SyncConfig, SyncError, needs_sync, resample_track, synchronize, to_first_camera)
+from epiflow.calibration.sync import (SyncConfig, SyncError, needs_sync, resample_track,
+                                      synchronize, to_first_camera)
 from epiflow.cli import main
 from epiflow.datasets.cmu import Motion, load_packaged_clip
 from epiflow.datasets.synthetic import (Corruption, capture_center, make_rig,

@@ -177,7 +177,8 @@ class SyncResult:
     Attributes:
         offsets: (C,) seconds on camera 0's clock at which each camera's first frame was taken.
         coarse: (C,) the coarse stage's offsets, seconds. contrast: (C,) how many times lower
-            its best offset's epipolar distance is than the median offset's (inf for camera 0). fps: (C,) the cameras' rates.
+            its best offset's epipolar distance is than the median offset's (inf for camera 0).
+        fps: (C,) the cameras' rates.
         sampson_px: (C,) the fine stage's robust Sampson distance per camera at the offsets
             (NaN without the fine stage).
         overlap_s: (C,) seconds each camera films together with camera 0.
@@ -395,8 +396,9 @@ def _check_motion(signals: list[np.ndarray], motion: list[float], streams: Camer
     if len(still) == len(signals):
         raise SyncError(f"no motion at all: the person hardly moves in any camera {still}; "
                         f"expected joints that move by at least {config.min_motion} body "
-                        f"heights (standard deviation over time) to match the cameras' clocks: film a person who moves (walks, "
-                        f"waves), or give synchronized videos of equal length with --sync off")
+                        f"heights (standard deviation over time) to match the cameras' clocks: "
+                        f"film a person who moves (walks, waves), or give synchronized videos of "
+                        f"equal length with --sync off")
     if still:
         raise SyncError(f"cameras {still} never see the person moving (expected joints that "
                         f"move by at least {config.min_motion} body heights); their time "
