@@ -25,8 +25,8 @@ from epiflow.calibration.camera import (CAMERA_NAME_RULE, CalibrationError, Came
                                         match_camera_names, match_rig)
 from epiflow.calibration.similarity import umeyama
 
-__all__ = ["rotation_angle_deg", "vector_angle_deg", "rig_errors", "compare_rigs",
-           "matched_cameras"]
+__all__ = ["rotation_angle_deg", "vector_angle_deg", "camera_distances", "rig_errors",
+           "compare_rigs", "matched_cameras"]
 
 
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
@@ -51,9 +51,11 @@ def _focal(rig: CameraRig) -> np.ndarray:
     return (rig.K[:, 0, 0] + rig.K[:, 1, 1]) / 2
 
 
-def _distances(rig: CameraRig, pairs) -> np.ndarray:
-    """(P,) distances between the centres of each pair, the rig's units."""
+def camera_distances(rig: CameraRig, pairs=None) -> np.ndarray:
+    """(P,) distances between the centres of each pair (default: every pair i < j in row order),
+    the rig's units."""
     c = rig.centers
+    pairs = _pairs(len(rig)) if pairs is None else pairs
     return np.array([np.linalg.norm(c[i] - c[j]) for i, j in pairs])
 
 
@@ -88,7 +90,7 @@ def rig_errors(estimated: CameraRig, reference: CameraRig) -> dict:
         base.append(vector_angle_deg(te, tr))
     s, R, t = umeyama(estimated.centers, reference.centers)
     aligned = s * estimated.centers @ R.T + t
-    ratio = s * _distances(estimated, pairs) / _distances(reference, pairs)
+    ratio = s * camera_distances(estimated, pairs) / camera_distances(reference, pairs)
     f_est, f_ref = _focal(estimated), _focal(reference)
     out = {"pairs": pairs, "rotation_deg": np.array(rot), "baseline_deg": np.array(base),
            "distance_ratio": ratio, "focal_rel": np.abs(f_est - f_ref) / f_ref,
@@ -166,7 +168,7 @@ def compare_rigs(a: CameraRig, b: CameraRig, where_a: str = "A", where_b: str = 
             f"cameras of one file so that they match")
     ra, rb = a.subset(names_a), b.subset(names_b)
     e = rig_errors(ra, rb)
-    d_a, d_b = _distances(ra, e["pairs"]), _distances(rb, e["pairs"])
+    d_a, d_b = camera_distances(ra, e["pairs"]), camera_distances(rb, e["pairs"])
     f_a, f_b = _focal(ra), _focal(rb)
     pairs = [{"cameras": [names_a[i], names_a[j]], "rotation_deg": float(e["rotation_deg"][k]),
               "baseline_deg": float(e["baseline_deg"][k]), "distance_a": float(d_a[k]),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from epiflow.calibration.camera import CameraRig
+from epiflow.calibration.compare import camera_distances
 from epiflow.calibration.formats import load_toml, save_toml
 from epiflow.calibration.world_frame import estimate_height
 from epiflow.cli import main
@@ -23,11 +24,6 @@ def _others(warnings: list[str]) -> list[str]:
     """The warnings besides the note that up came from the body axis and the one on a scale from
     body proportions (said whenever they do)."""
     return [w for w in warnings if w != BODY_AXIS_WARNING and not w.startswith(SCALE_WARNING)]
-
-
-def _distances(rig: CameraRig) -> np.ndarray:
-    i, j = np.triu_indices(len(rig), 1)
-    return np.linalg.norm(rig.centers[i] - rig.centers[j], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +84,7 @@ def test_intrinsics_matched_by_name_and_the_subject_height(tmp_path, npz, captur
     np.testing.assert_allclose(rig.K, capture.rig.K, rtol=1e-9)
     err = rig_errors(rig, capture.rig)
     assert err["rotation_deg_max"] < 0.25  # 0.11° measured
-    ratio = _distances(rig) / _distances(capture.rig)
+    ratio = camera_distances(rig) / camera_distances(capture.rig)
     assert np.abs(ratio - 1).max() < 0.005  # 0.22 % measured
     report = _report(out)
     assert report["intrinsics_refined"] == [] and _others(report["warnings"]) == []

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from epiflow.calibration.camera import CalibrationError
+from epiflow.calibration.compare import camera_distances
 from epiflow.calibration.from_people import (SCALE_WARNING, CalibrationConfig,
                                              calibrate_from_people)
 from epiflow.calibration import world_frame as wf
@@ -18,11 +19,6 @@ from epiflow.datasets.synthetic import Corruption, capture_center, make_rig, syn
 from epiflow.keypoints import save_npz
 
 CONFIG = CalibrationConfig()
-
-
-def _distances(rig) -> np.ndarray:
-    i, j = np.triu_indices(len(rig), 1)
-    return np.linalg.norm(rig.centers[i] - rig.centers[j], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +48,14 @@ class TestKnownDistance:
         d = np.linalg.norm(rig.centers[0] - rig.centers[2])
         assert d == pytest.approx(results["d13"], rel=1e-9)
         # the other distances follow from the geometry alone (0.3 % measured)
-        rel = _distances(rig) / _distances(capture.rig) - 1
+        rel = camera_distances(rig) / camera_distances(capture.rig) - 1
         assert np.abs(rel).max() < 0.01
         assert report["scale_source"] == "known_distance"
         assert report["known_distance"] == ["cam1", "CAM_03", pytest.approx(results["d13"])]
         assert report["scale_relative_sd"] is None
         assert not any(w.startswith(SCALE_WARNING) for w in report["warnings"])
         # without it the scale is the 1.70 m default's: 3.8 % long for this 1.64 m subject
-        far = np.abs(_distances(results["none"].rig) / _distances(capture.rig) - 1).max()
+        far = np.abs(camera_distances(results["none"].rig) / camera_distances(capture.rig) - 1).max()
         assert far > 0.025
 
     def test_parse_and_cameras(self):
@@ -117,7 +113,7 @@ class TestScaleUncertainty:
         sd = report["scale_relative_sd"]
         # adults' spread (0.09 / 1.70 = 5.3 %) and the limbs' fit, in quadrature
         assert 0.053 <= sd < 0.08
-        err = np.abs(_distances(results["none"].rig) / _distances(capture.rig) - 1).max()
+        err = np.abs(camera_distances(results["none"].rig) / camera_distances(capture.rig) - 1).max()
         assert err < 2 * sd  # 3.8 % off
         note = next(w for w in report["warnings"] if w.startswith(SCALE_WARNING))
         assert f"±{100 * sd:.1f} %" in note and "--subject-height" in note
