@@ -34,7 +34,7 @@ from epiflow.models.data import SessionArrays, convert_joint_set
 from epiflow.models.detector_error import DetectorErrorModel
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["AugmentConfig", "perturb_bones", "body_up", "sample_camera", "project_corrupted",
+__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "body_up", "sample_camera", "project_corrupted",
            "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM", "LIMB_JOINTS"]
 
 #: the diagonal of a 35 mm film frame: 35-mm equivalent focal lengths are relative to it
@@ -59,7 +59,9 @@ class AugmentConfig:
             phones' main cameras 24–28, a short tele 50).
         portrait: share of portrait images.
         max_k1: barrel distortion k1 of the widest lens (scaled down for longer ones).
-        roll_deg: largest camera roll, degrees.
+        roll_deg: largest camera roll, degrees (a phone held askew).
+        body_tilt_deg: largest lean of the whole body about a horizontal axis through the
+            pelvis, degrees (:func:`tilt_body`: leaning, balancing on one leg, bending).
         detector: the 2D error model: ``"learned"`` (Shelf's OpenPose and caliscope's MediaPipe
             residuals, :mod:`epiflow.models.detector_error`) or ``"none"`` (exact 2D).
         seed: the random seed (the same seed gives the same sequences).
@@ -75,6 +77,7 @@ class AugmentConfig:
     portrait: float = 0.5
     max_k1: float = 0.25
     roll_deg: float = 5.0
+    body_tilt_deg: float = 0.0
     detector: Literal["learned", "none"] = "learned"
     seed: int = 0
 
@@ -164,6 +167,36 @@ def perturb_bones(points: np.ndarray, joint_set: str, rng: np.random.Generator,
         bone = points[:, j] - points[:, p]
         out[:, j] = out[:, p] + scale[j] * np.einsum("tab,tb->ta", _rodrigues(axis, angle), bone)
     return out, scale
+
+
+def tilt_body(points: np.ndarray, joint_set: str, rng: np.random.Generator,
+              max_angle_deg: float, fps: float = 30.0) -> np.ndarray:
+    """Lean the whole body: rotate each frame about the pelvis, about a horizontal axis (fixed in
+    the sequence's frame, random direction) by ``max_angle_deg · sin(2π f t + φ)`` (f in
+    0.05–0.3 Hz): the walks and runs of mocap are upright, people who balance, lunge or bend are
+    not, and a lifter that only saw upright bodies straightens them.
+
+    Args:
+        points: (T, J, 3) metres, any frame; NaN = missing.
+
+    Returns:
+        (T, J, 3) the leaning sequence (pelvis unchanged; bone lengths unchanged).
+    """
+    if max_angle_deg <= 0:
+        return np.array(points, dtype=np.float64)
+    js = get_joint_set(joint_set)
+    root = js.parents.index(-1)
+    up = body_up(points, joint_set)
+    e1 = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    phi = rng.uniform(0, 2 * np.pi)
+    axis = np.cos(phi) * e1 + np.sin(phi) * np.cross(up, e1)          # horizontal, unit
+    t = np.arange(len(points)) / fps
+    angle = np.deg2rad(max_angle_deg) * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t
+                                               + rng.uniform(0, 2 * np.pi))
+    R = _rodrigues(np.broadcast_to(axis, (len(points), 3)), angle)    # (T, 3, 3)
+    pelvis = points[:, root:root + 1]
+    return pelvis + np.einsum("tab,tjb->tja", R, points - pelvis)
 
 
 def _topological(parents: Sequence[int]) -> list[int]:
@@ -320,6 +353,8 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
     for k in range(cfg.copies):
         moved, _ = perturb_bones(points, session.joint_set, rng, cfg.bone_angle_deg,
                                  cfg.bone_length, fps, cfg.limb_angle_deg)
+        if cfg.body_tilt_deg > 0:
+            moved = tilt_body(moved, session.joint_set, rng, cfg.body_tilt_deg, fps)
         cams = [sample_camera(moved, session.joint_set, cfg, rng, name=f"aug{k}_{c}")
                 for c in range(len(session.rig))]
         kp = np.stack([project_corrupted(moved, cam, session.joint_set, error_model, rng)

@@ -6,7 +6,8 @@ import pytest
 from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.models.augment import (AugmentConfig, augment_sessions, body_up, perturb_bones,
-                                    project_corrupted, sample_camera, FULL_FRAME_DIAGONAL_MM)
+                                    project_corrupted, sample_camera, tilt_body,
+                                    FULL_FRAME_DIAGONAL_MM)
 from epiflow.models.adapt import bone_lengths
 from epiflow.models.detector_error import (DetectorErrorModel, caliscope_residuals,
                                            fit_residuals, PACKAGED)
@@ -54,6 +55,23 @@ class TestPerturbBones:
 
     def test_up_of_a_walk_is_z(self, walk):
         assert body_up(walk)[2] > 0.97
+
+
+class TestTiltBody:
+    def test_leans_within_bound_keeping_the_body(self, walk):
+        leaned = tilt_body(walk, "h36m17", np.random.default_rng(3), 30.0)
+        np.testing.assert_allclose(bone_lengths(leaned), bone_lengths(walk), atol=1e-9)
+        np.testing.assert_allclose(leaned[:, 0], walk[:, 0])               # pelvis stays
+
+        def lean(p):  # angle of pelvis -> thorax from Z, degrees
+            d = p[:, 8] - p[:, 0]
+            return np.degrees(np.arccos(d[:, 2] / np.linalg.norm(d, axis=-1)))
+        extra = lean(leaned) - lean(walk)
+        assert np.abs(extra).max() <= 30.0 + 1e-6
+        assert np.abs(extra).max() > 12.0                                   # it does lean
+
+    def test_zero_is_the_identity(self, walk):
+        np.testing.assert_allclose(tilt_body(walk, "h36m17", np.random.default_rng(0), 0.0), walk)
 
 
 class TestVirtualCameras:
