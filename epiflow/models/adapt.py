@@ -23,6 +23,7 @@ Only the 2D of that video is used:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,13 +138,16 @@ def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
     if T < 2:
         return uv, conf, np.zeros(T, bool)
     rel = uv - uv[:, :1]
-    size = np.sqrt(np.nanmean(np.square(rel).sum(-1), -1))                  # (T,)
-    size = np.where(np.isfinite(size) & (size > 0), size, np.nanmedian(size))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames with nobody: NaN, handled below
+        size = np.sqrt(np.nanmean(np.square(rel).sum(-1), -1))              # (T,)
+        size = np.where(np.isfinite(size) & (size > 0), size, np.nanmedian(size))
     both = np.stack([uv, uv[:, flip]], 1)                                   # (T, 2, J, 2)
 
     def step(t):  # (2, 2) cost from state a at t-1 to state b at t
         d = np.linalg.norm(both[t][None] - both[t - 1][:, None], axis=-1)   # (2, 2, J)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no joint seen in both: cost 0
             cost = np.nanmean(d, -1) / size[t]
         return np.where(np.isfinite(cost), cost, 0.0)
     total, back = np.zeros(2), np.zeros((T, 2), int)

@@ -126,3 +126,17 @@ def test_swapped_stretch_is_relabelled(seen):
     rel = uv - uv[:, :1]
     turning = uv[:, :1] + np.stack([rel[..., 0] * np.cos(angle), rel[..., 1]], -1)
     assert not fix_swaps(turning, conf)[2].any()
+
+
+def test_frames_with_nobody_raise_no_numpy_warnings(seen):
+    """Frames where nobody was detected (all NaN, as on Shelf where a person leaves) are kept as
+    they are, without numpy's 'Mean of empty slice' warnings reaching the user."""
+    import warnings
+    _, uv, _ = seen
+    gappy, conf = uv.copy(), np.ones(uv.shape[:2])
+    gappy[5:9], conf[5:9] = np.nan, 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed, _, mirrored = fix_swaps(gappy, conf)
+    assert not mirrored.any() and np.isnan(fixed[5:9]).all()
+    np.testing.assert_allclose(fixed[:5], uv[:5])
