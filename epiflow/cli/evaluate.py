@@ -28,14 +28,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _sessions(args):
+def _sessions(args, need_crops: bool):
+    """The sessions to evaluate on (with ground truth); ``need_crops``: with their person crops
+    (an image model's input)."""
     from epiflow.models.data import load_sessions
     store = args.store
     if args.config:
         from epiflow.models.config import load_experiment
         from epiflow.models.train import ensure_store
         store = ensure_store(load_experiment(args.config))
-    sessions = load_sessions(store, args.session or None)
+    sessions = load_sessions(store, args.session or None, need_crops=need_crops)
     with_gt = [s for s in sessions if s.gt3d is not None]
     if not with_gt:
         raise ValueError(f"no session of {store!r} has ground truth gt3d; evaluation needs it")
@@ -50,14 +52,22 @@ def run(args) -> int:
                                                    "--store": args.store, "--config": args.config})
     from epiflow.models.train import StoreBuildError
     checkpoint = load_checkpoint(args.checkpoint)  # a bad file is refused before any data loads
+    image = checkpoint.data["model"].get("input_kind") == "image"
+    if image:  # a store without crops is refused by the model's needs, before they are read
+        from epiflow.models.data import ready_sessions
+        for s in ready_sessions(args.store, args.session or None) if args.store else []:
+            check_input(checkpoint, f"session {s.id!r} of {args.store}",
+                        has_images=int(s.attrs.get("crop_size", 0)) > 0)
     try:
-        sessions = _sessions(args)
+        sessions = _sessions(args, need_crops=image)
     except StoreBuildError as err:  # a stage failed, not the input: exit 1, no traceback
         print(f"epiflow evaluate: error: {err}", file=sys.stderr)
         return 1
     for s in sessions:
         check_input(checkpoint, f"session {s.name!r} of {args.store or args.config}",
-                    joint_set=s.joint_set, has_images=s.crops is not None)
+                    joint_set=s.joint_set, has_images=s.crops is not None,
+                    n_frames=len(s.keypoints2d),
+                    crop_size=None if s.crops is None else int(s.crops.shape[2]))
     result = evaluate_checkpoint(checkpoint, sessions)
     rows = [("overall", result["overall"])] + list(result["clips"].items())
     print(f"{'clip':<16}{'poses':>7}{'MPJPE':>8}{'N-MPJPE':>9}{'P-MPJPE':>9}{'PCK3D':>7}"

@@ -74,6 +74,43 @@ def _check_out(out: Path, cfg, config: str, fresh: bool) -> None:
     if cfg.train.init:
         from epiflow.models.train import init_checkpoint
         init_checkpoint(cfg)
+    _check_store_fits(cfg)
+
+
+def _check_store_fits(cfg) -> None:
+    """Refuse, before any work, a store (when it exists already) the model cannot learn from: a
+    temporal window longer than every session (each window mostly copies of the end frames),
+    or an image model whose ``image_size`` is not the side of the store's person crops."""
+    name = cfg.model.name
+    window = int(getattr(getattr(cfg.model, name), "window", 1))
+    if (window <= 1 and name != "image") or not cfg.data.store:
+        return
+    import warnings
+
+    from epiflow.models.data import DataError, ready_sessions
+    try:
+        with warnings.catch_warnings():  # sessions left out are said when training loads them
+            warnings.simplefilter("ignore")
+            sessions = ready_sessions(cfg.data.store, cfg.data.sessions or None)
+    except (DataError, FileNotFoundError, ValueError, KeyError):
+        return  # no store yet (built from data.source) or a bad one: training says which
+    where = f"data.store {cfg.data.store!r}"
+    longest = max(sessions, key=lambda s: s.n_frames)
+    if window > longest.n_frames:
+        fits = longest.n_frames - (1 - longest.n_frames % 2)
+        raise ValueError(f"model.{name}.window = {window} frames is longer than every session of "
+                         f"{where} (the longest, {longest.id!r}, has {longest.n_frames}): each "
+                         f"window would be mostly copies of the end frames; set "
+                         f"model.{name}.window = {fits} or less (odd), or train on longer "
+                         f"sessions")
+    size = cfg.model.image.image_size
+    for s in sessions if name == "image" else []:
+        crop = int(s.attrs.get("crop_size", 0))
+        if crop and crop != size:
+            raise ValueError(f"model.image.image_size = {size} px, but session {s.id!r} of "
+                             f"{where} holds person crops of {crop} px (store.crop_size): set "
+                             f"model.image.image_size = {crop}, or rebuild the store with "
+                             f"--set store.crop_size={size}")
 
 
 def run(args) -> int:

@@ -149,26 +149,32 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
-def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig) -> None:
+def check_compatible(checkpoint: Checkpoint, config: ExperimentConfig, *,
+                     elsewhere: bool = True) -> None:
     """Refuse to continue ``checkpoint`` with a ``config`` whose model or joints differ.
 
+    Args:
+        elsewhere: also advise training anew into another --out folder (False where the caller
+            gives its own advice: resuming, starting from --init).
+
     Raises:
-        CheckpointError naming the differing keys and what to do.
+        CheckpointError naming the differing keys with both values and what to do.
     """
+    hint = ", or train anew into another --out folder" if elsewhere else ""
     saved, wanted = checkpoint.config, config
     if saved.model.name != wanted.model.name:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} holds a {saved.model.name!r} model; the config asks for "
-            f"{wanted.model.name!r}. Use another --out folder, or set model.name = "
-            f"'{saved.model.name}'")
-    diffs = [k for k, a, b in _diff(to_dict(saved.model), to_dict(wanted.model), "model")
+            f"{wanted.model.name!r} (set model.name = '{saved.model.name}' to use it){hint}")
+    diffs = [(k, a, b) for k, a, b in _diff(to_dict(saved.model), to_dict(wanted.model), "model")
              if k.startswith(f"model.{wanted.model.name}")]
     if saved.data.joint_set != wanted.data.joint_set:
-        diffs.append("data.joint_set")
+        diffs.append(("data.joint_set", saved.data.joint_set, wanted.data.joint_set))
     if diffs:
-        raise CheckpointError(f"checkpoint {checkpoint.path} was trained with different settings "
-                              f"of {', '.join(diffs)}; the config does not fit the model. Restore "
-                              f"them, or train anew into another --out folder")
+        said = ", ".join(f"{k} = {a!r} (the config: {b!r})" for k, a, b in diffs)
+        raise CheckpointError(f"checkpoint {checkpoint.path} was trained with {said}; the config "
+                              f"does not fit the model (set those keys to the checkpoint's "
+                              f"values to use it){hint}")
 
 
 def check_resumable(path, config: ExperimentConfig) -> Checkpoint:
@@ -181,7 +187,7 @@ def check_resumable(path, config: ExperimentConfig) -> Checkpoint:
     """
     try:
         ckpt = load_checkpoint(path)
-        check_compatible(ckpt, config)
+        check_compatible(ckpt, config, elsewhere=False)
     except CheckpointError as err:
         raise CheckpointError(f"cannot resume: {err}. To start over in this folder give --fresh "
                               f"(the new run replaces its checkpoint.pt, metrics.csv and "
@@ -190,7 +196,8 @@ def check_resumable(path, config: ExperimentConfig) -> Checkpoint:
 
 
 def check_input(checkpoint: Checkpoint, source: str, *, joint_set: str | None = None,
-                has_images: bool | None = None) -> None:
+                has_images: bool | None = None, n_frames: int | None = None,
+                crop_size: int | None = None) -> None:
     """Refuse, before any work, data the checkpoint's model cannot read.
 
     Args:
@@ -199,6 +206,10 @@ def check_input(checkpoint: Checkpoint, source: str, *, joint_set: str | None = 
             ``h36m17``. None: not checked.
         has_images: whether the data has what an image model reads (person crops, a video);
             False with an image model is refused. None: not checked.
+        n_frames: the data's length in frames; fewer than the model's input window is refused
+            (every window would be mostly copies of the end frames). None: not checked.
+        crop_size: the side of the data's person crops, pixels; another size than the image
+            model's ``image_size`` is refused. None: not checked.
 
     Raises:
         CheckpointError naming the checkpoint, its model and joint set, the data and what to do.
@@ -207,12 +218,35 @@ def check_input(checkpoint: Checkpoint, source: str, *, joint_set: str | None = 
     what = f"checkpoint {checkpoint.path} holds the {name!r} model on joint set {model_js!r}"
     if joint_set is not None and joint_set != model_js and model_js != "h36m17":
         raise CheckpointError(f"{what}; {source} is in joint set {joint_set!r}, which cannot be "
-                              f"mapped onto it (only onto 'h36m17'): give {model_js!r} data, or "
-                              f"a checkpoint trained with data.joint_set = 'h36m17'")
-    if has_images is False and checkpoint.data["model"].get("input_kind") == "image":
-        raise CheckpointError(f"{what}, which reads images (person crops); {source} has none: "
-                              f"give data with images (a video to predict from, a store built "
-                              f"with crops: data.source.crop_size > 0), or a lifter's checkpoint")
+                              f"mapped onto it (epiflow maps other joint sets only onto "
+                              f"'h36m17'): give {model_js!r} keypoints, or a checkpoint trained "
+                              f"with data.joint_set = 'h36m17'")
+    image = checkpoint.data["model"].get("input_kind") == "image"
+    size = checkpoint.config.model.image.image_size
+    if has_images is False and image:
+        raise CheckpointError(f"{what}, which reads images (person crops of {size} px); {source} "
+                              f"has none: give a video (epiflow predict --video), a store with "
+                              f"person crops (epiflow run --set store.crop_size={size}), or a "
+                              f"lifter's checkpoint")
+    if crop_size is not None and image and crop_size != size:
+        raise CheckpointError(f"{what}, which reads person crops of {size} px; {source} has "
+                              f"crops of {crop_size} px: rebuild it with store.crop_size = "
+                              f"{size}, or give an image model trained on {crop_size} px crops "
+                              f"(model.image.image_size = {crop_size})")
+    _check_window(checkpoint, what, source, n_frames)
+
+
+def _check_window(checkpoint: Checkpoint, what: str, source: str, n_frames: int | None) -> None:
+    """Refuse ``n_frames`` of data (None: not checked) shorter than the model's input window."""
+    window = int(checkpoint.data["model"].get("input_window", 1))
+    if n_frames is None or n_frames >= window:
+        return
+    fits = n_frames if n_frames % 2 else n_frames - 1  # windows are odd
+    shorter = (f"a model trained with a window of at most {fits} frames "
+               f"(model.{checkpoint.model_name}.window = {fits}), or " if fits >= 1 else "")
+    raise CheckpointError(f"{what}, which reads a {window}-frame window; {source} has only "
+                          f"{n_frames} frame(s): give footage of at least {window} frames, or "
+                          f"{shorter}a per-frame model (model.name = 'mlp')")
 
 
 def _diff(a, b, prefix: str):

@@ -204,8 +204,9 @@ def convert_joint_set(session: SessionArrays, joint_set: str) -> SessionArrays:
         return session
     if joint_set != "h36m17":
         raise DataError(f"session {session.name!r} has joint set {session.joint_set!r}; the config "
-                        f"asks for {joint_set!r}, which it cannot be mapped to. Set data.joint_set "
-                        f"to {session.joint_set!r} or 'h36m17'")
+                        f"asks for {joint_set!r}, which it cannot be mapped to (only onto "
+                        f"'h36m17'). Set data.joint_set = {session.joint_set!r}"
+                        + ("" if session.joint_set == "h36m17" else " or 'h36m17'"))
 
     def pts(a):
         return None if a is None else map_to_h36m(a, session.joint_set, confidence=False)

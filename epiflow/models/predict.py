@@ -129,7 +129,8 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     from epiflow.datasets.io import load_keypoints
     kp = load_keypoints(npz_path)  # checked (units, confidences...) before the model loads
     model, ckpt = _model_for(checkpoint)
-    check_input(ckpt, str(npz_path), joint_set=kp.joint_set, has_images=False)
+    check_input(ckpt, f"--keypoints {npz_path}", joint_set=kp.joint_set, has_images=False,
+                n_frames=len(kp.data))
     try:
         c = match_camera_names([camera_name], kp.camera_names, str(npz_path))[0]
     except CalibrationError as err:
@@ -228,7 +229,8 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     # the camera is checked (in the file, of the video's size) before minutes of detection
     camera, warnings = _camera(calibration, name, info.size, f"--video {video}")
     detector = detector or MediaPipeDetector()
-    check_input(ckpt, f"--video {video}", joint_set=detector.joint_set, has_images=True)
+    check_input(ckpt, f"--video {video}", joint_set=detector.joint_set, has_images=True,
+                n_frames=info.n_frames)  # a too short video: before minutes of detection
     frames = read_frames(video)
     kp = detector(frames)
     check_sequence(model, kp, f"--video {video}")

@@ -348,7 +348,7 @@ def init_checkpoint(cfg: ExperimentConfig) -> Checkpoint:
     joint set): a :class:`CheckpointError` naming it and what to do otherwise."""
     try:
         ckpt = load_checkpoint(cfg.train.init)
-        check_compatible(ckpt, cfg)
+        check_compatible(ckpt, cfg, elsewhere=False)  # the advice is this function's
     except (CheckpointError, FileNotFoundError) as err:
         raise CheckpointError(f"cannot start from --init / train.init: {err}. Give a checkpoint "
                               f"of the recipe's model (model.name = {cfg.model.name!r}) trained "
