@@ -182,8 +182,9 @@ def _camera(calibration, name: str, size: tuple[int, int], images: str
         cam = default_camera(name, size)
         fov = np.degrees(2 * np.arctan(0.5 * max(size) / cam.K[0, 0]))
         return cam, [f"no calibration given, so the camera's intrinsics are unknown; "
-                     f"assumed a pinhole without distortion, principal point at the image centre, "
-                     f"focal length {cam.K[0, 0]:.0f} px (the larger image side: a "
+                     f"assumed a pinhole without distortion, principal point at the image centre "
+                     f"({cam.K[0, 2]:.1f}, {cam.K[1, 2]:.1f}) px of the {size[0]}x{size[1]} "
+                     f"images, focal length {cam.K[0, 0]:.0f} px (the larger image side: a "
                      f"{fov:.0f} deg field of view across it). Give --calibration FILE for the "
                      f"exact camera (a wide or distorting lens is off by more)"]
     from epiflow.calibration.from_people import fit_sizes

@@ -113,3 +113,20 @@ def test_train_refuses_a_store_the_model_cannot_learn_from(crop_store, tmp_path,
     else:
         assert "crops of 32 px" in err and "model.image.image_size = 32" in err
     assert not out.exists()
+
+
+def test_unknown_intrinsics_print_the_assumed_numbers(oracle, tmp_path, capsys):
+    """Without --calibration the terminal gets the pinhole that was assumed, in numbers: the
+    principal point (the centre of the 1920x1080 images: (w - 1) / 2, (h - 1) / 2) and the
+    focal length (the larger side)."""
+    from epiflow.keypoints import Keypoints, save_npz
+    s = oracle("02_03", 2)
+    save_npz(Keypoints(s.keypoints2d, "h36m17", tuple(s.rig.names), s.rig.sizes, 30.0),
+             tmp_path / "kp.npz")
+    ckpt = _saved(tmp_path / "c.pt")
+    assert main(["predict", str(ckpt.path), "--keypoints", str(tmp_path / "kp.npz"), "--camera",
+                 "cam_02", "--out", str(tmp_path / "p.npz"), "--no-plot", "--no-adapt"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "epiflow predict: warning:" in err and "intrinsics are unknown" in err
+    assert "principal point at the image centre (959.5, 539.5) px of the 1920x1080 images" in err
+    assert "focal length 1920 px" in err and "53 deg field of view" in err
