@@ -13,6 +13,8 @@ Measured, each on one thread, one epoch each (samples = (frame, camera) pairs wi
   ``--buffer`` units of 300 frames shuffled together);
 - **streamed, S3**: the same store copied to a moto S3 server started here, read over HTTP by
   s3fs (the server is Python on the same cores: a pessimistic stand-in for object storage);
+  and **S3, serial**: the same read as it was before each unit's arrays and a group's units
+  were read concurrently (:func:`serial_stream`), the baseline of that change;
 - the peak of Python allocations (tracemalloc, a second pass) of each way;
 - each model's training step (forward, backward, AdamW) on a batch, in samples/s, CPU.
 
@@ -61,10 +63,32 @@ def in_memory(url: str, batch: int) -> dict:
     return {"samples": n, "load_s": load, "epoch_s": time.perf_counter() - t0}
 
 
-def streamed(url: str, batch: int, buffer: int) -> dict:
+def serial_stream(url: str, **kwargs):
+    """A :class:`StreamingPoseDataset` reading as it did before units were read concurrently:
+    each unit through the store's :class:`~epiflow.store.Session` (its metadata looked up
+    again, its arrays one after the other, s3fs's size request before each file), one unit at
+    a time. The same samples: the baseline of the "serial" rows."""
+    import threading
+    from epiflow.models.data import SessionArrays
+    from epiflow.models.streaming import StreamingPoseDataset
+    from epiflow.store import PoseStore
+
+    class Serial(StreamingPoseDataset):
+        def _unit_people(self, unit):
+            with lock:
+                if unit.session_id not in sessions:
+                    sessions[unit.session_id] = store.session(unit.session_id)
+                session, half = sessions[unit.session_id], self.window // 2
+                lo, hi = max(unit.start - half, 0), min(unit.stop + half, session.n_frames)
+                return SessionArrays.people_from_store(session, self.images, slice(lo, hi)), lo
+    store, sessions, lock = PoseStore.open(url, "r"), {}, threading.Lock()
+    return Serial(store, **kwargs)
+
+
+def streamed(url: str, batch: int, buffer: int, serial: bool = False) -> dict:
     from epiflow.models.streaming import StreamingPoseDataset
     t0 = time.perf_counter()
-    data = StreamingPoseDataset(url, buffer_chunks=buffer)
+    data = (serial_stream if serial else StreamingPoseDataset)(url, buffer_chunks=buffer)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
     n = sum(len(b["y"]) for b in data.epoch(batch, shuffle=True))
@@ -152,10 +176,11 @@ def main() -> None:
     if not args.no_s3:
         server, s3_url = s3_copy(url)
         try:
+            rows["S3 (moto), serial"] = streamed(s3_url, args.batch, args.buffer, serial=True)
             rows["streamed, S3 (moto)"] = streamed(s3_url, args.batch, args.buffer)
         finally:
             server.stop()
-        mem["streamed, S3 (moto)"] = float("nan")
+        mem["streamed, S3 (moto)"] = mem["S3 (moto), serial"] = float("nan")
     models = model_steps(args.batch)
     report(rows, mem, models, args)
 
@@ -169,12 +194,11 @@ def report(rows: dict, mem: dict, models: dict, args) -> None:
         rate = r["samples"] / r["epoch_s"]
         print(f"{name:<22}{r['load_s']:>9.2f}{r['epoch_s']:>9.2f}{rate:>11.0f}"
               f"{mem[name]:>9.1f}{'yes' if r['samples'] == n else 'NO':>14}")
-    stream = rows["streamed, local"]["samples"] / rows["streamed, local"]["epoch_s"]
-    memory = n / rows["in memory"]["epoch_s"]
-    print(f"\n{'model step (CPU)':<22}{'samples/s':>11}{'streamed / model':>18}"
-          f"{'in-memory / model':>19}")
+    rates = {name: r["samples"] / r["epoch_s"] for name, r in rows.items()}
+    print("\nloader samples/s over the model step's (> 1: the loader keeps it fed)")
+    print(f"{'model step (CPU)':<18}{'samples/s':>10}" + "".join(f"{k:>21}" for k in rates))
     for name, rate in models.items():
-        print(f"{name:<22}{rate:>11.0f}{stream / rate:>18.2f}{memory / rate:>19.2f}")
+        print(f"{name:<18}{rate:>10.0f}" + "".join(f"{r / rate:>21.2f}" for r in rates.values()))
     ratio = mem["streamed, local"] / mem["in memory"]
     print(f"\npeak memory streamed / in memory: {ratio:.2f} (the in-memory path grows with the "
           f"store, the streamed one with --buffer)")

@@ -3,7 +3,10 @@
 :class:`StreamingPoseDataset` plans once what to read: every session with cameras
 (:func:`~epiflow.models.data.ready_sessions`), cut along T into *units* of whole store chunks
 (at least :data:`UNIT_MIN_FRAMES` frames: one read per chunk and array, locally or from object
-storage). An epoch (:meth:`StreamingPoseDataset.epoch`, a torch ``IterableDataset`` of whole
+storage), and opens the sessions for reading together
+(:class:`~epiflow.models.stream_reader.SessionReader`: their metadata, cameras and person ids
+read once and kept for every epoch this process reads; a DataLoader worker opens its own). An
+epoch (:meth:`StreamingPoseDataset.epoch`, a torch ``IterableDataset`` of whole
 batches) then:
 
 1. orders the units at random (seed and epoch; the same order in every process) and deals them
@@ -17,7 +20,9 @@ batches) then:
    (``[data.augment]``, :mod:`epiflow.models.augment`) each unit's sequences get their
    augmented copies as the in-memory path makes them, drawn per unit (seeded by the unit, so
    every epoch and process sees the same copies);
-3. reads ``buffer_chunks`` units at a time and deals their rows out at random into batches
+3. reads ``buffer_chunks`` units at a time, all at once (a thread per unit, each reading all
+   its arrays' chunks together: on S3 a group costs about one round trip of its chunk GETs,
+   not one per array and unit), and deals their rows out at random into batches
    (every batch full but the last of each shard: the rows one group leaves over are gathered
    into the first batch of the next), so at most ``buffer_chunks`` units are held at once.
 
@@ -35,8 +40,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import zlib
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -45,13 +52,15 @@ import torch
 from epiflow.models.augment import AugmentConfig, augment_session
 from epiflow.models.data import (DataError, PoseDataset, SessionArrays, convert_joint_set,
                                  prepare_session, ready_sessions)
+from epiflow.models.stream_reader import SessionReader
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["StreamingPoseDataset", "UNIT_MIN_FRAMES", "training_mb", "use_streaming"]
 
-#: a unit is at least this many frames (whole store chunks) by default: reading a unit costs
-#: some 30 small metadata requests besides its chunks (70 ms on this machine, locally), which
-#: 16-frame units paid for every 50 samples
+#: a unit is at least this many frames (whole store chunks) by default: a unit costs a round
+#: trip and a fixed preparation besides its chunks (it once also cost some 30 metadata requests,
+#: 70 ms on this machine locally, that 16-frame units paid for every 50 samples; the sessions'
+#: metadata is now read once, :class:`~epiflow.models.stream_reader.SessionReader`)
 UNIT_MIN_FRAMES = 256
 #: bytes per (frame, camera, person, joint) of the prepared training arrays: x 2, uv 2, conf 1,
 #: y 3, w 1, gt 3 float32 (the in-memory path holds them twice: per session and concatenated)
@@ -142,7 +151,10 @@ class StreamingPoseDataset:
         self.augment = augment if augment is not None and augment.copies > 0 and not images \
             else None
         self._error_model = None                   # the augmentation's 2D error model, loaded once
-        self.plans, self.units = self._plan(store, session_ids, chunk_frames)
+        self._opened: _Opened | None = None   # per process (DataLoader workers open their own)
+        self.plans, self.units = self._plan(store if hasattr(store, "session_ids")
+                                            else self._process().store, session_ids,
+                                            chunk_frames)
         self.names = [n for p in self.plans for n in p.names]
         self._name_index = {n: i for i, n in enumerate(self.names)}
         # augmented pseudo-labelled copies have no ground truth (in memory alike: then none has)
@@ -151,29 +163,39 @@ class StreamingPoseDataset:
         if views and len({p.n_cameras for p in self.plans}) > 1:
             raise DataError("multi-view samples need every session to have the same number of "
                             f"cameras; got {[p.n_cameras for p in self.plans]}")
-        self._store = None  # opened in each process that iterates (DataLoader workers)
 
     def _plan(self, store, ids, chunk_frames: int) -> tuple[list[_SessionPlan], list[_Unit]]:
-        plans, units = [], []
-        for s in ready_sessions(store, ids):
-            T, C = s.n_frames, len(s.camera_names)
-            if s.has_labels:
-                pids = s.person_ids
-                names = tuple(s.id if len(pids) == 1 else f"{s.id}:p{p}" for p in pids)
-                labelled = int((np.asarray(s.pseudo3d_weight[:]) > 0).any(-1).sum())
-            else:
-                names, labelled = (s.id,), T
-            if self.labels == "gt":
-                labelled = T * len(names)
-            truth = s.ground_truth(slice(0, 0))
-            copies = self.augment.copies if self.augment is not None else 0
-            names += tuple(f"{n}~aug{k}" for n in names for k in range(copies))
-            plans.append(_SessionPlan(s.id, T, C, names,
-                                      truth is not None and truth.frame != "source",
-                                      labelled * (1 + copies) * (1 if self.views else C)))
+        """Each session's plan and units; the sessions are opened for reading together
+        (:meth:`_session`) and kept for this process's epochs."""
+        sessions = ready_sessions(store, ids)
+        with ThreadPoolExecutor(min(len(sessions), 8), thread_name_prefix="epiflow-plan") as pool:
+            plans = list(pool.map(self._plan_session, sessions))
+        units = []
+        for s, plan in zip(sessions, plans):
             F = chunk_frames or s.chunk_frames * -(-UNIT_MIN_FRAMES // s.chunk_frames)
+            T = plan.n_frames
             units += [_Unit(s.id, a, min(a + F, T)) for a in range(0, T, F)]
         return plans, units
+
+    def _plan_session(self, s) -> _SessionPlan:
+        """What the planner learns of session ``s`` (its metadata and label weights read)."""
+        own = s.group.store is self._process().store.root.store
+        reader = self._session(s.id, s if own else None)
+        view = reader.frames(0, 0)                      # the session's metadata, no frame
+        T, C = s.n_frames, len(s.camera_names)
+        if view.has_labels:
+            pids = view.person_ids
+            names = tuple(s.id if len(pids) == 1 else f"{s.id}:p{p}" for p in pids)
+            labelled = int((reader.whole("pseudo3d_weight") > 0).any(-1).sum())
+        else:
+            names, labelled = (s.id,), T
+        if self.labels == "gt":
+            labelled = T * len(names)
+        truth = view.ground_truth(slice(0, 0))
+        copies = self.augment.copies if self.augment is not None else 0
+        names += tuple(f"{n}~aug{k}" for n in names for k in range(copies))
+        return _SessionPlan(s.id, T, C, names, truth is not None and truth.frame != "source",
+                            labelled * (1 + copies) * (1 if self.views else C))
 
     @property
     def n_samples_bound(self) -> int:
@@ -190,33 +212,54 @@ class StreamingPoseDataset:
         return _Epoch(self, batch_size, shuffle, seed, epoch, max(num_workers, 1))
 
     # -- reading one unit ----------------------------------------------------------------------
-    def _session(self, session_id: str):
-        from epiflow.store import PoseStore
-        if self._store is None or self._store[0] != os.getpid():
-            self._store = (os.getpid(), PoseStore.open(self.url, "r"), {})
-        _, store, cache = self._store
-        if session_id not in cache:
-            cache[session_id] = store.session(session_id)
-        return cache[session_id]
+    def __getstate__(self) -> dict:
+        """Pickled for DataLoader workers without the open store (each process opens its own)."""
+        return {**self.__dict__, "_opened": None}
+
+    def _process(self) -> "_Opened":
+        """What this process holds open for reading (:class:`_Opened`), opened on first use."""
+        if self._opened is None or self._opened.pid != os.getpid():
+            self._opened = _Opened(os.getpid(), _open_store(self.url))
+        return self._opened
+
+    def _session(self, session_id: str, session=None) -> SessionReader:
+        """The session opened for reading units (:class:`SessionReader`: its metadata read
+        once per process; from ``session`` when given, opened by this process's store),
+        shared by the threads that read a group's units."""
+        opened = self._process()
+        with opened.lock:                  # one lock per session: sessions open concurrently
+            session_lock = opened.session_locks.setdefault(session_id, threading.Lock())
+        with session_lock:
+            if session_id not in opened.readers:
+                opened.readers[session_id] = SessionReader(
+                    session or opened.store.session(session_id), self.images)
+            return opened.readers[session_id]
 
     def read_unit(self, unit: _Unit) -> tuple[PoseDataset, np.ndarray, int] | None:
         """The unit's samples: a :class:`PoseDataset` over its frames (plus the window's
         margin), the global sequence index of each of its sequences, and its first frame; None
         when it has no sample. Its ``index`` keeps only the unit's own frames."""
-        session = self._session(unit.session_id)
-        half = self.window // 2
-        lo, hi = max(unit.start - half, 0), min(unit.stop + half, session.n_frames)
-        people = SessionArrays.people_from_store(session, self.images, slice(lo, hi))
-        if self.augment is not None:
-            people = list(people) + self._augmented(people, unit)
-        prepared = [prepare_session(p, self.labels, self.joint_set) for p in people]
-        data = PoseDataset(prepared, self.window, self.views, self.images)
+        people, lo = self._unit_people(unit)
+        with self._process().compute:
+            if self.augment is not None:
+                people = list(people) + self._augmented(people, unit)
+            prepared = [prepare_session(p, self.labels, self.joint_set) for p in people]
+            data = PoseDataset(prepared, self.window, self.views, self.images)
         frame = data.index[:, 1] + lo
         data.index = data.index[(frame >= unit.start) & (frame < unit.stop)]
         if not len(data.index):
             return None
         return data, np.array([self._name_index[p.name] for p in prepared]), lo
 
+    def _unit_people(self, unit: _Unit) -> tuple[list[SessionArrays], int]:
+        """The unit's sequences over its frames widened by the window's margin (every array
+        read at once: :meth:`SessionReader.frames`), and the first frame read."""
+        reader = self._session(unit.session_id)
+        half = self.window // 2
+        lo, hi = max(unit.start - half, 0), min(unit.stop + half, reader.session.n_frames)
+        view = reader.frames(lo, hi)
+        with self._process().compute:
+            return SessionArrays.people_from_store(view, self.images, slice(lo, hi)), lo
 
     def _augmented(self, people: list, unit: _Unit) -> list:
         """The augmented copies of a unit's sequences (:func:`augment_session`), the same for
@@ -230,6 +273,31 @@ class StreamingPoseDataset:
         return [copy for p in people
                 for copy in augment_session(convert_joint_set(p, self.joint_set), cfg,
                                             self.labels, self._error_model, rng)]
+
+
+@dataclass
+class _Opened:
+    """What one process holds open to read units: the store (:func:`_open_store`), its
+    sessions' readers (by session id) and the locks of the threads that read a group's units:
+    ``lock`` guards ``session_locks`` (one per session, held while it opens), ``compute`` lets
+    one thread at a time turn what it read into samples (the reads overlap; the numpy work
+    gains little from threads, and ``warnings.catch_warnings`` inside it is process-wide)."""
+
+    pid: int
+    store: object
+    readers: dict = field(default_factory=dict)
+    session_locks: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    compute: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _open_store(url: str):
+    """The store at ``url`` opened for reading; on S3 with one request per chunk: s3fs asks
+    each file's size first (a HEAD) to split files larger than its block size (50 MB) into
+    concurrent ranged reads, which store chunks (kB) never are, so that is turned off."""
+    from epiflow.store import PoseStore
+    s3 = url.split("://")[0] in ("s3", "s3a")
+    return PoseStore.open(url, "r", {"max_concurrency": 1} if s3 else None)
 
 
 class _Epoch(torch.utils.data.IterableDataset):
@@ -294,10 +362,17 @@ class _Epoch(torch.utils.data.IterableDataset):
         without shuffling); the rows a group leaves over start the next group's first batch,
         gathered already, so only one group is held at a time."""
         buffer = self.source.buffer_chunks if self.shuffle else 1
+        with ThreadPoolExecutor(buffer, thread_name_prefix="epiflow-unit") as pool:
+            yield from self._batches_read_by(pool, units, buffer, rng)
+
+    def _batches_read_by(self, pool: ThreadPoolExecutor, units: list[_Unit], buffer: int,
+                         rng: np.random.Generator):
+        """:meth:`_batches`, each group's units read at once by the threads of ``pool``."""
         carry = None                                   # a partial batch, gathered
         for g in range(0, len(units), buffer):
-            held = {k: got for k, got in enumerate(map(self.source.read_unit,
-                                                       units[g:g + buffer])) if got is not None}
+            held = {k: got for k, got in enumerate(pool.map(self.source.read_unit,
+                                                            units[g:g + buffer]))
+                    if got is not None}
             rows = np.concatenate([np.stack([np.full(len(d.index), k), np.arange(len(d.index))],
                                             1) for k, (d, _, _) in held.items()]) \
                 if held else np.zeros((0, 2), np.int64)
