@@ -63,6 +63,8 @@ def run(args) -> int:
                              adapt=not args.no_adapt)
     from epiflow.cli import print_warnings
     print_warnings("predict", pred.warnings, args.video or args.keypoints)
+    for note in pred.notes:
+        print(f"note: {note}")
     npz, png = save_prediction(pred, args.out, plot=not args.no_plot)
     seen = int((pred.points3d == pred.points3d).all((1, 2)).sum())
     print(f"{seen}/{len(pred.points3d)} frames predicted ({pred.joint_set}, camera "

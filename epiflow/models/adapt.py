@@ -31,10 +31,12 @@ import torch
 from torch import nn
 
 from epiflow.models.data import normalize_keypoints
+from epiflow.models.level import level_rotation, rotate_rays
 from epiflow.models.losses import root_translation
 from epiflow.skeleton import get_joint_set
 
 __all__ = ["AdaptConfig", "fix_swaps", "centre_rotation", "rotate_rays", "align_positions",
+           "model_frame",
            "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence",
            "bone_lengths"]
 
@@ -88,13 +90,6 @@ def centre_rotation(ray: np.ndarray) -> np.ndarray:
     c, s = np.cos(tilt), np.sin(tilt)
     Rx = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])               # takes y to 0
     return Rx @ Ry
-
-
-def rotate_rays(uv: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Normalised image coordinates (..., 2) seen by the camera rotated by R: (..., 2)."""
-    rays = np.concatenate([uv, np.ones_like(uv[..., :1])], -1) @ R.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return rays[..., :2] / rays[..., 2:3]
 
 
 def align_positions(uv: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
@@ -315,14 +310,42 @@ def _tto_loss(P, P0, t, obs, w, size, sig, js, cfg: AdaptConfig, fps: float) -> 
             + cfg.prior * prior)
 
 
+def model_frame(uv: np.ndarray, root: int, up: np.ndarray | None = None, align: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The rays a lifter reads, and the rotation R (3, 3) from the camera to that frame (a pose P
+    predicted there is ``P @ R`` in the camera's frame).
+
+    ``up`` None (a model of the camera's frame): with ``align``, the global position alignment
+    (:func:`align_positions`). ``up`` (3,) the scene's vertical in the camera's frame (a model of
+    level cameras, ``data.level``): the level camera (:mod:`epiflow.models.level`), then, with
+    ``align``, panned about the vertical to face the person (the elevation is kept: it is what
+    tells the model how far above or below the person the camera is).
+
+    Args:
+        uv: (T, J, 2) undistorted normalised image coordinates; NaN = missing.
+    """
+    if up is None:
+        return align_positions(uv, root) if align else (uv, np.eye(3))
+    R = level_rotation(up)
+    level = rotate_rays(uv, R)
+    seen = np.isfinite(level[:, root]).all(-1)
+    if align and seen.any():
+        pan = np.arctan2(np.median(level[seen, root, 0]), 1.0)
+        c, s = np.cos(pan), np.sin(pan)
+        R = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]]) @ R
+    return rotate_rays(uv, R), R
+
+
 def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set: str,
-                   cfg: AdaptConfig = AdaptConfig(), fps: float | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   cfg: AdaptConfig = AdaptConfig(), fps: float | None = None,
+                   up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predict a sequence with alignment, uncertainty and test-time optimisation.
 
     Args:
         uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
         conf: (T, J) 2D confidences. fps: the video's frame rate (None: 30).
+        up: (3,) the scene's vertical in the camera's frame, for a model of level cameras
+            (:func:`model_frame`); None for a model of the camera's own frame.
 
     Returns:
         (T, J, 3) root-relative metres in the camera's frame (NaN where the root is not seen) and
@@ -332,11 +355,7 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
     seen = np.isfinite(uv[:, root]).all(-1) & (conf[:, root] > 0)
     if cfg.swaps:
         uv, conf, _ = fix_swaps(uv, conf, joint_set)
-    R = np.eye(3)
-    if cfg.align:
-        uv_in, R = align_positions(uv, root)
-    else:
-        uv_in = uv
+    uv_in, R = model_frame(uv, root, up, cfg.align)
     pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples)
     pred = (pred.astype(np.float64) @ R).astype(np.float32)                 # back to the camera
     pred[~seen] = np.nan

@@ -32,10 +32,12 @@ import numpy as np
 from epiflow.calibration.camera import Camera, CameraRig
 from epiflow.models.data import SessionArrays, convert_joint_set
 from epiflow.models.detector_error import DetectorErrorModel
+from epiflow.models.level import body_up
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "body_up", "sample_camera", "project_corrupted",
-           "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM", "LIMB_JOINTS"]
+__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "body_up", "sample_camera",
+           "project_corrupted", "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM",
+           "LIMB_JOINTS"]
 
 #: the diagonal of a 35 mm film frame: 35-mm equivalent focal lengths are relative to it
 FULL_FRAME_DIAGONAL_MM = 43.27
@@ -83,18 +85,6 @@ class AugmentConfig:
 
 
 # -- local pose augmentation ----------------------------------------------------------------------
-def body_up(points: np.ndarray, joint_set: str = "h36m17") -> np.ndarray:
-    """The sequence's up direction (3,), unit: the mean pelvis -> thorax direction (the world
-    frame of pseudo-labels is the calibration's, not necessarily Z up)."""
-    js = get_joint_set(joint_set)
-    torso = points[:, js.index("thorax")] - points[:, js.index("pelvis")]
-    torso = torso[np.isfinite(torso).all(-1)]
-    if not len(torso):
-        raise ValueError("body_up: no frame has both the pelvis and the thorax")
-    up = (torso / np.linalg.norm(torso, axis=-1, keepdims=True)).mean(0)
-    return up / np.linalg.norm(up)
-
-
 def _rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotations by ``angle`` (...) radians about unit ``axis`` (..., 3)."""
     x, y, z = np.moveaxis(axis, -1, 0)

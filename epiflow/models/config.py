@@ -78,9 +78,11 @@ class DataConfig:
     truth, the supervised upper bound); ``val_sessions`` or else the last ``val_fraction`` of the
     sessions validate; ``views``: give the model every camera of an instant (needed by
     ``loss.multiview``); ``mirror``: mirror half of the training samples left/right
-    (:func:`epiflow.models.data.mirror_batch`); ``augment``: new training sequences from each
-    one's 3D labels, filmed by virtual cameras (:class:`epiflow.models.augment.AugmentConfig`,
-    off by default).
+    (:func:`epiflow.models.data.mirror_batch`); ``level``: train and predict in each camera's level
+    camera (:mod:`epiflow.models.level`: the model learns which way is up; ``predict`` then needs
+    the scene's vertical, from the video's vertical lines); ``augment``: new training sequences
+    from each one's 3D labels, filmed by virtual cameras
+    (:class:`epiflow.models.augment.AugmentConfig`, off by default).
     ``streaming``: read the store chunk by chunk while training
     (:mod:`epiflow.models.streaming`) instead of whole into memory: ``on``, ``off``, or ``auto``
     (on when the sessions' training arrays would take more than ``stream_above_mb`` MB);
@@ -96,6 +98,7 @@ class DataConfig:
     joint_set: str = "h36m17"
     views: bool = False
     mirror: bool = False
+    level: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     streaming: Literal["auto", "on", "off"] = "auto"
     stream_above_mb: float = field(default=2048.0, metadata=limits(ge=0))
@@ -186,6 +189,10 @@ class ExperimentConfig:
             raise ConfigError("config key 'data.augment.copies' > 0 films each copy with "
                               "unrelated virtual cameras, which multi-view samples (data.views = "
                               "true) cannot use; set one of them off")
+        if self.data.level and self.model.name == "image":
+            raise ConfigError("config key 'data.level' = true turns the rays a lifter reads; the "
+                              "image model reads pixels, which cannot be turned so: set "
+                              "data.level = false for model.name = 'image'")
         if self.loss.multiview > 0 and not self.data.views:
             raise ConfigError("config key 'loss.multiview' > 0 needs data.views = true (samples "
                               "with every camera of an instant)")

@@ -11,7 +11,10 @@ into per-camera arrays (:func:`prepare_session`):
   NaN labels have weight 0;
 - ``gt (T, C, J, 3)``: ground truth likewise, when the session has it (for evaluation);
 - ``R (C, 3, 3)``: the world->camera rotations (the relative rotation between views i and j is
-  ``R_j R_i^T``, which is what :meth:`CameraRig.relative_pose` gives).
+  ``R_j R_i^T``, which is what :meth:`CameraRig.relative_pose` gives);
+- ``level (C, 3, 3)`` or None: with ``level=True`` every camera is replaced by its level camera
+  (:mod:`epiflow.models.level`): ``uv``, ``x``, ``y``, ``gt`` and ``R`` are all in that frame,
+  and ``level`` holds the camera -> level camera rotations.
 
 :class:`PoseDataset` indexes every (session, frame, camera) with a label (or every instant, with
 all views, when ``views=True``) and answers a whole batch of indices at once (``__getitems__``),
@@ -34,6 +37,7 @@ import torch
 
 from epiflow.calibration.camera import CameraRig
 from epiflow.calibration.relative_pose import quiet_nan_warnings
+from epiflow.models.level import body_up, level_rotation, rotate_rays
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["SessionArrays", "PreparedSession", "DataError", "load_sessions", "ready_sessions",
@@ -273,6 +277,7 @@ class PreparedSession:
     crops: np.ndarray | None
     joint_set: str
     root: int = 0
+    level: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -304,20 +309,36 @@ def _label_arrays(session: SessionArrays, labels: Labels, root: int
     return y, w
 
 
+def _level_rotations(session: SessionArrays, joint_set: str) -> np.ndarray:
+    """(C, 3, 3) camera -> level camera rotations, the vertical taken from the session's 3D
+    (pseudo-labels, else ground truth: :func:`~epiflow.models.level.body_up`)."""
+    points = session.pseudo3d if session.pseudo3d is not None else session.gt3d
+    if points is None or not np.isfinite(points).any():
+        raise DataError(f"session {session.name!r}: data.level needs the session's 3D (pseudo-"
+                        f"labels or ground truth) to know which way is up; it has none")
+    up = body_up(points, joint_set)
+    return np.stack([level_rotation(R @ up) for R in session.rig.R])
+
+
 def prepare_session(session: SessionArrays, labels: Labels | None = "pseudo",
-                    joint_set: str = "h36m17") -> PreparedSession:
+                    joint_set: str = "h36m17", level: bool = False) -> PreparedSession:
     """Turn a session into per-camera lifter inputs and labels (module docstring).
 
     Args:
         labels: ``"pseudo"`` (the store's pseudo-labels with their weights), ``"gt"`` (ground
             truth, weight 1) or None (no training label; ``y`` NaN, e.g. for evaluation).
         joint_set: the joint set the model works on (the session's, or ``h36m17``).
+        level: express everything in each camera's level camera (module docstring).
     """
     session = convert_joint_set(session, joint_set)
     root = _tree_root(joint_set)
     kp = session.keypoints2d
     uv = session.rig.undistort(np.moveaxis(kp[..., :2], 1, 0).astype(np.float64))
-    uv = np.moveaxis(uv, 0, 1).astype(np.float32)
+    uv = np.moveaxis(uv, 0, 1)
+    L = _level_rotations(session, joint_set) if level else None
+    if L is not None:
+        uv = np.stack([rotate_rays(uv[:, c], L[c]) for c in range(len(L))], 1)
+    uv = uv.astype(np.float32)
     if labels is None:
         y = np.full(uv.shape[:3] + (3,), np.nan, np.float32)
         w = np.zeros(uv.shape[:3], np.float32)
@@ -328,8 +349,14 @@ def prepare_session(session: SessionArrays, labels: Labels | None = "pseudo",
     gt = None
     if session.gt3d is not None:
         gt = labels_in_cameras(session.gt3d, session.gt_rig or session.rig, root)
+    R = session.rig.R
+    if L is not None:
+        y = np.einsum("cab,tcjb->tcja", L, y).astype(np.float32)
+        gt = None if gt is None else np.einsum("cab,tcjb->tcja", L, gt).astype(np.float32)
+        R = L @ R
     return PreparedSession(session.name, normalize_keypoints(uv, root), uv, conf, y, w, gt,
-                           session.rig.R.astype(np.float32), session.crops, joint_set, root)
+                           R.astype(np.float32), session.crops, joint_set, root,
+                           None if L is None else L.astype(np.float32))
 
 
 def split_sessions(names: Sequence[str], val_fraction: float = 0.2,

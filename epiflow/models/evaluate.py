@@ -73,14 +73,16 @@ def pose_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_model(model: nn.Module, sessions: Sequence[SessionArrays], joint_set: str = "h36m17",
-                   device: torch.device | str = "cpu") -> dict:
+                   device: torch.device | str = "cpu", level: bool = False) -> dict:
     """Metrics of ``model`` on sessions with ground truth:
-    ``{"overall": {...}, "clips": {name: {...}}}`` (see :func:`pose_metrics`)."""
+    ``{"overall": {...}, "clips": {name: {...}}}`` (see :func:`pose_metrics`); ``level``: the
+    model works in level cameras (``data.level``; root-relative errors are the same in either
+    frame)."""
     missing = [s.name for s in sessions if s.gt3d is None]
     if missing:
         raise DataError(f"sessions {missing} have no ground truth gt3d to evaluate against; "
                         f"evaluate on a source with 3D ground truth")
-    prepared = [prepare_session(s, None, joint_set) for s in sessions]
+    prepared = [prepare_session(s, None, joint_set, level) for s in sessions]
     preds = predict_sessions(model, prepared, device)
     clips = {s.name: pose_metrics(p, s.gt) for s, p in zip(prepared, preds)}
     overall = pose_metrics(np.concatenate([p.reshape(-1, *p.shape[2:]) for p in preds]),
@@ -93,7 +95,8 @@ def evaluate_checkpoint(checkpoint: Checkpoint | str | Path, sessions: Sequence[
     """:func:`evaluate_model` for a checkpoint; the result names the checkpoint and its model."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = load_model(ckpt, device=device)
-    result = evaluate_model(model, sessions, ckpt.config.data.joint_set, device)
+    result = evaluate_model(model, sessions, ckpt.config.data.joint_set, device,
+                            ckpt.config.data.level)
     return {"checkpoint": str(ckpt.path), "model": ckpt.model_name,
             "labels": ckpt.config.data.labels, **result}
 

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from epiflow.calibration.camera import CalibrationError, Camera, CameraRig, match_camera_names
-from epiflow.models.adapt import AdaptConfig, adapt_sequence, run_windows
+from epiflow.models.adapt import AdaptConfig, adapt_sequence, model_frame, run_windows
 from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
                                        load_model)
 from epiflow.models.data import normalize_keypoints
+from epiflow.models.level import IMAGE_UP, scene_up
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
@@ -35,14 +36,18 @@ __all__ = ["Prediction", "default_camera", "lift_sequence", "check_sequence", "p
 @dataclass(frozen=True, eq=False)
 class Prediction:
     """A predicted sequence: ``points3d (T, J, 3)`` root-relative metres in ``camera``'s frame
-    (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None), and ``warnings`` for
-    the user (a calibration made for a slightly different image size)."""
+    (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None), ``warnings`` for
+    the user (a calibration made for a slightly different image size), ``notes`` (where the
+    scene's vertical came from) and ``up`` (3,): the vertical in the camera's frame that a model
+    of level cameras used (None for other models)."""
 
     points3d: np.ndarray
     joint_set: str
     camera: str
     fps: float | None = None
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    up: np.ndarray | None = None
 
 
 def default_camera(name: str, size: tuple[int, int]) -> Camera:
@@ -79,7 +84,7 @@ def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray
 
 def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camera,
                       model_joint_set: str = "h36m17", adapt: AdaptConfig | None = None,
-                      fps: float | None = None) -> np.ndarray:
+                      fps: float | None = None, up: np.ndarray | None = None) -> np.ndarray:
     """3D poses from one camera's 2D keypoints with a lifter.
 
     Args:
@@ -88,6 +93,8 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
         adapt: adapt to this sequence's own 2D (:func:`~epiflow.models.adapt.adapt_sequence`:
             position alignment, test-time optimisation), or None: the model's plain prediction.
         fps: the footage's frame rate (for the smoothness term of the adaptation).
+        up: (3,) the scene's vertical in the camera's frame, for a model of level cameras
+            (``data.level``, :func:`~epiflow.models.adapt.model_frame`); None otherwise.
 
     Returns:
         (T, J, 3) root-relative metres in the camera's frame, ``model_joint_set`` joints; NaN
@@ -100,9 +107,11 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
     uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
     seen = np.isfinite(uv[:, root]).all(-1) & (kp[:, root, 2] > 0)
     if adapt is not None:
-        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps)
+        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up)
     else:
-        pred = lift_sequence(model, normalize_keypoints(uv, root))
+        uv_in, R = model_frame(uv, root, up, align=False)
+        pred = (lift_sequence(model, normalize_keypoints(uv_in, root)).astype(np.float64)
+                @ R).astype(np.float32)
     pred[~seen] = np.nan
     return pred
 
@@ -143,9 +152,16 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     camera, warnings = _camera(calibration, camera_name, tuple(kp.image_size[c]),
                                f"--keypoints {npz_path}")
     check_sequence(model, kp.data[:, c], f"--keypoints {npz_path} camera {camera_name!r}")
+    up = None
+    if ckpt.config.data.level:  # no images to find the vertical in
+        up = IMAGE_UP.copy()
+        warnings.append("the model works in level cameras and keypoints carry no image to find "
+                        "the scene's vertical in: the camera is taken as level (its image y axis "
+                        "vertical); a tilted camera tilts the prediction (give --video instead)")
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
-                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps)
-    return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings))
+                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up)
+    return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings),
+                      up=up)
 
 
 def _adapt(adapt: bool | AdaptConfig) -> AdaptConfig | None:
@@ -236,23 +252,30 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     kp = detector(frames)
     check_sequence(model, kp, f"--video {video}")
     js = ckpt.config.data.joint_set
+    up, notes = None, []
+    if ckpt.config.data.level and model.input_kind == "keypoints":
+        up, note, found = scene_up(frames, camera, _canonical(kp, detector.joint_set, js), js)
+        (notes if found else warnings).append(note)
     if model.input_kind == "keypoints":
         points = predict_keypoints(model, kp, detector.joint_set, camera, js, _adapt(adapt),
-                                   info.fps or None)
+                                   info.fps or None, up)
     else:
         crops = _video_crops(frames, kp, model.config.image_size)
         device = next(model.parameters()).device
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
         points = np.concatenate([model(b.to(device)).float().cpu().numpy() for b in x.split(256)])
         points[~(crops.reshape(len(crops), -1).max(1) > 0)] = np.nan
-    return Prediction(points, js, name, info.fps, tuple(warnings))
+    return Prediction(points, js, name, info.fps, tuple(warnings), tuple(notes), up)
 
 
 def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Path | None]:
-    """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` to an npz and,
+    """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` (and ``up`` (3,),
+    the scene's vertical in the camera's frame, for a model of level cameras) to an npz and,
     when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
     path = Path(path)
     extra = {} if pred.fps is None else {"fps": np.float64(pred.fps)}
+    if pred.up is not None:
+        extra["up"] = np.asarray(pred.up, np.float64)
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, points3d=pred.points3d.astype(np.float32),
                             joint_set=np.str_(pred.joint_set), camera=np.str_(pred.camera),

@@ -133,13 +133,15 @@ class StreamingPoseDataset:
             (:func:`~epiflow.models.augment.augment_session`, named ``<name>~aug<k>``), as
             the in-memory training set gets them; None or ``copies = 0``: none. Image models
             are not augmented (no crops of virtual cameras), as in memory.
+        level: each unit's cameras turned to their level cameras (``data.level``; the vertical
+            from the unit's own 3D labels), as :func:`prepare_session` does.
     """
 
     def __init__(self, store, session_ids: Sequence[str] | None = None, *,
                  labels: str | None = "pseudo", joint_set: str = "h36m17", window: int = 1,
                  views: bool = False, images: bool = False, buffer_chunks: int = 16,
                  chunk_frames: int = 0, shard: tuple[int, int] | None = None,
-                 augment: AugmentConfig | None = None):
+                 augment: AugmentConfig | None = None, level: bool = False):
         if buffer_chunks < 1:
             raise DataError(f"the shuffle buffer must hold at least one chunk; got {buffer_chunks}")
         if window < 1 or window % 2 == 0:
@@ -147,7 +149,7 @@ class StreamingPoseDataset:
         self.url = str(getattr(store, "url", store))
         self.labels, self.joint_set, self.window = labels, joint_set, window
         self.views, self.images, self.buffer_chunks = views, images, buffer_chunks
-        self.shard = shard
+        self.shard, self.level = shard, level
         self.augment = augment if augment is not None and augment.copies > 0 and not images \
             else None
         self._error_model = None                   # the augmentation's 2D error model, loaded once
@@ -243,7 +245,8 @@ class StreamingPoseDataset:
         with self._process().compute:
             if self.augment is not None:
                 people = list(people) + self._augmented(people, unit)
-            prepared = [prepare_session(p, self.labels, self.joint_set) for p in people]
+            prepared = [prepare_session(p, self.labels, self.joint_set, self.level)
+                        for p in people]
             data = PoseDataset(prepared, self.window, self.views, self.images)
         frame = data.index[:, 1] + lo
         data.index = data.index[(frame >= unit.start) & (frame < unit.stop)]

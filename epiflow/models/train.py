@@ -136,7 +136,8 @@ def build_data(cfg: ExperimentConfig, sessions=None) -> TrainData:
         if augment:  # new sequences from the training labels, virtual cameras (models.augment)
             chosen = augment_sessions(chosen, cfg.data.augment, cfg.data.labels,
                                       cfg.data.joint_set, cfg.train.progress)
-        prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set) for s in chosen]
+        prepared = [prepare_session(s, cfg.data.labels, cfg.data.joint_set, cfg.data.level)
+                    for s in chosen]
         return PoseDataset(prepared, window, cfg.data.views, images=image)
     return TrainData(dataset(train_ids, augment=not image), dataset(val_ids) if val_ids else None,
                      cfg.data.joint_set)
@@ -155,7 +156,8 @@ def _streaming_data(cfg: ExperimentConfig, window: int, image: bool, why: str) -
         return StreamingPoseDataset(cfg.data.store, ids, labels=cfg.data.labels,
                                     joint_set=cfg.data.joint_set, window=window,
                                     views=cfg.data.views, images=image,
-                                    buffer_chunks=cfg.data.shuffle_buffer, augment=augment)
+                                    buffer_chunks=cfg.data.shuffle_buffer, augment=augment,
+                                    level=cfg.data.level)
     return TrainData(dataset(train_ids, cfg.data.augment), dataset(val_ids) if val_ids else None,
                      cfg.data.joint_set)
 

@@ -107,3 +107,25 @@ def test_not_a_checkpoint(blank_video, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "other.pt"), "--video", str(blank_video), "--out",
                  str(tmp_path / "p.npz")]) == 2
     assert "other.pt" in capsys.readouterr().err
+
+
+def test_level_model_from_keypoints_says_the_camera_is_taken_level(clip, tmp_path, capsys):
+    """A model of level cameras (data.level) given keypoints alone has no image to find the
+    vertical in: it says it takes the camera as level and writes the vertical it used; a model of
+    the camera's frame says nothing of the kind and writes no vertical."""
+    import torch
+    from dataclasses import replace
+    torch.manual_seed(0)
+    model = build_model(ModelConfig().__class__(), 17)
+    level_cfg = ExperimentConfig(data=DataConfig(level=True))
+    save_checkpoint(tmp_path / "level.pt", model, level_cfg)
+    save_checkpoint(tmp_path / "plain.pt", model, replace(level_cfg, data=DataConfig()))
+    cams = ["--calibration", str(tmp_path / "cams.toml"), "--no-adapt"]
+    assert _predict(tmp_path, tmp_path / "level.pt", *cams, out="l.npz") == 0
+    err = capsys.readouterr().err
+    assert "taken as level" in err and "give --video instead" in err
+    out = np.load(tmp_path / "l.npz")
+    np.testing.assert_allclose(out["up"], [0, -1, 0])
+    assert _predict(tmp_path, tmp_path / "plain.pt", *cams, out="p.npz") == 0
+    assert "up" not in np.load(tmp_path / "p.npz")
+    assert "taken as level" not in capsys.readouterr().err

@@ -185,3 +185,21 @@ def test_streamed_training_sequences_are_augmented_like_in_memory(store):
     data = build_data(cfg)
     assert data.train.augment == aug and data.val.augment is None
     assert "a~aug1" in data.train.names and data.val.names == ["b"]
+
+
+def test_streamed_level_cameras_have_the_labels_upright(store):
+    """data.level when streaming: each unit's cameras turned to their level cameras (the
+    vertical from the unit's own labels), so every label's torso points up in the frame the
+    model learns in, which the plain stream's labels do not all do."""
+    from epiflow.models.level import IMAGE_UP
+
+    def torso_up(level):
+        stream = StreamingPoseDataset(store, buffer_chunks=3, chunk_frames=CHUNK, level=level)
+        y = np.concatenate([b["y"].numpy().reshape(-1, 17, 3)
+                            for b in stream.epoch(batch_size=64)])
+        torso = y[:, 8] - y[:, 0]
+        torso = torso[np.isfinite(torso).all(-1)]
+        return (torso / np.linalg.norm(torso, axis=-1, keepdims=True)) @ IMAGE_UP
+    level, plain = torso_up(True), torso_up(False)
+    assert len(level) == len(plain) > 400
+    assert np.median(level) > 0.99 and np.median(plain) < np.median(level) - 0.005

@@ -134,6 +134,9 @@ class TestBadInput:
         path.write_text('[data]\njoint_set = "smpl24"\n')
         with pytest.raises(ConfigError, match="data.joint_set.*h36m17"):
             load_experiment(path)
+        path.write_text('[data]\nlevel = true\n[model]\nname = "image"\n')
+        with pytest.raises(ConfigError, match="data.level.*image model reads pixels"):
+            load_experiment(path)
 
     def test_store_without_pseudo_labels(self, tmp_path, make_store):
         make_store(tmp_path / "s.zarr", {"02_01": 0}, frames=20)

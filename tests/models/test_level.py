@@ -1,0 +1,100 @@
+"""Level cameras (data.level): the rotation, the training arrays in the level frame, the way back
+to the camera's frame at prediction time, and the scene's vertical from a real video's edges."""
+import numpy as np
+import pytest
+
+from epiflow.models.adapt import model_frame
+from epiflow.models.data import prepare_session
+from epiflow.models.level import IMAGE_UP, body_up, level_rotation, rotate_rays, scene_up
+
+
+def _rot_x(deg):
+    a = np.radians(deg)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+def _rot_z(deg):
+    a = np.radians(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+class TestLevelRotation:
+    @pytest.mark.parametrize("pitch, roll", [(0, 0), (-25, 0), (30, 12), (-60, -35)])
+    def test_takes_up_to_image_up_and_is_a_rotation(self, pitch, roll):
+        up = _rot_z(roll) @ _rot_x(pitch) @ IMAGE_UP        # a camera pitched and rolled
+        L = level_rotation(up)
+        np.testing.assert_allclose(L @ up, IMAGE_UP, atol=1e-12)
+        np.testing.assert_allclose(L @ L.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(L) == pytest.approx(1.0)
+        if roll == 0:  # pitch alone: undone by a turn about the image x axis, x stays
+            np.testing.assert_allclose(L, _rot_x(-pitch), atol=1e-12)
+
+    def test_upside_down(self):
+        L = level_rotation(-IMAGE_UP)
+        np.testing.assert_allclose(L @ -IMAGE_UP, IMAGE_UP, atol=1e-12)
+
+
+def test_training_arrays_are_in_the_level_frame(oracle):
+    """With level=True the labels' torso points along the level camera's up, the rays stay those
+    of the labelled joints (seen from the same centre), and the root slot's elevation is that of
+    the person as seen from each camera."""
+    session = oracle("02_01", seed=3)
+    plain = prepare_session(session, "gt")
+    level = prepare_session(session, "gt", level=True)
+    assert level.level.shape == (len(session.rig), 3, 3)
+    torso = level.y[:, :, 8] - level.y[:, :, 0]                     # thorax - pelvis
+    torso /= np.linalg.norm(torso, axis=-1, keepdims=True)
+    assert np.nanmean(torso @ IMAGE_UP) > 0.998                       # upright in every camera
+    plain_torso = plain.y[:, :, 8] - plain.y[:, :, 0]
+    plain_torso /= np.linalg.norm(plain_torso, axis=-1, keepdims=True)
+    assert np.nanmean(plain_torso @ IMAGE_UP) < 0.995                 # these cameras tilt a bit
+    for c, L in enumerate(level.level):                              # labels and rays rotate alike
+        np.testing.assert_allclose(level.y[:, c], plain.y[:, c] @ L.T, atol=1e-4)
+        np.testing.assert_allclose(level.uv[:, c], rotate_rays(plain.uv[:, c], L), atol=1e-4)
+    np.testing.assert_allclose(level.R, level.level @ plain.R, atol=1e-5)
+    assert body_up(session.gt3d)[2] > 0.97
+
+
+def test_model_frame_round_trip():
+    """A pose expressed in the frame the model reads comes back to the camera's frame with the
+    rotation model_frame returns, for a level model (pan kept off the elevation) and not."""
+    rng = np.random.default_rng(0)
+    P = rng.normal(size=(20, 17, 3)) * 0.3 + np.array([0.4, 0.3, 4.0])   # camera frame, metres
+    uv = P[..., :2] / P[..., 2:]
+    up = _rot_x(-20) @ IMAGE_UP
+    for u in (None, up):
+        rays, R = model_frame(uv, 0, u, align=True)
+        Pm = P @ R.T                                                      # the model's frame
+        np.testing.assert_allclose(rays, Pm[..., :2] / Pm[..., 2:], atol=1e-9)
+        np.testing.assert_allclose(Pm @ R, P, atol=1e-9)
+    rays, R = model_frame(uv, 0, up, align=True)
+    assert abs(np.median(rays[:, 0, 0])) < 1e-3                         # panned to face the root
+    assert (R @ up) @ IMAGE_UP == pytest.approx(1.0)                      # and still level
+
+
+def test_scene_up_of_a_real_video(shared_data):
+    """The vertical from the vertical edges of one Pose2Sim demo video (cam03: a phone looking
+    down about 25 degrees) against the lab's marker-based calibration (world Z up)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.detection.detectors import read_frames
+    from epiflow.skeleton import map_to_h36m
+    demo = shared_data / "pose2sim_demo"
+    lab = load_rig(demo / "calibration" / "Calib_qualisys.toml")["cam_03"]
+    frames = read_frames(demo / "single_person" / "videos" / "cam03.mp4")
+    # the person's box from a crude stand-in for the detector: the lab's 3D is not available at
+    # prediction time, so use the shipped OpenPose 2D of the same camera
+    from epiflow.datasets.openpose import read_openpose
+    kp = read_openpose(demo / "openpose_body25b_single_person")
+    c = [n.startswith("cam03") for n in kp.camera_names].index(True)
+    k = map_to_h36m(kp.data[:, c], kp.joint_set, confidence=True)
+    from dataclasses import replace
+    camera = replace(lab, size=(frames.shape[2], frames.shape[1]))
+    up, note, found = scene_up(frames, camera, k)
+    truth = lab.R @ np.array([0, 0, 1.0])
+    err = np.degrees(np.arccos(np.clip(up @ truth, -1, 1)))
+    assert err < 3.0, (err, note)
+    assert np.degrees(np.arccos(truth @ IMAGE_UP)) > 15                   # not level to start
+    assert found and "vertical edges" in note
+    # a video without vertical edges (a plain grey scene): the level camera, said so
+    up, note, found = scene_up(np.full_like(frames[:4], 128), camera, k[:4])
+    assert not found and "taken as level" in note and (up == IMAGE_UP).all()
