@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+from pathlib import Path
 from typing import Callable
 
 from epiflow import __version__
@@ -78,12 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _own_warnings(command: str, previous: Callable) -> Callable:
+    """A ``warnings.showwarning`` that prints a UserWarning raised by epiflow's own code as one
+    line, ``epiflow COMMAND: warning: text`` (it is a sentence for the user; the file, line and
+    source line Python adds are noise), and any other warning as ``previous`` does."""
+    package = Path(__file__).resolve().parents[1]
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(package):
+            print_warnings(command, [message])
+        else:
+            previous(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):  # no command: a usage error, as argparse's own are
         parser.print_help(sys.stderr)
         return 2
+    with warnings.catch_warnings():  # restores showwarning after the command
+        warnings.showwarning = _own_warnings(args.command, warnings.showwarning)
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the parsed command: bad input (FileNotFoundError, ValueError, KeyError) is one line
+    on stderr and exit 2; a numerical failure inside epiflow is an internal error, exit 1."""
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as err:
