@@ -254,6 +254,46 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     return out
 
 
+def plot_against_reference(checkpoint, refs: dict, dets: dict, path: Path,
+                           cameras=("cam01", "cam04"), frames=(10, 50, 90)) -> Path:
+    """A picture of the adapted prediction (red) over the lab reference (black) for a few frames
+    of two cameras, each seen from the camera (x-y) and from its side (z-y), metres,
+    root-relative; the left side drawn thicker. Saved as PNG to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from epiflow.models.checkpoint import load_checkpoint
+    from epiflow.models.predict import predict_video
+    from epiflow.skeleton import get_joint_set
+    js, ckpt = get_joint_set("h36m17"), load_checkpoint(checkpoint)
+    fig, axes = plt.subplots(len(cameras), 2 * len(frames), figsize=(3 * len(frames) * 2,
+                                                                     3.6 * len(cameras)))
+    for row, cam in zip(axes, cameras):
+        pred = predict_video(ckpt, VIDEOS / f"{cam}.mp4", LAB, cam,
+                             detector=CachedDetector(dets[cam]["keypoints"])).points3d
+        pred = pred - _midhip(pred)
+        for k, t in enumerate(frames):
+            err = 1000 * np.linalg.norm(pred[t] - refs[cam][t], axis=-1).mean()
+            for v, (a, b, view) in enumerate(((0, 1, "from the camera"), (2, 1, "from the side"))):
+                ax = row[2 * k + v]
+                for X, colour in ((refs[cam][t], "k"), (pred[t], "tab:red")):
+                    for i, j in js.bones:
+                        ax.plot(X[[i, j], a], X[[i, j], b], color=colour,
+                                lw=2.2 if js.joints[j].startswith("l_") else 1.2)
+                ax.set_aspect("equal")
+                ax.invert_yaxis()
+                ax.set_title(f"{cam} frame {t}, {view}\n(mean joint error {err:.0f} mm)",
+                             fontsize=8)
+                ax.tick_params(labelsize=6)
+    fig.suptitle(f"{Path(checkpoint).parent.name} with adaptation (red) against the lab "
+                 f"reference (black), camera frame, metres", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def _row(name: str, scores: dict) -> dict:
     m = np.mean([v[0] for v in scores.values()])
     p = np.mean([v[1] for v in scores.values()])
@@ -284,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--redetect", action="store_true", help="rerun MediaPipe, ignore the cache")
     ap.add_argument("--retrain", action="store_true", help="retrain the recipes")
     ap.add_argument("--json", help="also write the table here")
+    ap.add_argument("--figure", help="draw the first recipe's adapted prediction against the "
+                                     "reference into this PNG")
     ap.add_argument("--demo-only", action="store_true",
                     help="skip the second table (Shelf and caliscope, not the test)")
     args = ap.parse_args(argv)
@@ -311,6 +353,8 @@ def main(argv=None) -> int:
             print(f"{row['name']} adapt={row['adapt']}: {row['mpjpe']:.1f} / "
                   f"{row['p_mpjpe']:.1f} mm ({row['seconds']:.1f} s for 4 videos)", flush=True)
     print_table(rows, peer)
+    if args.figure:
+        print(f"figure: {plot_against_reference(train_recipe(args.configs[0], False), refs, dets, Path(args.figure))}")
     if others is not None:
         print_other_table(rows)
     if args.json:
