@@ -32,6 +32,7 @@ from torch import nn
 
 from epiflow.models.data import normalize_keypoints
 from epiflow.models.level import level_rotation, rotate_rays
+from epiflow.models.lifters import window_indices
 from epiflow.models.losses import root_translation
 from epiflow.skeleton import get_joint_set
 
@@ -172,22 +173,23 @@ def _dropout_on(model: nn.Module) -> list[nn.Module]:
 
 @torch.no_grad()
 def predict_with_uncertainty(model: nn.Module, x: np.ndarray, samples: int = 16,
-                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                             seed: int = 0, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """A lifter's prediction and per-joint uncertainty on a sequence.
 
     Args:
         x: (T, J, 2) the normalised lifter input (:func:`normalize_keypoints`).
         samples: Monte-Carlo dropout passes (a model with its own ``predict_with_uncertainty(x)``
             answers itself).
+        stride: frames between a window's frames (:func:`~epiflow.models.lifters.frame_stride`).
 
     Returns:
         (T, J, 3) prediction (the deterministic pass), metres, and (T, J) uncertainty: the RMS
         distance of the passes from their mean, metres (zeros when the model has no dropout).
     """
     if hasattr(model, "predict_with_uncertainty"):
-        return model.predict_with_uncertainty(x)
+        return model.predict_with_uncertainty(x, stride=stride)
     model.eval()
-    pred = run_windows(model, x)
+    pred = run_windows(model, x, stride=stride)
     if samples <= 0:
         return pred, np.zeros(pred.shape[:2], np.float32)
     state = torch.random.get_rng_state()
@@ -197,7 +199,7 @@ def predict_with_uncertainty(model: nn.Module, x: np.ndarray, samples: int = 16,
         drops = _dropout_on(model)
         if not drops:
             return pred, np.zeros(pred.shape[:2], np.float32)
-        runs = np.stack([run_windows(model, x) for _ in range(samples)])
+        runs = np.stack([run_windows(model, x, stride=stride) for _ in range(samples)])
     finally:
         model.eval()
         torch.random.set_rng_state(state)
@@ -206,9 +208,11 @@ def predict_with_uncertainty(model: nn.Module, x: np.ndarray, samples: int = 16,
 
 
 @torch.no_grad()
-def run_windows(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """A lifter over a sequence, each frame with its window of ``model.input_window`` frames
-    (edges repeat the end frames), in the model's current mode (dropout on when training).
+def run_windows(model: nn.Module, x: np.ndarray, batch_size: int = 2048, stride: int = 1
+                ) -> np.ndarray:
+    """A lifter over a sequence, each frame with its window of ``model.input_window`` frames,
+    every ``stride``-th (edges repeat the end frames), in the model's current mode (dropout on
+    when training).
 
     Args:
         x: (T, J, 2) normalised lifter input.
@@ -217,8 +221,8 @@ def run_windows(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.n
         (T, J, 3) float32 root-relative metres.
     """
     device = next(model.parameters()).device
-    T, W = len(x), model.input_window
-    idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
+    T = len(x)
+    idx = window_indices(T, model.input_window, stride)
     out = []
     for start in range(0, T, batch_size):
         windows = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))
@@ -338,7 +342,8 @@ def model_frame(uv: np.ndarray, root: int, up: np.ndarray | None = None, align: 
 
 def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set: str,
                    cfg: AdaptConfig = AdaptConfig(), fps: float | None = None,
-                   up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   up: np.ndarray | None = None, stride: int = 1
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Predict a sequence with alignment, uncertainty and test-time optimisation.
 
     Args:
@@ -346,6 +351,7 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
         conf: (T, J) 2D confidences. fps: the video's frame rate (None: 30).
         up: (3,) the scene's vertical in the camera's frame, for a model of level cameras
             (:func:`model_frame`); None for a model of the camera's own frame.
+        stride: frames between a window's frames (the footage's rate over the training's).
 
     Returns:
         (T, J, 3) root-relative metres in the camera's frame (NaN where the root is not seen) and
@@ -356,7 +362,8 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
     if cfg.swaps:
         uv, conf, _ = fix_swaps(uv, conf, joint_set)
     uv_in, R = model_frame(uv, root, up, cfg.align)
-    pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples)
+    pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples,
+                                           stride=stride)
     pred = (pred.astype(np.float64) @ R).astype(np.float32)                 # back to the camera
     pred[~seen] = np.nan
     return optimise_sequence(pred, sigma, uv, conf, joint_set, cfg, fps or 30.0), sigma

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from epiflow.config import ConfigError, check_limits, limits
-from epiflow.models.lifters import check_keypoint_input
+from epiflow.models.lifters import check_keypoint_input, window_indices
 from epiflow.models.losses import root_translation
 from epiflow.models.temporal import tree_joint_set
 from epiflow.skeleton import get_joint_set
@@ -293,13 +293,13 @@ class DiffusionLifter(nn.Module):
         return DiffusionOutput(hyps, pose, chosen, mean, sigma, bound, choice)
 
     @torch.no_grad()
-    def predict_with_uncertainty(self, x, batch_size: int = 1024):
+    def predict_with_uncertainty(self, x, batch_size: int = 1024, stride: int = 1):
         """A sequence's poses and per-joint uncertainty, for test-time adaptation
         (:func:`epiflow.models.adapt.predict_with_uncertainty` asks the model when it can).
 
         Args:
             x: (T, J, 2) numpy normalised lifter input; each frame is read with its window of
-                ``input_window`` frames (edges repeat the end frames).
+                ``input_window`` frames, every ``stride``-th (edges repeat the end frames).
 
         Returns:
             (T, J, 3) float32 poses (the configured aggregation), metres, and (T, J) float32
@@ -307,8 +307,8 @@ class DiffusionLifter(nn.Module):
         """
         self.eval()
         device = next(self.parameters()).device
-        T, W = len(x), self.input_window
-        idx = np.clip(np.arange(T)[:, None] + np.arange(W) - W // 2, 0, T - 1)
+        T = len(x)
+        idx = window_indices(T, self.input_window, stride)
         poses, spread = [], []
         for start in range(0, T, batch_size):
             win = torch.from_numpy(np.ascontiguousarray(x[idx[start:start + batch_size]]))

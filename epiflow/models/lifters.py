@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MLPConfig", "TransformerConfig", "ResidualMLPLifter", "TemporalTransformerLifter",
+__all__ = ["window_indices", "frame_stride", "MLPConfig", "TransformerConfig", "ResidualMLPLifter",
+           "TemporalTransformerLifter",
            "check_keypoint_input"]
 
 
@@ -46,6 +48,22 @@ class TransformerConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     dropout: float = 0.1
+
+
+def window_indices(n_frames: int, window: int, stride: int = 1) -> np.ndarray:
+    """(T, W) the frames each frame of a sequence reads: ``window`` frames centred on it, every
+    ``stride``-th (edges repeat the end frames)."""
+    offsets = (np.arange(window) - window // 2) * max(1, int(stride))
+    return np.clip(np.arange(n_frames)[:, None] + offsets, 0, max(n_frames - 1, 0))
+
+
+def frame_stride(fps: float | None, train_fps: float | None) -> int:
+    """Frames of footage at ``fps`` per frame of the training motion at ``train_fps`` (at least
+    1): a window learned on 30 fps motion reads every 2nd frame of a 60 fps video, so that it
+    spans the same time. 1 when either rate is unknown."""
+    if not fps or not train_fps or fps <= 0 or train_fps <= 0:
+        return 1
+    return max(1, int(round(fps / train_fps)))
 
 
 def check_keypoint_input(x: torch.Tensor, window: int, n_joints: int) -> torch.Tensor:

@@ -26,10 +26,12 @@ from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
                                        load_model)
 from epiflow.models.data import normalize_keypoints
 from epiflow.models.level import IMAGE_UP, scene_up
+from epiflow.models.lifters import frame_stride
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
-__all__ = ["Prediction", "default_camera", "lift_sequence", "check_sequence", "predict_keypoints",
+__all__ = ["Prediction", "default_camera", "lift_sequence", "training_stride", "check_sequence",
+           "predict_keypoints",
            "predict_npz", "predict_video", "save_prediction"]
 
 
@@ -60,8 +62,10 @@ def default_camera(name: str, size: tuple[int, int]) -> Camera:
 
 
 @torch.no_grad()
-def lift_sequence(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """Run a lifter over a sequence, each frame with its window (edges repeat the end frames).
+def lift_sequence(model: nn.Module, x: np.ndarray, batch_size: int = 2048, stride: int = 1
+                  ) -> np.ndarray:
+    """Run a lifter over a sequence, each frame with its window, every ``stride``-th frame
+    (edges repeat the end frames).
 
     Args:
         x: (T, J, 2) normalised lifter input (:func:`normalize_keypoints`).
@@ -70,7 +74,34 @@ def lift_sequence(model: nn.Module, x: np.ndarray, batch_size: int = 2048) -> np
         (T, J, 3) float32 root-relative metres.
     """
     model.eval()
-    return run_windows(model, x, batch_size)
+    return run_windows(model, x, batch_size, stride)
+
+
+def training_stride(ckpt: Checkpoint, fps: float | None) -> int:
+    """Frames of footage at ``fps`` per frame of the motion the model learned from
+    (:func:`~epiflow.models.lifters.frame_stride`), for models that read windows: the median
+    frame rate of the training store's sessions where the store can be opened, else the recipe's
+    synthetic source rate (``data.source.fps``); 1 when neither is known."""
+    if int(ckpt.data["model"].get("input_window", 1)) <= 1 or fps is None:
+        return 1  # a per-frame model reads no window
+    train_fps = _store_fps(ckpt)
+    source = ckpt.config.data.source
+    if train_fps is None and source.kind != "store":
+        train_fps = source.fps
+    return frame_stride(fps, train_fps)
+
+
+def _store_fps(ckpt: Checkpoint) -> float | None:
+    """The median frame rate of the checkpoint's training store's sessions (relative paths from
+    the recipe's folder were made absolute when it was loaded), or None."""
+    from epiflow.store import PoseStore
+    try:
+        store = PoseStore.open(ckpt.config.data.store, "r")
+        rates = [store.session(i).fps for i in store.session_ids()]
+    except Exception:  # noqa: BLE001 - moved, deleted or unreachable: the recipe's rate then
+        return None
+    rates = [float(r) for r in rates if r]
+    return float(np.median(rates)) if rates else None
 
 
 def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray:
@@ -84,7 +115,8 @@ def _canonical(keypoints: np.ndarray, joint_set: str, target: str) -> np.ndarray
 
 def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camera,
                       model_joint_set: str = "h36m17", adapt: AdaptConfig | None = None,
-                      fps: float | None = None, up: np.ndarray | None = None) -> np.ndarray:
+                      fps: float | None = None, up: np.ndarray | None = None,
+                      stride: int = 1) -> np.ndarray:
     """3D poses from one camera's 2D keypoints with a lifter.
 
     Args:
@@ -95,6 +127,7 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
         fps: the footage's frame rate (for the smoothness term of the adaptation).
         up: (3,) the scene's vertical in the camera's frame, for a model of level cameras
             (``data.level``, :func:`~epiflow.models.adapt.model_frame`); None otherwise.
+        stride: frames between a window's frames (:func:`training_stride`).
 
     Returns:
         (T, J, 3) root-relative metres in the camera's frame, ``model_joint_set`` joints; NaN
@@ -107,11 +140,11 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
     uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
     seen = np.isfinite(uv[:, root]).all(-1) & (kp[:, root, 2] > 0)
     if adapt is not None:
-        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up)
+        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up, stride)
     else:
         uv_in, R = model_frame(uv, root, up, align=False)
-        pred = (lift_sequence(model, normalize_keypoints(uv_in, root)).astype(np.float64)
-                @ R).astype(np.float32)
+        pred = (lift_sequence(model, normalize_keypoints(uv_in, root), stride=stride)
+                .astype(np.float64) @ R).astype(np.float32)
     pred[~seen] = np.nan
     return pred
 
@@ -159,7 +192,8 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
                         "the scene's vertical in: the camera is taken as level (its image y axis "
                         "vertical); a tilted camera tilts the prediction (give --video instead)")
     points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
-                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up)
+                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up,
+                               training_stride(ckpt, kp.fps))
     return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings),
                       up=up)
 
@@ -258,7 +292,7 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
         (notes if found else warnings).append(note)
     if model.input_kind == "keypoints":
         points = predict_keypoints(model, kp, detector.joint_set, camera, js, _adapt(adapt),
-                                   info.fps or None, up)
+                                   info.fps or None, up, training_stride(ckpt, info.fps))
     else:
         crops = _video_crops(frames, kp, model.config.image_size)
         device = next(model.parameters()).device

@@ -129,3 +129,26 @@ def test_level_model_from_keypoints_says_the_camera_is_taken_level(clip, tmp_pat
     assert _predict(tmp_path, tmp_path / "plain.pt", *cams, out="p.npz") == 0
     assert "up" not in np.load(tmp_path / "p.npz")
     assert "taken as level" not in capsys.readouterr().err
+
+
+def test_a_window_spans_the_time_it_was_trained_on(tmp_path):
+    """A window learned on 30 fps motion reads every 2nd frame of 60 fps footage (the helper's
+    finding: 9 frames were 0.3 s in training and 0.15 s on the demo videos); per-frame models
+    and footage of unknown rate are left alone."""
+    from epiflow.models.config import SourceConfig, TemporalConfig
+    from epiflow.models.lifters import frame_stride, window_indices
+    from epiflow.models.predict import training_stride
+    np.testing.assert_array_equal(window_indices(6, 5, 2)[3], [0, 1, 3, 5, 5])
+    np.testing.assert_array_equal(window_indices(6, 3)[0], [0, 0, 1])
+    assert [frame_stride(f, 30.0) for f in (60.0, 59.94, 30.0, 25.0, 120.0, None)] == \
+        [2, 2, 1, 1, 4, 1]
+    source = SourceConfig(kind="cmu_synthetic", fps=30.0)
+    cfg = ExperimentConfig(data=DataConfig(store=str(tmp_path / "gone.zarr"), source=source),
+                           model=ModelConfig(name="temporal",
+                                             temporal=TemporalConfig(window=9, dim=16, depth=1)))
+    temporal = save_checkpoint(tmp_path / "t.pt", build_model(cfg.model, 17), cfg)
+    from epiflow.models.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(temporal)
+    assert training_stride(ckpt, 60.0) == 2 and training_stride(ckpt, None) == 1
+    mlp = load_checkpoint(_checkpoint(tmp_path / "m.pt"))
+    assert training_stride(mlp, 60.0) == 1
