@@ -80,6 +80,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+#: seconds ``epiflow train`` waits for another run holding its recipe's store (then LeaseError)
+STORE_WAIT_S = 900.0
+
+
 class StoreBuildError(RuntimeError):
     """Building a recipe's store from its ``data.source`` failed for some sessions (the input was
     readable; a stage failed); the message names each session, stage and reason."""
@@ -102,8 +106,11 @@ def ensure_store(cfg: ExperimentConfig) -> str:
         return cfg.data.store
     from epiflow.models.config import run_config
     from epiflow.pipeline.orchestrate import run_pipeline
+    # another training checking or building the same store holds its lease for that long: wait
+    # for it (a complete store is a check per session) rather than fail
     report = run_pipeline(run_config(cfg.data.source, cfg.data.store),
-                          progress=cfg.train.progress, in_process=True, command="train")
+                          progress=cfg.train.progress, in_process=True, command="train",
+                          lease_wait_s=STORE_WAIT_S)
     if report.failures:
         reasons = "; ".join(f"{f['session']} at {f['stage']}: {f['reason']}"
                             for f in report.failures)

@@ -234,6 +234,16 @@ def test_the_store_is_built_when_missing(tmp_path):
     # the robust pseudo-labels of the true cameras are within a few cm of the truth
     err = np.linalg.norm(data.train.y - data.train.gt, axis=-1)[data.train.w > 0]
     assert np.median(err) < 0.02
+    # a second training checking the store while this one holds it waits for it (two benchmark
+    # runs on one store died with a LeaseError traceback when both started at once)
+    import threading
+    from epiflow.store_lease import StoreLease
+    lease = StoreLease(tmp_path / "s.zarr")
+    lease.__enter__()
+    threading.Timer(1.0, lease.__exit__, (None, None, None)).start()
+    t0 = time.perf_counter()
+    T.ensure_store(cfg)
+    assert 0.9 < time.perf_counter() - t0 < 30
 
 
 def test_one_progress_bar_for_the_whole_run(tmp_path, sessions, monkeypatch):
