@@ -115,7 +115,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
@@ -568,11 +568,19 @@ class Session:
 
     Attributes:
         group: the session's zarr group. id: its session id. url: the store's URL.
+        snapshot: the attributes as :meth:`frozen` read them once (None: every read is fresh).
     """
 
     group: zarr.Group
     id: str
     url: str = ""
+    snapshot: dict | None = field(default=None, repr=False, compare=False)
+
+    def frozen(self) -> "Session":
+        """This session with its attributes read once, now, and kept: for readers that must not
+        read them again on every use (streaming from object storage, where each read is a
+        request); it does not see later writes."""
+        return replace(self, snapshot=_fresh(self.group).attrs.asdict())
 
     # -- reading -------------------------------------------------------------------------------
     def _array(self, name: str, optional: bool = False):
@@ -637,8 +645,16 @@ class Session:
 
     @property
     def attrs(self) -> dict:
-        """The session's attributes, freshly read (see the module docstring)."""
+        """The session's attributes, freshly read (see the module docstring), or as
+        :meth:`frozen` kept them."""
+        if self.snapshot is not None:
+            return dict(self.snapshot)
         return _fresh(self.group).attrs.asdict()
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the stored person crops, pixels (``store.crop_size``); 0 when none."""
+        return int(self.attrs.get("crop_size", 0) or 0)
 
     @property
     def n_frames(self) -> int:

@@ -57,7 +57,7 @@ def run(args) -> int:
         from epiflow.models.data import ready_sessions
         for s in ready_sessions(args.store, args.session or None) if args.store else []:
             check_input(checkpoint, f"session {s.id!r} of {args.store}",
-                        has_images=int(s.attrs.get("crop_size", 0)) > 0)
+                        has_images=s.crop_size > 0)
     try:
         sessions = _sessions(args, need_crops=image)
     except StoreBuildError as err:  # a stage failed, not the input: exit 1, no traceback

@@ -105,7 +105,7 @@ def _check_store_fits(cfg) -> None:
                          f"sessions")
     size = cfg.model.image.image_size
     for s in sessions if name == "image" else []:
-        crop = int(s.attrs.get("crop_size", 0))
+        crop = s.crop_size
         if crop and crop != size:
             raise ValueError(f"model.image.image_size = {size} px, but session {s.id!r} of "
                              f"{where} holds person crops of {crop} px (store.crop_size): set "

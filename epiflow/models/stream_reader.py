@@ -61,7 +61,8 @@ class FramesSession(Session):
     cameras and person ids come from :class:`SessionReader`: reading it costs no request."""
 
     def __init__(self, reader: "SessionReader", arrays: dict[str, _Frames]):
-        super().__init__(reader.session.group, reader.session.id, reader.session.url)
+        session = reader.session  # frozen: its attributes as read once when it was opened
+        super().__init__(session.group, session.id, session.url, session.snapshot)
         self._reader, self._frames = reader, arrays
 
     def _array(self, name: str, optional: bool = False):
@@ -73,10 +74,6 @@ class FramesSession(Session):
             return None
         raise KeyError(f"session {self.id!r} of {self.url!r}: array {name!r} was not read for "
                        f"streaming (read: {', '.join(self._frames)})")
-
-    @property
-    def attrs(self) -> dict:
-        return self._reader.attrs
 
     @property
     def rig(self):
@@ -98,10 +95,9 @@ class SessionReader:
     """
 
     def __init__(self, session: Session, images: bool = False):
-        self.session = session
-        self.attrs = session.group.attrs.asdict()       # read when the session was opened
+        self.session = session = session.frozen()       # attributes read once, kept
         names = ["keypoints2d"]
-        if (self.attrs.get("status") or {}).get("triangulate") == "done":
+        if session.status.get("triangulate") == "done":
             names += LABEL_ARRAYS
         optional = ("gt3d", "person_ids") + (("crops",) if images else ())
         found = sync(_open_arrays(session.group, names, optional))

@@ -311,7 +311,8 @@ def test_a_failed_store_build_is_a_message_not_a_traceback(tmp_path, capsys, mon
     assert err.startswith("epiflow train: error:") and all(w in err for w in want), err
     ckpt = tmp_path / "c.pt"
     torch.save({}, ckpt)  # evaluate reads the checkpoint before the store: a stand-in here
-    monkeypatch.setattr("epiflow.models.checkpoint.load_checkpoint", lambda path: None)
+    monkeypatch.setattr("epiflow.models.checkpoint.load_checkpoint",  # a lifter's checkpoint
+                        lambda path: SimpleNamespace(data={"model": {"input_kind": "keypoints"}}))
     assert main(["evaluate", str(ckpt), "--config", str(recipe)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("epiflow evaluate: error:") and all(w in err for w in want), err
