@@ -362,6 +362,7 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
     if cfg.swaps:
         uv, conf, _ = fix_swaps(uv, conf, joint_set)
     uv_in, R = model_frame(uv, root, up, cfg.align)
+    seen &= np.isfinite(uv_in[:, root]).all(-1)  # a root ray behind the level camera: unread
     pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples,
                                            stride=stride)
     pred = (pred.astype(np.float64) @ R).astype(np.float32)                 # back to the camera

@@ -143,6 +143,7 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
         pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up, stride)
     else:
         uv_in, R = model_frame(uv, root, up, align=False)
+        seen &= np.isfinite(uv_in[:, root]).all(-1)  # a root ray behind the level camera
         pred = (lift_sequence(model, normalize_keypoints(uv_in, root), stride=stride)
                 .astype(np.float64) @ R).astype(np.float32)
     pred[~seen] = np.nan

@@ -98,3 +98,30 @@ def test_scene_up_of_a_real_video(shared_data):
     # a video without vertical edges (a plain grey scene): the level camera, said so
     up, note, found = scene_up(np.full_like(frames[:4], 128), camera, k[:4])
     assert not found and "taken as level" in note and (up == IMAGE_UP).all()
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+def test_a_root_behind_the_level_camera_is_not_predicted(adapt):
+    """A camera looking 80 deg down: a person at the bottom of its image is seen along a ray
+    that points behind the level camera. The model cannot read that frame (its rays are NaN in
+    the level frame, normalised to zeros): the frame must come out NaN, not a made-up pose."""
+    from epiflow.models.adapt import AdaptConfig
+    from epiflow.models.lifters import MLPConfig, ResidualMLPLifter
+    from epiflow.models.predict import default_camera, predict_keypoints
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = ResidualMLPLifter(MLPConfig(hidden=32, blocks=1, dropout=0.0), 17)
+    cam = default_camera("c", (1000, 1000))
+    pitch = np.radians(80.0)
+    up = np.array([0.0, -np.cos(pitch), -np.sin(pitch)])  # the vertical of a camera looking down
+    rng = np.random.default_rng(0)
+    kp = np.zeros((6, 17, 3))
+    kp[..., :2] = 500 + rng.normal(0, 40, (6, 17, 2))       # near the image centre: in front
+    kp[3:, :, 1] += 420                                      # frames 3-5: 45+ deg below the axis
+    kp[..., 2] = 1.0
+    behind = np.isnan(rotate_rays((kp[:, 0, :2] - 499.5) / 1000, level_rotation(up))).any(-1)
+    assert list(behind) == [False] * 3 + [True] * 3          # the set-up is what it says
+    pred = predict_keypoints(model, kp, "h36m17", cam, "h36m17",
+                             AdaptConfig(steps=5, samples=0) if adapt else None, 30.0, up)
+    assert np.isfinite(pred[:3]).all()
+    assert np.isnan(pred[3:]).all()
