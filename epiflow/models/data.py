@@ -311,13 +311,19 @@ def _label_arrays(session: SessionArrays, labels: Labels, root: int
 
 def _level_rotations(session: SessionArrays, joint_set: str) -> np.ndarray:
     """(C, 3, 3) camera -> level camera rotations, the vertical taken from the session's 3D
-    (pseudo-labels, else ground truth: :func:`~epiflow.models.level.body_up`)."""
-    points = session.pseudo3d if session.pseudo3d is not None else session.gt3d
-    if points is None or not np.isfinite(points).any():
-        raise DataError(f"session {session.name!r}: data.level needs the session's 3D (pseudo-"
-                        f"labels or ground truth) to know which way is up; it has none")
-    up = body_up(points, joint_set)
-    return np.stack([level_rotation(R @ up) for R in session.rig.R])
+    (pseudo-labels, else ground truth in its own rig's world:
+    :func:`~epiflow.models.level.body_up`). A sequence with neither (a person who left the view
+    for a whole streamed unit) has no label to learn from: its cameras are kept (identity)."""
+    for points, rig in ((session.pseudo3d, session.rig),
+                        (session.gt3d, session.gt_rig or session.rig)):
+        if points is None:
+            continue
+        try:
+            up = body_up(points, joint_set)
+        except ValueError:  # no frame with both the pelvis and the thorax
+            continue
+        return np.stack([level_rotation(R @ up) for R in rig.R])
+    return np.repeat(np.eye(3)[None], len(session.rig), 0)
 
 
 def prepare_session(session: SessionArrays, labels: Labels | None = "pseudo",

@@ -125,3 +125,21 @@ def test_a_root_behind_the_level_camera_is_not_predicted(adapt):
                              AdaptConfig(steps=5, samples=0) if adapt else None, 30.0, up)
     assert np.isfinite(pred[:3]).all()
     assert np.isnan(pred[3:]).all()
+
+
+def test_level_vertical_of_a_sequence_without_its_own_3d(oracle):
+    """A streamed unit where a labelled person has no triangulated frame (left the view) must not
+    stop training: the vertical comes from the ground truth when there is one (in its own rig's
+    world), and a sequence with no 3D at all keeps its cameras and gives no labelled sample."""
+    from dataclasses import replace
+
+    from epiflow.models.data import PoseDataset
+    session = oracle("02_01", seed=3)
+    full = prepare_session(session, "gt", level=True)
+    gone = replace(session, pseudo3d=np.full_like(session.pseudo3d, np.nan),
+                   pseudo3d_weight=np.zeros_like(session.pseudo3d_weight))
+    from_truth = prepare_session(gone, "pseudo", level=True)
+    np.testing.assert_allclose(from_truth.level, full.level, atol=1e-5)
+    nothing = prepare_session(replace(gone, gt3d=None, gt_rig=None), "pseudo", level=True)
+    np.testing.assert_allclose(nothing.level, np.broadcast_to(np.eye(3), full.level.shape))
+    assert len(PoseDataset([nothing])) == 0
