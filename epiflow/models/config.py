@@ -193,6 +193,11 @@ class ExperimentConfig:
             raise ConfigError("config key 'data.level' = true turns the rays a lifter reads; the "
                               "image model reads pixels, which cannot be turned so: set "
                               "data.level = false for model.name = 'image'")
+        if self.data.level and self.data.joint_set != "h36m17":
+            raise ConfigError(f"config key 'data.level' = true finds the vertical from the "
+                              f"pelvis and the thorax, which data.joint_set = "
+                              f"{self.data.joint_set!r} does not have: set data.joint_set = "
+                              f"'h36m17' (every set maps onto it) or data.level = false")
         if self.loss.multiview > 0 and not self.data.views:
             raise ConfigError("config key 'loss.multiview' > 0 needs data.views = true (samples "
                               "with every camera of an instant)")

@@ -143,3 +143,13 @@ def test_level_vertical_of_a_sequence_without_its_own_3d(oracle):
     nothing = prepare_session(replace(gone, gt3d=None, gt_rig=None), "pseudo", level=True)
     np.testing.assert_allclose(nothing.level, np.broadcast_to(np.eye(3), full.level.shape))
     assert len(PoseDataset([nothing])) == 0
+
+
+def test_level_needs_a_joint_set_with_a_torso():
+    """data.level finds the vertical from the pelvis and the thorax: another joint set used to
+    fail at the first session with a KeyError about 'thorax', now the recipe is refused."""
+    from epiflow.config import ConfigError, from_dict
+    from epiflow.models.config import ExperimentConfig
+    with pytest.raises(ConfigError, match=r"'data\.level'.*'body25'.*'h36m17'"):
+        from_dict(ExperimentConfig, {"data": {"level": True, "joint_set": "body25"}})
+    assert from_dict(ExperimentConfig, {"data": {"level": True}}).data.level
