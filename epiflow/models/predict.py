@@ -92,13 +92,13 @@ def training_stride(ckpt: Checkpoint, fps: float | None) -> int:
 
 
 def _store_fps(ckpt: Checkpoint) -> float | None:
-    """The median frame rate of the checkpoint's training store's sessions (relative paths from
-    the recipe's folder were made absolute when it was loaded), or None."""
-    from epiflow.store import PoseStore
+    """The median frame rate of (up to 8 of) the checkpoint's training store's sessions (relative
+    paths from the recipe's folder were made absolute when it was loaded), or None."""
+    from epiflow.store import PoseStore, StoreError
     try:
         store = PoseStore.open(ckpt.config.data.store, "r")
-        rates = [store.session(i).fps for i in store.session_ids()]
-    except Exception:  # noqa: BLE001 - moved, deleted or unreachable: the recipe's rate then
+        rates = [store.session(i).fps for i in store.session_ids()[:8]]
+    except (OSError, KeyError, ValueError, StoreError):  # moved, deleted, unreachable: no rate
         return None
     rates = [float(r) for r in rates if r]
     return float(np.median(rates)) if rates else None
