@@ -218,8 +218,7 @@ def _camera_at(center: np.ndarray, target: np.ndarray, up: np.ndarray, roll: flo
 
 
 def sample_camera(points: np.ndarray, joint_set: str, cfg: AugmentConfig,
-                  rng: np.random.Generator, name: str = "virtual", tries: int = 30,
-                  up: np.ndarray | None = None) -> Camera:
+                  rng: np.random.Generator, name: str = "virtual", tries: int = 30) -> Camera:
     """A random camera of the kind users film with, looking at the person of ``points``.
 
     The floor is the lowest ankle height along :func:`body_up`; the camera stands
@@ -230,15 +229,13 @@ def sample_camera(points: np.ndarray, joint_set: str, cfg: AugmentConfig,
 
     Args:
         points: (T, J, 3) metres, the sequence's frame.
-        up: (3,) the vertical in that frame (None: :func:`body_up` of ``points``; give the
-            source's when ``points`` lean).
 
     Returns:
         a :class:`Camera` in that frame: ``size`` portrait or landscape, focal length from
         ``cfg.focal_35mm``, distortion ``k1 = -max_k1 · (14 / f35)²``-ish (barrel), roll.
     """
     js = get_joint_set(joint_set)
-    up = body_up(points, joint_set) if up is None else np.asarray(up, np.float64)
+    up = body_up(points, joint_set)
     ankles = points[:, [js.index("l_ankle"), js.index("r_ankle")]].reshape(-1, 3)
     ankles = ankles[np.isfinite(ankles).all(-1)]
     floor = float(np.min(ankles @ up)) - 0.08 if len(ankles) else float(
@@ -342,21 +339,20 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
         return []
     weight = session.pseudo3d_weight if labels == "pseudo" else None
     fps = session.fps or 30.0
-    up = session.up if session.up is not None else body_up(points, session.joint_set)
     out = []
     for k in range(cfg.copies):
         moved, _ = perturb_bones(points, session.joint_set, rng, cfg.bone_angle_deg,
                                  cfg.bone_length, fps, cfg.limb_angle_deg)
         if cfg.body_tilt_deg > 0:
             moved = tilt_body(moved, session.joint_set, rng, cfg.body_tilt_deg, fps)
-        cams = [sample_camera(moved, session.joint_set, cfg, rng, name=f"aug{k}_{c}", up=up)
+        cams = [sample_camera(moved, session.joint_set, cfg, rng, name=f"aug{k}_{c}")
                 for c in range(len(session.rig))]
         kp = np.stack([project_corrupted(moved, cam, session.joint_set, error_model, rng)
                        for cam in cams], 1)
         rig = CameraRig(cams)
         common = dict(name=f"{session.name}~aug{k}", keypoints2d=kp.astype(np.float32),
                       rig=rig, joint_set=session.joint_set, fps=session.fps,
-                      session_id=session.session_id, person_id=session.person_id, up=up)
+                      session_id=session.session_id, person_id=session.person_id)
         if labels == "pseudo":
             out.append(SessionArrays(pseudo3d=moved.astype(np.float32), pseudo3d_weight=weight,
                                      **common))

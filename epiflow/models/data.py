@@ -65,8 +65,6 @@ class SessionArrays:
         crops: (T, C, S, S, 3) uint8 person crops, or None. fps: frames per second or None.
         session_id: the store session it comes from (default: ``name``); person_id: the
             person's stable id in that session.
-        up: (3,) the world's vertical, unit, or None: then ``data.level`` takes the labels'
-            mean torso direction (an augmented copy that leans keeps its source's vertical).
     """
 
     name: str
@@ -81,7 +79,6 @@ class SessionArrays:
     fps: float | None = None
     session_id: str = ""
     person_id: int = 0
-    up: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.session_id:
@@ -224,7 +221,7 @@ def convert_joint_set(session: SessionArrays, joint_set: str) -> SessionArrays:
     return SessionArrays(
         session.name, map_to_h36m(session.keypoints2d, session.joint_set, confidence=True),
         session.rig, "h36m17", pts(session.pseudo3d), weight, pts(session.gt3d), session.gt_rig,
-        session.crops, session.fps, session.session_id, session.person_id, session.up)
+        session.crops, session.fps, session.session_id, session.person_id)
 
 
 def normalize_keypoints(uv: np.ndarray, root: int = 0) -> np.ndarray:
@@ -317,8 +314,6 @@ def _level_rotations(session: SessionArrays, joint_set: str) -> np.ndarray:
     (pseudo-labels, else ground truth in its own rig's world:
     :func:`~epiflow.models.level.body_up`). A sequence with neither (a person who left the view
     for a whole streamed unit) has no label to learn from: its cameras are kept (identity)."""
-    if session.up is not None:  # given (an augmented copy: its source's vertical)
-        return np.stack([level_rotation(R @ session.up) for R in session.rig.R])
     for points, rig in ((session.pseudo3d, session.rig),
                         (session.gt3d, session.gt_rig or session.rig)):
         if points is None:
