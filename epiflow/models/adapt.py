@@ -75,6 +75,13 @@ class AdaptConfig:
     lr: float = 0.005
 
 
+def _pan(ray: np.ndarray) -> np.ndarray:
+    """(3, 3) the turn about the camera's y axis that takes ``ray`` (3,) into the y-z plane."""
+    angle = np.arctan2(ray[0], ray[2])
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
+
+
 def centre_rotation(ray: np.ndarray) -> np.ndarray:
     """(3, 3) rotation R with ``R @ ray`` on the optical axis (0, 0, +z): a pan about the camera's
     y axis, then a tilt about its x axis (the image's horizon stays horizontal).
@@ -82,11 +89,9 @@ def centre_rotation(ray: np.ndarray) -> np.ndarray:
     Args:
         ray: (3,) a direction in the camera frame with z > 0.
     """
-    x, y, z = np.asarray(ray, np.float64) / np.linalg.norm(ray)
-    pan = np.arctan2(x, z)
-    c, s = np.cos(pan), np.sin(pan)
-    Ry = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])               # takes x to 0
-    r1 = Ry @ np.array([x, y, z])
+    ray = np.asarray(ray, np.float64) / np.linalg.norm(ray)
+    Ry = _pan(ray)                                                   # takes x to 0
+    r1 = Ry @ ray
     tilt = np.arctan2(r1[1], r1[2])
     c, s = np.cos(tilt), np.sin(tilt)
     Rx = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])               # takes y to 0
@@ -334,9 +339,7 @@ def model_frame(uv: np.ndarray, root: int, up: np.ndarray | None = None, align: 
     level = rotate_rays(uv, R)
     seen = np.isfinite(level[:, root]).all(-1)
     if align and seen.any():
-        pan = np.arctan2(np.median(level[seen, root, 0]), 1.0)
-        c, s = np.cos(pan), np.sin(pan)
-        R = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]]) @ R
+        R = _pan(np.array([np.median(level[seen, root, 0]), 0.0, 1.0])) @ R
     return rotate_rays(uv, R), R
 
 
