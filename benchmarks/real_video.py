@@ -228,7 +228,9 @@ def caliscope_sequences() -> list[tuple]:
 
 def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[str, tuple]:
     """(MPJPE, P-MPJPE) means on Shelf and caliscope (:func:`shelf_sequences`,
-    :func:`caliscope_sequences`), each sequence predicted alone from its camera's 2D (what
+    :func:`caliscope_sequences`), the number of sequences scored, the worst sequence's MPJPE and
+    its camera, and how many could not be scored; each sequence predicted alone from its camera's
+    2D (what
     ``epiflow predict --keypoints --calibration`` does). These have no video, so a model of level
     cameras gets its vertical from the data: Shelf's calibration is Z up, caliscope's from the
     reference's mean body axis."""
@@ -242,7 +244,7 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     out = {}
     for name, seqs, js, fps in (("Shelf", shelf, "body25", 25.0),
                                 ("caliscope", caliscope, "blazepose33", 30.0)):
-        scores = []
+        scores, cams = [], []
         for cam, kp, ref, *world in seqs:
             up_world = body_up(world[0]) if world else np.array([0.0, 0.0, 1.0])
             pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps,
@@ -250,7 +252,10 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
             m, p = score(pred, ref)
             if np.isfinite(m):
                 scores.append((m, p))
-        out[name] = tuple(np.mean(scores, 0)) + (len(scores),)
+                cams.append(cam.name)
+        worst = int(np.argmax([m for m, _ in scores]))
+        out[name] = (*np.mean(scores, 0), len(scores), scores[worst][0], cams[worst],
+                     len(seqs) - len(scores))
     return out
 
 
@@ -368,11 +373,14 @@ def print_other_table(rows: list[dict]) -> None:
     print(f"\nOther real 2D, not the test (each sequence alone; MPJPE / P-MPJPE, mm): Shelf "
           f"(OpenPose, ground truth; {n['Shelf'][2]} actor-cameras), caliscope (MediaPipe, "
           f"caliscope's own triangulation; {n['caliscope'][2]} cameras)\n")
-    print("| model | adaptation | Shelf | caliscope |\n|---|---|---|---|")
+    print("| model | adaptation | Shelf | Shelf worst MPJPE | caliscope | caliscope worst MPJPE |"
+          "\n|---|---|---|---|---|---|")
     for r in rows:
-        o = r["other"]
-        print(f"| {r['name']} | {r['adapt']} | {o['Shelf'][0]:.1f} / {o['Shelf'][1]:.1f} | "
-              f"{o['caliscope'][0]:.1f} / {o['caliscope'][1]:.1f} |")
+        cells = []
+        for m, p, _, worst, cam, unscored in (r["other"]["Shelf"], r["other"]["caliscope"]):
+            cells += [f"{m:.1f} / {p:.1f}", f"{worst:.1f} (camera {cam})"
+                      + (f"; {unscored} not scored" if unscored else "")]
+        print(f"| {r['name']} | {r['adapt']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
