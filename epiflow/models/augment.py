@@ -10,6 +10,11 @@ every model (the MLP, temporal and diffusion lifters) and every window length:
   ``bone_angle_deg`` (about an axis fixed in the body's own frame) and scaled by a factor in
   ``1 ± bone_length`` that is constant over the sequence (another person's proportions);
   positions are rebuilt by forward kinematics, so every bone keeps one length over time;
+- **compositional pose augmentation** (:func:`swap_limbs`): each arm and leg of a copy may take
+  its motion from another training sequence (its bones' directions in the torso's frame, kept at
+  the copy's own lengths): the mocap's walks, jumps and reaches recombine into poses none of them
+  holds (a kick with the arms spread, a reach on one leg), each limb still moving as a person's
+  limb moves;
 - **virtual cameras** (:func:`sample_camera`): portrait or landscape images, 35-mm equivalent
   focal lengths of phones and action cameras, barrel distortion growing with the field of view,
   heights from the floor to the ceiling, distances of 2–10 m, a person off the image centre, a
@@ -35,7 +40,7 @@ from epiflow.models.detector_error import DetectorErrorModel
 from epiflow.models.level import body_up
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "body_up", "sample_camera",
+__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "swap_limbs", "LIMB_CHAINS", "body_up", "sample_camera",
            "project_corrupted", "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM",
            "LIMB_JOINTS"]
 
@@ -64,6 +69,8 @@ class AugmentConfig:
         roll_deg: largest camera roll, degrees (a phone held askew).
         body_tilt_deg: largest lean of the whole body about a horizontal axis through the
             pelvis, degrees (:func:`tilt_body`: leaning, balancing on one leg, bending).
+        limb_swap: chance that an arm or leg of a copy moves as the same limb of another
+            training sequence (:func:`swap_limbs`; 0: off).
         detector: the 2D error model: ``"learned"`` (Shelf's OpenPose and caliscope's MediaPipe
             residuals, :mod:`epiflow.models.detector_error`) or ``"none"`` (exact 2D).
         seed: the random seed (the same seed gives the same sequences).
@@ -80,6 +87,7 @@ class AugmentConfig:
     max_k1: float = 0.25
     roll_deg: float = 5.0
     body_tilt_deg: float = 0.0
+    limb_swap: float = 0.0
     detector: Literal["learned", "none"] = "learned"
     seed: int = 0
 
@@ -187,6 +195,88 @@ def tilt_body(points: np.ndarray, joint_set: str, rng: np.random.Generator,
     R = _rodrigues(np.broadcast_to(axis, (len(points), 3)), angle)    # (T, 3, 3)
     pelvis = points[:, root:root + 1]
     return pelvis + np.einsum("tab,tjb->tja", R, points - pelvis)
+
+
+#: the chains a limb swap moves: each bone (parent -> child) along the chain takes the donor's
+#: direction in the torso's frame
+LIMB_CHAINS = (("l_shoulder", "l_elbow", "l_wrist"), ("r_shoulder", "r_elbow", "r_wrist"),
+               ("l_hip", "l_knee", "l_ankle"), ("r_hip", "r_knee", "r_ankle"))
+
+
+def _torso_frames(points: np.ndarray, js) -> np.ndarray:
+    """(T, 3, 3) the torso's axes as rows: across the hips (right to left), up the spine
+    (pelvis to thorax, made orthogonal), and their cross product; NaN where a joint is missing."""
+    across = points[:, js.index("l_hip")] - points[:, js.index("r_hip")]
+    across = across / np.linalg.norm(across, axis=-1, keepdims=True)
+    spine = points[:, js.index("thorax")] - points[:, js.index("pelvis")]
+    spine = spine - (spine * across).sum(-1, keepdims=True) * across
+    spine = spine / np.linalg.norm(spine, axis=-1, keepdims=True)
+    return np.stack([across, spine, np.cross(across, spine)], 1)
+
+
+def _donor_frames(n_donor: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) frame indices into a donor of ``n_donor`` frames: from a random start, forwards then
+    backwards at its ends (a segment as long as the copy without a jump)."""
+    if n_donor == 1:
+        return np.zeros(n, dtype=int)
+    period = 2 * (n_donor - 1)
+    k = (rng.integers(period) + np.arange(n)) % period
+    return np.where(k < n_donor, k, period - k)
+
+
+def swap_limbs(points: np.ndarray, donors: Sequence[np.ndarray], joint_set: str,
+               rng: np.random.Generator, share: float) -> np.ndarray:
+    """Compositional pose augmentation: each limb (:data:`LIMB_CHAINS`) moves, with chance
+    ``share``, as the same limb of a random donor sequence.
+
+    The donor's bone directions along the chain are taken in its torso's frame
+    (:func:`_torso_frames`) over a segment as long as the sequence (:func:`_donor_frames`) and
+    put into this sequence's torso frame at this sequence's bone lengths: the torso, root and
+    bone lengths stay, so does every limb not swapped. A frame where the donor's bone is missing
+    keeps its own direction.
+
+    Args:
+        points: (T, J, 3) metres, any frame; NaN = missing.
+        donors: sequences (Td, J, 3) of the same joint set (this one among them is fine: another
+            moment of the same motion).
+        joint_set: a joint set with the joints of :data:`LIMB_CHAINS`, ``pelvis`` and ``thorax``.
+
+    Returns:
+        (T, J, 3) the new sequence.
+    """
+    js = get_joint_set(joint_set)
+    missing = {"pelvis", "thorax", *(j for chain in LIMB_CHAINS for j in chain)} - set(js.joints)
+    if missing:
+        raise ValueError(f"swap_limbs needs the limb chains, pelvis and thorax; joint set "
+                         f"{joint_set!r} lacks {sorted(missing)}: train on h36m17")
+    out = np.array(points, dtype=np.float64)
+    own = _torso_frames(out, js)
+    for chain in LIMB_CHAINS:
+        if share <= 0 or rng.random() >= share or not donors:
+            continue
+        donor = np.asarray(donors[rng.integers(len(donors))], dtype=np.float64)
+        donor = donor[_donor_frames(len(donor), len(out), rng)]
+        theirs = _torso_frames(donor, js)
+        for a, b in zip(chain[:-1], chain[1:]):
+            ia, ib = js.index(a), js.index(b)
+            d = np.einsum("tij,tj->ti", theirs, donor[:, ib] - donor[:, ia])    # torso frame
+            d = np.einsum("tji,tj->ti", own, d / np.linalg.norm(d, axis=-1, keepdims=True))
+            bone = points[:, ib] - points[:, ia]
+            length = np.linalg.norm(bone, axis=-1, keepdims=True)
+            new = np.where(np.isfinite(d).all(-1, keepdims=True), length * d, bone)
+            shift = out[:, ia] + new - out[:, ib]
+            for j in _subtree(js.parents, ib):           # hands, feet: carried along
+                out[:, j] += shift
+    return out
+
+
+def _subtree(parents: Sequence[int], j: int) -> list[int]:
+    """``j`` and every joint below it in the kinematic tree."""
+    out = [j]
+    for k in _topological(parents):
+        if parents[k] in out:
+            out.append(k)
+    return out
 
 
 def _topological(parents: Sequence[int]) -> list[int]:
@@ -317,10 +407,11 @@ def project_corrupted(points: np.ndarray, camera: Camera, joint_set: str, error_
 
 # -- sessions -------------------------------------------------------------------------------------
 def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
-                    rng: np.random.Generator):
+                    rng: np.random.Generator, donors: Sequence[np.ndarray] | None = None):
     """``cfg.copies`` new sequences made from one training sequence.
 
-    Each copy perturbs the 3D once (:func:`perturb_bones`) and films it with as many virtual
+    Each copy swaps limbs with the donors (:func:`swap_limbs`, when ``cfg.limb_swap``),
+    perturbs the 3D once (:func:`perturb_bones`) and films it with as many virtual
     cameras as the session has (each drawn alone, :func:`sample_camera`), so the copies stack
     with the session's own arrays.
 
@@ -328,6 +419,8 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
         session: a :class:`~epiflow.models.data.SessionArrays` in the training joint set (with a
             kinematic tree), holding the labels named by ``labels``.
         labels: ``"pseudo"`` (its pseudo-labels, with their weights) or ``"gt"``.
+        donors: (Td, J, 3) label sequences whose limbs a copy may take (None: this sequence's
+            own, at other moments).
 
     Returns:
         list of ``SessionArrays`` named ``<name>~aug<k>``, labels the perturbed 3D
@@ -341,7 +434,11 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
     fps = session.fps or 30.0
     out = []
     for k in range(cfg.copies):
-        moved, _ = perturb_bones(points, session.joint_set, rng, cfg.bone_angle_deg,
+        moved = points
+        if cfg.limb_swap > 0:
+            moved = swap_limbs(points, [points] if donors is None else donors,
+                               session.joint_set, rng, cfg.limb_swap)
+        moved, _ = perturb_bones(moved, session.joint_set, rng, cfg.bone_angle_deg,
                                  cfg.bone_length, fps, cfg.limb_angle_deg)
         if cfg.body_tilt_deg > 0:
             moved = tilt_body(moved, session.joint_set, rng, cfg.body_tilt_deg, fps)
@@ -363,14 +460,17 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
 
 def augment_sessions(sessions: Sequence, cfg: AugmentConfig, labels: str, joint_set: str,
                      progress: bool = False) -> list:
-    """The training sequences followed by their augmented copies (:func:`augment_session`);
-    the sequences unchanged when ``cfg.copies`` is 0."""
+    """The training sequences followed by their augmented copies (:func:`augment_session`,
+    whose limb swaps draw on every training sequence's labels); the sequences unchanged when ``cfg.copies`` is 0."""
     if cfg.copies <= 0:
         return list(sessions)
     from tqdm.auto import tqdm
     model = DetectorErrorModel.packaged() if cfg.detector == "learned" else None
     rng = np.random.default_rng(cfg.seed)
+    converted = [convert_joint_set(s, joint_set) for s in sessions]
+    donors = [d for d in (s.pseudo3d if labels == "pseudo" else s.gt3d for s in converted)
+              if d is not None and np.isfinite(d).any()]
     out = list(sessions)
-    for s in tqdm(sessions, desc="augment", unit="sequence", disable=not progress):
-        out += augment_session(convert_joint_set(s, joint_set), cfg, labels, model, rng)
+    for s in tqdm(converted, desc="augment", unit="sequence", disable=not progress):
+        out += augment_session(s, cfg, labels, model, rng, donors)
     return out

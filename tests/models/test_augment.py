@@ -6,7 +6,7 @@ import pytest
 from epiflow.calibration.camera import CameraRig
 from epiflow.datasets.cmu import load_packaged_clip
 from epiflow.models.augment import (AugmentConfig, augment_sessions, body_up, perturb_bones,
-                                    project_corrupted, sample_camera, tilt_body,
+                                    project_corrupted, sample_camera, swap_limbs, tilt_body,
                                     FULL_FRAME_DIAGONAL_MM)
 from epiflow.models.adapt import bone_lengths
 from epiflow.models.detector_error import (DetectorErrorModel, caliscope_residuals,
@@ -72,6 +72,60 @@ class TestTiltBody:
 
     def test_zero_is_the_identity(self, walk):
         np.testing.assert_allclose(tilt_body(walk, "h36m17", np.random.default_rng(0), 0.0), walk)
+
+
+class TestSwapLimbs:
+    @staticmethod
+    def local(points, a, b):
+        """(T, 3) unit direction of bone a -> b in the torso frame (across hips, up spine)."""
+        x = points[:, 4] - points[:, 1]
+        x /= np.linalg.norm(x, axis=-1, keepdims=True)
+        y = points[:, 8] - points[:, 0]
+        y -= (y * x).sum(-1, keepdims=True) * x
+        y /= np.linalg.norm(y, axis=-1, keepdims=True)
+        d = points[:, b] - points[:, a]
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        return np.stack([(d * x).sum(-1), (d * y).sum(-1), (d * np.cross(x, y)).sum(-1)], -1)
+
+    def test_limbs_take_the_donors_motion_at_their_own_lengths(self, walk):
+        # a donor standing still with the left arm raised sideways, turned and moved elsewhere:
+        # every frame of the result raises that arm the same way in its own torso's frame
+        pose = walk[0].copy()
+        pose[12] = pose[11] + np.array([0.3, 0, 0])            # l_elbow out to the left (+x)
+        pose[13] = pose[12] + np.array([0.25, 0, 0.05])
+        c, s_ = np.cos(1.0), np.sin(1.0)
+        R = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+        donor = np.repeat((pose @ R.T + [2, 1, 0])[None], 40, 0)
+        out = swap_limbs(walk, [donor], "h36m17", np.random.default_rng(0), 1.0)
+        np.testing.assert_allclose(bone_lengths(out), bone_lengths(walk), atol=1e-9)
+        torso = [0, 1, 4, 7, 8, 9, 10, 11, 14]
+        np.testing.assert_allclose(out[:, torso], walk[:, torso])
+        for a, b in ((11, 12), (12, 13)):
+            want = self.local(donor[:1], a, b)
+            np.testing.assert_allclose(self.local(out, a, b), np.repeat(want, len(out), 0),
+                                       atol=1e-9)
+            assert np.abs(self.local(walk, a, b) - want).max() > 0.5      # the walk's was not
+
+    def test_share_zero_and_missing_donor_bones_keep_the_sequence(self, walk):
+        rng = np.random.default_rng(1)
+        np.testing.assert_allclose(swap_limbs(walk, [walk[::-1]], "h36m17", rng, 0.0), walk)
+        holes = np.full_like(walk, np.nan)
+        np.testing.assert_allclose(swap_limbs(walk, [holes], "h36m17", rng, 1.0), walk)
+
+    def test_recombines_into_poses_no_sequence_holds(self, walk):
+        # knees lifted (a jump's thighs) under a walk's arms: the left knee of the copy rises
+        # above the walk's highest while the arms stay the walk's
+        jump = walk.copy()
+        jump[:, 5] = jump[:, 4] + np.linalg.norm(walk[:, 5] - walk[:, 4], axis=-1,
+                                                 keepdims=True) * np.array([0, -1.0, 0])
+        rng = np.random.default_rng(2)
+        outs = [swap_limbs(walk, [jump], "h36m17", rng, 0.5) for _ in range(8)]
+        raised = [o for o in outs if (o[:, 5, 2] - o[:, 4, 2]).max() > -0.05]
+        assert 0 < len(raised) < 8                        # about half the copies, not all
+
+    def test_joint_set_without_limbs_is_refused(self):
+        with pytest.raises(ValueError, match="lacks"):
+            swap_limbs(np.zeros((2, 17, 3)), [], "coco17", np.random.default_rng(0), 1.0)
 
 
 class TestVirtualCameras:
