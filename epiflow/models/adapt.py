@@ -125,8 +125,11 @@ def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
     right twin); a Viterbi pass picks the state sequence whose consecutive frames agree best (the
     cost of a step is the mean distance between the two frames' labelled joints, in units of the
     person's 2D size; a swap is an abrupt jump of every left joint to its twin, a person turning
-    round moves the joints smoothly). Only the relative labelling is known this way, so the
-    state most frames are in is taken as right.
+    round moves the joints smoothly). Only the relative labelling is known this way, and only
+    along a chain of steps that compare a left/right pair (:func:`_swap_steps`): where a step
+    compares none (nobody seen, a person partly seen at the image's edge), the labels after it
+    are unrelated to those before. So the sequence is cut there and, in each piece, the state
+    most of its frames are in is taken as right.
 
     Args:
         uv: (T, J, 2) image coordinates (any units); NaN = missing. conf: (T, J).
@@ -138,22 +141,10 @@ def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
     T = len(uv)
     if T < 2:
         return uv, conf, np.zeros(T, bool)
-    rel = uv - uv[:, :1]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # frames with nobody: NaN, handled below
-        size = np.sqrt(np.nanmean(np.square(rel).sum(-1), -1))              # (T,)
-        size = np.where(np.isfinite(size) & (size > 0), size, np.nanmedian(size))
-    both = np.stack([uv, uv[:, flip]], 1)                                   # (T, 2, J, 2)
-
-    def step(t):  # (2, 2) cost from state a at t-1 to state b at t
-        d = np.linalg.norm(both[t][None] - both[t - 1][:, None], axis=-1)   # (2, 2, J)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no joint seen in both: cost 0
-            cost = np.nanmean(d, -1) / size[t]
-        return np.where(np.isfinite(cost), cost, 0.0)
+    cost, linked = _swap_steps(uv, flip)
     total, back = np.zeros(2), np.zeros((T, 2), int)
     for t in range(1, T):
-        c = total[:, None] + step(t)
+        c = total[:, None] + cost[t]
         back[t] = np.argmin(c, 0)
         total = c[back[t], [0, 1]]
     state = np.zeros(T, int)
@@ -161,12 +152,53 @@ def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
     for t in range(T - 1, 0, -1):
         state[t - 1] = back[t, state[t]]
     mirrored = state.astype(bool)
-    if mirrored.sum() > T / 2:
-        mirrored = ~mirrored
+    piece = np.cumsum(~linked)
+    for p in np.unique(piece):
+        frames = piece == p
+        if mirrored[frames].sum() > frames.sum() / 2:
+            mirrored[frames] = ~mirrored[frames]
     out_uv, out_conf = uv.copy(), conf.copy()
     out_uv[mirrored] = uv[mirrored][:, flip]
     out_conf[mirrored] = conf[mirrored][:, flip]
     return out_uv, out_conf, mirrored
+
+
+def _swap_steps(uv: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Viterbi costs of :func:`fix_swaps` and where they tell the labelling.
+
+    A step t-1 -> t compares the same joints under all four state pairs: the joints seen in both
+    frames whose twin is seen in both too (else a mirrored state would be compared on fewer
+    joints, or on none and so for free, than the detected one). Only a left/right pair among them
+    tells a swap from no swap; central joints cost the same in every state.
+
+    Args:
+        uv: (T, J, 2) image coordinates; NaN = missing. flip: (J,) each joint's twin.
+
+    Returns:
+        (T, 2, 2) cost from state a at t-1 to state b at t (row 0 zeros), in units of the
+        person's 2D size (RMS distance of the joints from the root), and (T,) bool:
+        step t compares a left/right pair (False for t = 0).
+    """
+    T = len(uv)
+    seen = np.isfinite(uv).all(-1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames with nobody: NaN, handled below
+        rel = uv - uv[:, :1]
+        size = np.sqrt(np.nanmean(np.square(rel).sum(-1), -1))              # (T,)
+        size = np.where(np.isfinite(size) & (size > 0), size, np.nanmedian(size))
+    size = np.where(np.isfinite(size) & (size > 0), size, 1.0)             # root never seen
+    both = np.stack([uv, uv[:, flip]], 1)                                   # (T, 2, J, 2)
+    pair_seen = seen & seen[:, flip]                                        # (T, J)
+    cost, linked = np.zeros((T, 2, 2)), np.zeros(T, bool)
+    sided = flip != np.arange(len(flip))
+    for t in range(1, T):
+        common = pair_seen[t] & pair_seen[t - 1]
+        linked[t] = (common & sided).any()
+        if not linked[t]:
+            continue
+        d = np.linalg.norm(both[t][None, :, common] - both[t - 1][:, None, common], axis=-1)
+        cost[t] = d.mean(-1) / size[t]
+    return cost, linked
 
 
 def _dropout_on(model: nn.Module) -> list[nn.Module]:
