@@ -151,12 +151,9 @@ def fix_swaps(uv: np.ndarray, conf: np.ndarray, joint_set: str = "h36m17"
     state[-1] = int(np.argmin(total))
     for t in range(T - 1, 0, -1):
         state[t - 1] = back[t, state[t]]
-    mirrored = state.astype(bool)
-    piece = np.cumsum(~linked)
-    for p in np.unique(piece):
-        frames = piece == p
-        if mirrored[frames].sum() > frames.sum() / 2:
-            mirrored[frames] = ~mirrored[frames]
+    piece = np.cumsum(~linked) - 1                    # (T,) the piece of each frame, from 0
+    majority = np.bincount(piece, weights=state) > np.bincount(piece) / 2
+    mirrored = state.astype(bool) ^ majority[piece]   # per piece at once: linear in T
     out_uv, out_conf = uv.copy(), conf.copy()
     out_uv[mirrored] = uv[mirrored][:, flip]
     out_conf[mirrored] = conf[mirrored][:, flip]
