@@ -236,6 +236,35 @@ def test_training_data_gets_the_augmented_sequences(oracle):
     assert np.isfinite(extra["x"]).all() and (extra["w"] > 0).any()
 
 
+def test_training_copies_take_limbs_from_other_training_sequences(oracle):
+    """With ``limb_swap`` the in-memory training data draws limbs from every training sequence,
+    not only from the copy's own: a walk's copies raise the left arm sideways, as only the other
+    sequence does (torso-frame share of the upper arm across the hips above 0.9; the walk's own
+    arm hangs, below 0.5), and some copies keep a walk's arm (the donor is drawn per limb)."""
+    from dataclasses import replace
+    walk = oracle("02_01", 0)
+    pose = walk.pseudo3d.astype(np.float64)
+    across = pose[:, 4] - pose[:, 1]
+    across /= np.linalg.norm(across, axis=-1, keepdims=True)
+    raised = pose.copy()
+    raised[:, 12] = raised[:, 11] + 0.3 * across
+    raised[:, 13] = raised[:, 12] + 0.25 * across
+    other = replace(walk, name="raised", session_id="raised", pseudo3d=raised.astype(np.float32))
+    cfg = AugmentConfig(copies=6, bone_angle_deg=0.0, limb_angle_deg=0.0, bone_length=0.0,
+                        detector="none", limb_swap=1.0, seed=0)
+    out = augment_sessions([walk, other], cfg, "pseudo", "h36m17")
+
+    def sideways(points):  # (T,) share of the left upper arm along the hips' axis
+        x = points[:, 4] - points[:, 1]
+        d = points[:, 12] - points[:, 11]
+        return (x * d).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(d, axis=-1)
+
+    assert np.median(sideways(pose)) < 0.5
+    shares = [np.median(sideways(s.pseudo3d)) for s in out if s.name.startswith("02_01~aug")]
+    assert len(shares) == 6
+    assert 0 < sum(v > 0.9 for v in shares) < 6
+
+
 def test_input_does_not_depend_on_orientation_focal_or_distortion(walk):
     """The lifter's input is built from rays (K^-1, distortion removed): the same rays through a
     portrait phone, a landscape action camera with barrel distortion, or another focal length
