@@ -19,7 +19,7 @@ camera in that camera's frame, root-relative at the mid-hip, on the 12 arm and l
 (Procrustes: rotation, scale, translation per frame), millimetres.
 
 Floor: MediaPipe's 2D of all four videos triangulated together with the lab calibration
-(:func:`multiview_floor`), scored alike: not a monocular result but the best any model of
+(:func:`multiview_floor`), scored alike: not a monocular result but about the best a model of
 MediaPipe's 2D can be expected to reach against an OpenPose reference (the two detectors place
 hips, shoulders and knees differently, and MediaPipe errs on this fast motion).
 
@@ -153,9 +153,10 @@ def multiview_points(dets: dict) -> dict[str, np.ndarray]:
 
 def multiview_floor(points: dict, refs: dict) -> dict[str, tuple[float, float]]:
     """Per camera (MPJPE, P-MPJPE) of :func:`multiview_points` against the reference, scored
-    like a model: not monocular, it is the floor of any model that reads MediaPipe's 2D, what
+    like a model: not monocular, it is what four calibrated views of MediaPipe's 2D reach, what
     the detector's joints (placed unlike OpenPose's) and errors cost before any depth is
-    guessed."""
+    guessed; a model of one view of that 2D is unlikely to beat it (not a strict bound:
+    smoothing the triangulation moves it by about 1 mm)."""
     return {c: score(points[c], refs[c]) for c in CAMERAS}
 
 
@@ -361,7 +362,8 @@ def print_table(rows: list[dict], peer: dict, floor: dict | None = None) -> None
     if floor is not None:
         print(f"floor: MediaPipe's own 2D of all four views, triangulated with the lab's "
               f"calibration, is {floor['mpjpe']:.1f} / {floor['p_mpjpe']:.1f} mm from this "
-              f"reference: a monocular model of that 2D cannot be expected below it. The "
+              f"reference: what four calibrated views of that 2D reach, which one view of "
+              f"it is unlikely to beat (a floor in that sense, not a bound). The "
               f"last column scores each model against that triangulation instead (the same "
               f"detector's joints): what is left is the monocular model's own error")
 

@@ -19,7 +19,9 @@ batches) then:
    each side, so a sample's window is the one the whole session gives; with ``augment``
    (``[data.augment]``, :mod:`epiflow.models.augment`) each unit's sequences get their
    augmented copies as the in-memory path makes them, drawn per unit (seeded by the unit, so
-   every epoch and process sees the same copies);
+   every epoch and process sees the same copies), except that a limb swap (``limb_swap``)
+   borrows from the unit's own sequence at other moments, not from every training sequence
+   (a unit never holds the others);
 3. reads ``buffer_chunks`` units at a time, all at once (a thread per unit, each reading all
    its arrays' chunks together: on S3 a group costs about one round trip of its chunk GETs,
    not one per array and unit), and deals their rows out at random into batches
