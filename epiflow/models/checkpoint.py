@@ -246,7 +246,7 @@ def _check_window(checkpoint: Checkpoint, what: str, source: str, n_frames: int 
                f"(model.{checkpoint.model_name}.window = {fits}), or " if fits >= 1 else "")
     raise CheckpointError(f"{what}, which reads a {window}-frame window; {source} has only "
                           f"{n_frames} frame(s): give footage of at least {window} frames, or "
-                          f"{shorter}a per-frame model (model.name = 'mlp')")
+                          f"{shorter}a per-frame model (model.name = 'mlp', model.mlp.window = 1)")
 
 
 def _diff(a, b, prefix: str):

@@ -27,11 +27,22 @@ __all__ = ["window_indices", "frame_stride", "MLPConfig", "TransformerConfig", "
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Residual MLP lifter settings (Martinez et al. use hidden 1024, 2 blocks, dropout 0.5)."""
+    """Residual MLP lifter settings (Martinez et al. use hidden 1024, 2 blocks, dropout 0.5).
+
+    ``window``: input frames (odd), flattened into one vector: 1 is Martinez et al.'s per-frame
+    lifter; more gives the centre frame the motion around it (VideoPose3D's temporal context
+    without its dilated convolutions), at the MLP's speed.
+    """
 
     hidden: int = 1024
     blocks: int = 2
     dropout: float = 0.25
+    window: int = 1
+
+    def __post_init__(self):
+        if self.window < 1 or self.window % 2 == 0:
+            raise ValueError(f"config key 'model.mlp.window' must be a positive odd number of "
+                             f"frames; got {self.window!r}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,8 @@ class _ResidualBlock(nn.Module):
 class ResidualMLPLifter(nn.Module):
     """Martinez et al.'s baseline: linear in, residual blocks of two linear layers, linear out.
 
-    Reads one frame: ``(B, J, 2)`` or ``(B, 1, J, 2)`` -> ``(B, J, 3)`` root-relative metres.
+    Reads ``W = config.window`` frames, ``(B, W, J, 2)`` (or ``(B, J, 2)`` when W is 1), and
+    returns the centre frame's pose ``(B, J, 3)``, root-relative metres.
     """
 
     kind = "mlp"
@@ -102,8 +114,8 @@ class ResidualMLPLifter(nn.Module):
 
     def __init__(self, config: MLPConfig = MLPConfig(), n_joints: int = 17):
         super().__init__()
-        self.config, self.n_joints, self.input_window = config, n_joints, 1
-        self.inp = nn.Sequential(nn.Linear(2 * n_joints, config.hidden),
+        self.config, self.n_joints, self.input_window = config, n_joints, config.window
+        self.inp = nn.Sequential(nn.Linear(2 * n_joints * config.window, config.hidden),
                                  nn.BatchNorm1d(config.hidden), nn.ReLU(),
                                  nn.Dropout(config.dropout))
         self.blocks = nn.Sequential(*[_ResidualBlock(config.hidden, config.dropout)
@@ -111,7 +123,7 @@ class ResidualMLPLifter(nn.Module):
         self.out = nn.Linear(config.hidden, 3 * n_joints)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_keypoint_input(x, 1, self.n_joints)
+        x = check_keypoint_input(x, self.input_window, self.n_joints)
         y = self.out(self.blocks(self.inp(x.flatten(1))))
         return y.view(-1, self.n_joints, 3)
 

@@ -33,6 +33,25 @@ class TestResidualMLPLifter:
             model(torch.zeros(shape))
 
 
+    def test_window_reads_the_frames_around_the_centre(self):
+        torch.manual_seed(0)
+        model = ResidualMLPLifter(MLPConfig(hidden=32, blocks=1, dropout=0.0, window=5)).eval()
+        assert model.input_window == 5
+        x = torch.randn(3, 5, 17, 2)
+        y = model(x)
+        assert y.shape == (3, 17, 3)
+        moved = x.clone()
+        moved[:, 0] += 0.5                                   # only the first frame changes
+        assert (model(moved) - y).abs().max() > 1e-3          # and the centre's pose follows
+        with pytest.raises(ValueError, match=r"\(B, 5, 17, 2\)"):
+            model(x[:, 0])                                  # one frame is not a window
+
+    @pytest.mark.parametrize("window", [0, 4])
+    def test_window_must_be_odd(self, window):
+        with pytest.raises(ValueError, match="model.mlp.window"):
+            MLPConfig(window=window)
+
+
 class TestTemporalTransformerLifter:
     def test_shapes_and_backward(self):
         cfg = TransformerConfig(window=9, dim=16, depth=1, heads=2)
