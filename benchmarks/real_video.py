@@ -212,6 +212,41 @@ def evaluate(checkpoint, refs: dict, dets: dict, adapt: bool, same: dict | None 
     return out
 
 
+def video_up(camera: str, dets: dict) -> np.ndarray:
+    """(3,) the scene's vertical in the camera's frame as ``predict --video`` finds it in the
+    video's own vertical edges (:func:`epiflow.models.level.scene_up`)."""
+    from epiflow.detection.detectors import read_frames, video_info
+    from epiflow.models.predict import _camera, _canonical, scene_up
+    video = VIDEOS / f"{camera}.mp4"
+    cam, _ = _camera(LAB, camera, video_info(video).size, f"--video {video}")
+    kp = _canonical(dets["keypoints"], "blazepose33", "h36m17")
+    return scene_up(read_frames(video), cam, kp, "h36m17")[0]
+
+
+def evaluate_openpose(checkpoint, refs: dict, ups: dict, adapt: bool
+                      ) -> dict[str, tuple[float, float]]:
+    """Per camera (MPJPE, P-MPJPE) from the shipped OpenPose BODY_25B 2D of that camera alone
+    (the detector the reference was triangulated from), the way ``epiflow predict --keypoints``
+    lifts it, a model of level cameras given the vertical ``ups[camera]`` that ``--video``
+    finds (:func:`video_up`)."""
+    from epiflow.calibration.formats import load_rig
+    from epiflow.datasets.openpose import read_openpose
+    from epiflow.models.adapt import AdaptConfig
+    from epiflow.models.checkpoint import load_checkpoint, load_model
+    from epiflow.models.predict import predict_keypoints, training_stride
+    ckpt = load_checkpoint(checkpoint)
+    model, level = load_model(ckpt, device="cpu"), ckpt.config.data.level
+    kp = read_openpose(DEMO / "openpose_body25b_single_person")
+    rig = load_rig(LAB)
+    out = {}
+    for c, cam in enumerate(CAMERAS):
+        pred = predict_keypoints(model, kp.data[:, c], kp.joint_set, rig[f"cam_{cam[-2:]}"],
+                                 "h36m17", AdaptConfig() if adapt else None, 60.0,
+                                 ups[cam] if level else None, training_stride(ckpt, 60.0))
+        out[cam] = score(pred, refs[cam])
+    return out
+
+
 def shelf_sequences() -> list[tuple]:
     """Shelf (real OpenPose 2D, 3D ground truth): per actor 0-2 and camera, ``(camera, (T, 25, 3)
     body25 keypoints, (T, 17, 3) ground truth in the camera's frame, root-relative)`` for every
@@ -393,6 +428,7 @@ def main(argv=None) -> int:
                 {c: score(world[c], refs[c]) + score(world[c], same[c]) for c in CAMERAS})
     floor = _row("MediaPipe 2D of all 4 views, triangulated (floor, not monocular)",
                  multiview_floor(same, refs))
+    ups = {c: video_up(c, dets[c]) for c in CAMERAS}
     others = (shelf_sequences(), caliscope_sequences()) if not args.demo_only else None
     rows = []
     for config in args.configs:
@@ -402,12 +438,14 @@ def main(argv=None) -> int:
             row = _row(Path(config).stem, evaluate(ckpt, refs, dets, adapt, same))
             row["adapt"] = "yes" if adapt else "no"
             row["seconds"] = time.perf_counter() - t0
+            row["openpose"] = _row("", evaluate_openpose(ckpt, refs, ups, adapt))
             if others is not None:
                 row["other"] = other_real(ckpt, *others, adapt)
             rows.append(row)
             print(f"{row['name']} adapt={row['adapt']}: {row['mpjpe']:.1f} / "
                   f"{row['p_mpjpe']:.1f} mm ({row['seconds']:.1f} s for 4 videos)", flush=True)
     print_table(rows, peer, floor)
+    print_openpose_table(rows)
     if args.figure:
         print(f"figure: {plot_against_reference(train_recipe(args.configs[0], False), refs, dets, Path(args.figure))}")
     if others is not None:
@@ -416,6 +454,20 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "peer": peer, "floor": floor},
                                               indent=1))
     return 0
+
+
+def print_openpose_table(rows: list[dict]) -> None:
+    """The same recipes given the OpenPose 2D the reference was triangulated from
+    (:func:`evaluate_openpose`)."""
+    cams = " | ".join(CAMERAS)
+    print(f"\nThe same models given each camera's shipped OpenPose 2D instead of MediaPipe's (the "
+          f"reference's own detector; epiflow predict --keypoints), MPJPE / P-MPJPE, mm\n\n"
+          f"| model | adaptation | {cams} | mean |\n|" + "---|" * (len(CAMERAS) + 3))
+    for r in rows:
+        o = r["openpose"]
+        per = " | ".join(f"{o['per_camera'][c][0]:.0f} / {o['per_camera'][c][1]:.0f}"
+                         for c in CAMERAS)
+        print(f"| {r['name']} | {r['adapt']} | {per} | {o['mpjpe']:.1f} / {o['p_mpjpe']:.1f} |")
 
 
 def print_other_table(rows: list[dict]) -> None:
