@@ -233,7 +233,8 @@ def swap_limbs(points: np.ndarray, donors: Sequence[np.ndarray], joint_set: str,
     (:func:`_torso_frames`) over a segment as long as the sequence (:func:`_donor_frames`) and
     put into this sequence's torso frame at this sequence's bone lengths: the torso, root and
     bone lengths stay, so does every limb not swapped. A frame where the donor's bone is missing
-    keeps its own direction.
+    keeps its own direction. The copy keeps its own label weights (a donor's unreliable joints
+    are not marked: the labels of a limb swapped in weigh as the limb they replace).
 
     Args:
         points: (T, J, 3) metres, any frame; NaN = missing.
