@@ -16,7 +16,12 @@ none of it chooses anything; it says where the error is:
    exceeds 10 cm) and the mean depth error of the bone, mm; and predicted against reference bone
    lengths;
 3. **hypotheses**: for a diffusion model, the P-MPJPE of its best of 20 hypotheses per frame (an
-   oracle: the most any choice among them could give), per camera, mm.
+   oracle: the most any choice among them could give), per camera, mm;
+4. **uncertainty**: whether the per-joint uncertainty ``epiflow predict`` stores (``uncertainty``
+   in its npz) tells the joints that are off: its rank correlation with each joint's error
+   (root-relative, 12 limb joints, every frame), the mean error of the joints in its lowest and
+   highest quarter, and its median against the error's, on the demo (4 videos) and on Shelf (its
+   actor-cameras, OpenPose 2D, ground truth).
 """
 from __future__ import annotations
 
@@ -141,6 +146,46 @@ def hypotheses(model: str, refs: dict, dets: dict, n: int = 20) -> None:
         print(f"  {c}: {1000 * np.mean(best):.1f} mm")
 
 
+def _rank_summary(sigma: np.ndarray, error: np.ndarray) -> str:
+    """Spearman's rho of (N,) uncertainties against (N,) errors (metres), the mean error of the
+    lowest and highest quarter of the uncertainty, and both medians, as one line (mm)."""
+    from scipy.stats import spearmanr
+    lo, hi = np.quantile(sigma, [0.25, 0.75])
+    return (f"rho {spearmanr(sigma, error)[0]:.2f}; error where the uncertainty is in its lowest "
+            f"quarter {1000 * error[sigma <= lo].mean():.0f} mm, highest quarter "
+            f"{1000 * error[sigma >= hi].mean():.0f} mm; median uncertainty "
+            f"{1000 * np.median(sigma):.0f} mm against median error {1000 * np.median(error):.0f}")
+
+
+def uncertainty(model: str, refs: dict, dets: dict) -> None:
+    from epiflow.models.adapt import AdaptConfig
+    from epiflow.models.checkpoint import load_checkpoint, load_model
+    from epiflow.models.predict import _lift, predict_video
+    idx = _limbs()
+    ckpt = load_checkpoint(rv.OUT / model / "checkpoint.pt")
+
+    def pairs(points, sigma, ref):
+        err = np.linalg.norm(points - rv._midhip(points) - ref, axis=-1)[:, idx]
+        sig = sigma[:, idx]
+        ok = np.isfinite(err) & np.isfinite(sig)
+        return sig[ok], err[ok]
+    demo = [pairs(p.points3d, p.uncertainty, refs[c]) for c, p in (
+        (c, predict_video(ckpt, rv.VIDEOS / f"{c}.mp4", rv.LAB, c,
+                          detector=rv.CachedDetector(dets[c]["keypoints"])))
+        for c in rv.CAMERAS)]
+    net = load_model(ckpt, device="cpu")
+    shelf = []
+    for cam, kp, ref in rv.shelf_sequences():
+        points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0,
+                              cam.R @ np.array([0.0, 0.0, 1.0]) if ckpt.config.data.level
+                              else None, 1)
+        shelf.append(pairs(points, sigma, ref))
+    print(f"\nuncertainty: {model} adapted, per joint and frame")
+    for name, got in (("demo", demo), ("Shelf", shelf)):
+        print(f"  {name}: " + _rank_summary(np.concatenate([g[0] for g in got]),
+                                            np.concatenate([g[1] for g in got])))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="real_video_mlp", help="a model cached by real_video.py")
@@ -156,6 +201,7 @@ def main(argv=None) -> int:
     dets = {c: rv.detections(c) for c in rv.CAMERAS}
     coverage(refs)
     depth(args.model, refs, dets)
+    uncertainty(args.model, refs, dets)
     if args.diffusion:
         hypotheses(args.diffusion, refs, dets)
     return 0

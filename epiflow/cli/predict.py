@@ -8,7 +8,8 @@ camera's intrinsics (any calibration file ``epiflow triangulate`` reads); withou
 pinhole is assumed (and said). By default the prediction is adapted to the footage's own 2D
 (the person's position aligned to the training data's, then test-time optimisation: reprojection,
 constant bone lengths, smooth motion, weighted by the model's per-joint uncertainty);
-``--no-adapt`` gives the model's plain prediction, faster.
+``--no-adapt`` gives the model's plain prediction, faster. An adapted prediction also stores
+``uncertainty (T, J)``, the model's per-joint uncertainty in metres, and prints its summary.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from epiflow.outputs import check_file_outputs, check_outputs_not_inputs
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "uncertainty_summary"]
 
 
 def register(subparsers) -> None:
@@ -69,4 +70,20 @@ def run(args) -> int:
     seen = int((pred.points3d == pred.points3d).all((1, 2)).sum())
     print(f"{seen}/{len(pred.points3d)} frames predicted ({pred.joint_set}, camera "
           f"{pred.camera}): {npz}" + (f", {png}" if png else ""))
+    if pred.uncertainty is not None and seen:
+        print(uncertainty_summary(pred.uncertainty, pred.joint_set))
     return 0
+
+
+def uncertainty_summary(sigma, joint_set: str, worst: int = 3) -> str:
+    """One line on the model's per-joint uncertainty (T, J) metres: its median over the joints
+    and frames seen and the ``worst`` least certain joints (their medians), millimetres."""
+    import numpy as np
+
+    from epiflow.skeleton import get_joint_set
+    names = get_joint_set(joint_set).joints
+    per_joint = np.nanmedian(np.where(np.isfinite(sigma), sigma, np.nan), axis=0)   # (J,)
+    order = [j for j in np.argsort(-np.nan_to_num(per_joint, nan=-1.0)) if per_joint[j] > 0]
+    least = ", ".join(f"{names[j]} {1000 * per_joint[j]:.0f}" for j in order[:worst])
+    return (f"per-joint uncertainty (the model's spread, mm; 'uncertainty' in the npz): median "
+            f"{1000 * np.nanmedian(sigma):.0f}" + (f"; least certain: {least}" if least else ""))

@@ -40,8 +40,11 @@ class Prediction:
     """A predicted sequence: ``points3d (T, J, 3)`` root-relative metres in ``camera``'s frame
     (NaN where the 2D root was not seen), ``joint_set``, ``fps`` (or None), ``warnings`` for
     the user (a calibration made for a slightly different image size), ``notes`` (where the
-    scene's vertical came from) and ``up`` (3,): the vertical in the camera's frame that a model
-    of level cameras used (None for other models)."""
+    scene's vertical came from), ``up`` (3,): the vertical in the camera's frame that a model
+    of level cameras used (None for other models), and ``uncertainty`` (T, J): the model's
+    per-joint uncertainty, metres (the spread of its Monte-Carlo dropout passes, or of a
+    diffusion model's hypotheses; NaN where ``points3d`` is), made by the adaptation (None
+    without it, or for the image model)."""
 
     points3d: np.ndarray
     joint_set: str
@@ -50,6 +53,7 @@ class Prediction:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     up: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
 
 def default_camera(name: str, size: tuple[int, int]) -> Camera:
@@ -133,21 +137,34 @@ def predict_keypoints(model: nn.Module, keypoints: np.ndarray, joint_set: str, c
         (T, J, 3) root-relative metres in the camera's frame, ``model_joint_set`` joints; NaN
         for frames whose root joint is not seen.
     """
+    return _lift(model, keypoints, joint_set, camera, model_joint_set, adapt, fps, up,
+                 stride)[0]
+
+
+def _lift(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camera,
+          model_joint_set: str, adapt: AdaptConfig | None, fps: float | None,
+          up: np.ndarray | None, stride: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_keypoints`'s poses and, with ``adapt``, the model's per-joint uncertainty
+    (T, J) metres (NaN where the poses are; None without ``adapt``)."""
     if getattr(model, "input_kind", "keypoints") != "keypoints":
         raise ValueError(f"a {model.kind!r} model reads images, not keypoints: use --video")
     kp = _canonical(np.asarray(keypoints, np.float64), joint_set, model_joint_set)
     root = get_joint_set(model_joint_set).parents.index(-1)
     uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
     seen = np.isfinite(uv[:, root]).all(-1) & (kp[:, root, 2] > 0)
+    sigma = None
     if adapt is not None:
-        pred, _ = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up, stride)
+        pred, sigma = adapt_sequence(model, uv, kp[..., 2], model_joint_set, adapt, fps, up,
+                                     stride)
     else:
         uv_in, R = model_frame(uv, root, up, align=False)
         seen &= np.isfinite(uv_in[:, root]).all(-1)  # a root ray behind the level camera
         pred = (lift_sequence(model, normalize_keypoints(uv_in, root), stride=stride)
                 .astype(np.float64) @ R).astype(np.float32)
     pred[~seen] = np.nan
-    return pred
+    if sigma is not None:
+        sigma = np.where(np.isfinite(pred).all(-1), sigma, np.nan).astype(np.float32)
+    return pred, sigma
 
 
 def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
@@ -192,11 +209,11 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
         warnings.append("the model works in level cameras and keypoints carry no image to find "
                         "the scene's vertical in: the camera is taken as level (its image y axis "
                         "vertical); a tilted camera tilts the prediction (give --video instead)")
-    points = predict_keypoints(model, kp.data[:, c], kp.joint_set, camera,
-                               ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up,
-                               training_stride(ckpt, kp.fps))
+    points, sigma = _lift(model, kp.data[:, c], kp.joint_set, camera,
+                          ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up,
+                          training_stride(ckpt, kp.fps))
     return Prediction(points, ckpt.config.data.joint_set, camera_name, kp.fps, tuple(warnings),
-                      up=up)
+                      up=up, uncertainty=sigma)
 
 
 def _adapt(adapt: bool | AdaptConfig) -> AdaptConfig | None:
@@ -291,26 +308,30 @@ def predict_video(checkpoint, video, calibration=None, camera_name: str | None =
     if ckpt.config.data.level and model.input_kind == "keypoints":
         up, note, found = scene_up(frames, camera, _canonical(kp, detector.joint_set, js), js)
         (notes if found else warnings).append(note)
+    sigma = None
     if model.input_kind == "keypoints":
-        points = predict_keypoints(model, kp, detector.joint_set, camera, js, _adapt(adapt),
-                                   info.fps or None, up, training_stride(ckpt, info.fps))
+        points, sigma = _lift(model, kp, detector.joint_set, camera, js, _adapt(adapt),
+                              info.fps or None, up, training_stride(ckpt, info.fps))
     else:
         crops = _video_crops(frames, kp, model.config.image_size)
         device = next(model.parameters()).device
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255)
         points = np.concatenate([model(b.to(device)).float().cpu().numpy() for b in x.split(256)])
         points[~(crops.reshape(len(crops), -1).max(1) > 0)] = np.nan
-    return Prediction(points, js, name, info.fps, tuple(warnings), tuple(notes), up)
+    return Prediction(points, js, name, info.fps, tuple(warnings), tuple(notes), up, sigma)
 
 
 def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Path | None]:
     """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` (and ``up`` (3,),
-    the scene's vertical in the camera's frame, for a model of level cameras) to an npz and,
-    when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
+    the scene's vertical in the camera's frame, for a model of level cameras; ``uncertainty``
+    (T, J) float32 metres, the model's per-joint uncertainty, when the prediction was adapted)
+    to an npz and, when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
     path = Path(path)
     extra = {} if pred.fps is None else {"fps": np.float64(pred.fps)}
     if pred.up is not None:
         extra["up"] = np.asarray(pred.up, np.float64)
+    if pred.uncertainty is not None:
+        extra["uncertainty"] = np.asarray(pred.uncertainty, np.float32)
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, points3d=pred.points3d.astype(np.float32),
                             joint_set=np.str_(pred.joint_set), camera=np.str_(pred.camera),

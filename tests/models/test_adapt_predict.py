@@ -51,6 +51,36 @@ def test_adapted_by_default_plain_with_no_adapt(clip, tmp_path):
     assert reprojection(adapted) < 0.5 * reprojection(plain)
 
 
+def test_adapted_prediction_stores_and_summarises_its_uncertainty(clip, tmp_path, capsys):
+    import torch
+    torch.manual_seed(0)
+    ckpt = _checkpoint(tmp_path / "c.pt", mlp=MLPConfig(hidden=64, blocks=1, dropout=0.2))
+    cams = ["--calibration", str(tmp_path / "cams.toml")]
+    assert _predict(tmp_path, ckpt, *cams, out="adapted.npz") == 0
+    out = capsys.readouterr().out
+    assert _predict(tmp_path, ckpt, *cams, "--no-adapt", out="plain.npz") == 0
+    assert "uncertainty" not in np.load(tmp_path / "plain.npz")       # plain: none computed
+    assert "uncertainty" not in capsys.readouterr().out
+    got = np.load(tmp_path / "adapted.npz")
+    sigma, points = got["uncertainty"], got["points3d"]
+    assert sigma.shape == (44, 17)
+    seen = np.isfinite(points).all(-1)                                # (T, J)
+    assert seen.any() and np.isfinite(sigma[seen]).all() and np.isnan(sigma[~seen]).all()
+    assert np.all(sigma[:, 1:][seen[:, 1:]] > 0)  # dropout spreads every joint but the root
+    line = next(x for x in out.splitlines() if x.startswith("per-joint uncertainty"))
+    assert f"median {1000 * np.nanmedian(sigma):.0f}" in line and "least certain" in line
+
+
+def test_uncertainty_summary_names_the_least_certain_joints():
+    from epiflow.cli.predict import uncertainty_summary
+    sigma = np.full((10, 17), 0.02)
+    sigma[:, 0] = 0.0                                     # the root: no spread
+    sigma[:, 13], sigma[:, 16], sigma[:, 3] = 0.09, 0.07, 0.05
+    sigma[0] = np.nan                                     # a frame with nobody
+    line = uncertainty_summary(sigma, "h36m17")
+    assert line.endswith("median 20; least certain: l_wrist 90, r_wrist 70, r_ankle 50")
+
+
 def test_unknown_intrinsics_say_what_was_assumed(clip, tmp_path, capsys):
     ckpt = _checkpoint(tmp_path / "c.pt")
     assert _predict(tmp_path, ckpt, "--no-adapt") == 0
