@@ -20,7 +20,8 @@ import numpy as np
 
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["body_up", "level_rotation", "rotate_rays", "torso_prior", "scene_up", "IMAGE_UP"]
+__all__ = ["body_up", "level_rotation", "rotate_rays", "torso_prior", "upright_up", "level_note",
+           "scene_up", "IMAGE_UP"]
 
 #: the level camera's up direction in its own frame (image y points down)
 IMAGE_UP = np.array([0.0, -1.0, 0.0])
@@ -90,12 +91,49 @@ def torso_prior(uv: np.ndarray, joint_set: str = "h36m17") -> np.ndarray | None:
     return np.array([d[0], d[1], 0.0]) / np.linalg.norm(d)
 
 
+#: the image's four edges as ups in the camera's frame, and how a user would name each
+_EDGES = ((np.array([0.0, -1.0, 0.0]), "top"), (np.array([1.0, 0.0, 0.0]), "right"),
+          (np.array([0.0, 1.0, 0.0]), "bottom"), (np.array([-1.0, 0.0, 0.0]), "left"))
+
+
+def upright_up(uv: np.ndarray, joint_set: str = "h36m17") -> tuple[np.ndarray, str]:
+    """The level camera's up for footage without images to find the vertical in: the image edge
+    (top, right, bottom, left) nearest the person's median torso direction (:func:`torso_prior`),
+    so that footage stored sideways or upside down (a portrait webcam mounted on its side, a
+    phone video without its rotation flag) is taken as level once turned upright, while a lean
+    under 45° stays the person's.
+
+    Args:
+        uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
+
+    Returns:
+        (3,) unit up in the camera's frame, and the edge's name (``"top"``: the image's own up,
+        also when no torso is seen).
+    """
+    prior = torso_prior(uv, joint_set)
+    if prior is None:
+        return IMAGE_UP.copy(), "top"
+    up, edge = max(_EDGES, key=lambda e: float(prior @ e[0]))
+    return up.copy(), edge
+
+
+def level_note(edge: str) -> str:
+    """What the user is told when the camera is taken as level with ``edge`` of the image up
+    (:func:`upright_up`)."""
+    if edge == "top":
+        return "the camera is taken as level (its image y axis vertical)"
+    return (f"the person's torso points to the image's {edge} edge: the footage is taken as "
+            f"turned by {'half a turn' if edge == 'bottom' else 'a quarter turn'}, level once "
+            f"its {edge} edge is up")
+
+
 def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str = "h36m17",
              count: int = 6) -> tuple[np.ndarray, str, bool]:
     """The scene's vertical in ``camera``'s frame from the video's own vertical edges
     (:func:`~epiflow.calibration.vanishing.vertical_from_lines` on ``count`` frames spread over
     the video, the person's box masked, the person's torso as the prior), or the level camera's
-    up when too few vertical edges are seen.
+    up when too few vertical edges are seen (turned upright by the person's torso,
+    :func:`upright_up`).
 
     Args:
         frames: (T, H, W, 3) uint8 RGB. camera: the :class:`~epiflow.calibration.camera.Camera`
@@ -112,8 +150,10 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
     from epiflow.calibration.vanishing import vertical_from_lines
     cam = replace(camera, R=np.eye(3), t=np.zeros(3))
     rig = CameraRig([cam])
-    prior = torso_prior(rig.undistort(keypoints[None, ..., :2].astype(np.float64))[0], joint_set)
-    level = "the camera is taken as level (its image y axis vertical)"
+    uv = rig.undistort(keypoints[None, ..., :2].astype(np.float64))[0]
+    prior = torso_prior(uv, joint_set)
+    fallback, edge = upright_up(uv, joint_set)
+    level = level_note(edge)
     if prior is None:
         return IMAGE_UP.copy(), f"no torso seen to start from: {level}", False
     picks = np.unique(np.linspace(0, len(frames) - 1, count).round().astype(int))
@@ -121,8 +161,8 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
     found = vertical_from_lines(rig, [[frames[t] for t in picks]], prior, [boxes],
                                 max_image_deg=30.0, max_prior_deg=40.0)
     if found is None:
-        return IMAGE_UP.copy(), (f"too few vertical edges in the video to find the scene's "
-                                 f"vertical: {level}; a tilted camera tilts the prediction"), False
+        return fallback, (f"too few vertical edges in the video to find the scene's "
+                          f"vertical: {level}; a tilted camera tilts the prediction"), False
     tilt = np.degrees(np.arccos(np.clip(found.up @ IMAGE_UP, -1, 1)))
     return found.up, (f"the scene's vertical from {found.inliers} vertical edges of the video: "
                       f"the camera is tilted {tilt:.0f} deg from level"), True

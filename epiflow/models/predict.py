@@ -25,7 +25,7 @@ from epiflow.models.adapt import AdaptConfig, adapt_sequence, model_frame, run_w
 from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
                                        load_model)
 from epiflow.models.data import normalize_keypoints
-from epiflow.models.level import IMAGE_UP, scene_up
+from epiflow.models.level import level_note, scene_up, upright_up
 from epiflow.models.lifters import frame_stride
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -205,10 +205,12 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     check_sequence(model, kp.data[:, c], f"--keypoints {npz_path} camera {camera_name!r}")
     up = None
     if ckpt.config.data.level:  # no images to find the vertical in
-        up = IMAGE_UP.copy()
-        warnings.append("the model works in level cameras and keypoints carry no image to find "
-                        "the scene's vertical in: the camera is taken as level (its image y axis "
-                        "vertical); a tilted camera tilts the prediction (give --video instead)")
+        canonical = _canonical(kp.data[:, c], kp.joint_set, ckpt.config.data.joint_set)
+        up, edge = upright_up(CameraRig([camera]).undistort(canonical[None, ..., :2])[0],
+                              ckpt.config.data.joint_set)
+        warnings.append(f"the model works in level cameras and keypoints carry no image to find "
+                        f"the scene's vertical in: {level_note(edge)}; a tilted camera tilts "
+                        f"the prediction (give --video instead)")
     points, sigma = _lift(model, kp.data[:, c], kp.joint_set, camera,
                           ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up,
                           training_stride(ckpt, kp.fps))

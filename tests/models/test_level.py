@@ -5,7 +5,8 @@ import pytest
 
 from epiflow.models.adapt import model_frame
 from epiflow.models.data import prepare_session
-from epiflow.models.level import IMAGE_UP, body_up, level_rotation, rotate_rays, scene_up
+from epiflow.models.level import (IMAGE_UP, body_up, level_note, level_rotation, rotate_rays,
+                                  scene_up, upright_up)
 
 
 def _rot_x(deg):
@@ -32,6 +33,63 @@ class TestLevelRotation:
     def test_upside_down(self):
         L = level_rotation(-IMAGE_UP)
         np.testing.assert_allclose(L @ -IMAGE_UP, IMAGE_UP, atol=1e-12)
+
+
+class TestUprightUp:
+    @staticmethod
+    def person(turn_deg, lean_deg=0.0, T=20):
+        """(T, 17, 2) image coordinates of an upright h36m17 skeleton leaning ``lean_deg`` in
+        the image and the image turned by ``turn_deg`` (positive: the torso turns to +x)."""
+        rng = np.random.default_rng(0)
+        base = np.zeros((17, 2))
+        base[:, 1] = np.linspace(0.3, -0.3, 17)                 # head (index 10) up = -y
+        base[0], base[8] = [0, 0.0], [0, -0.25]                  # pelvis, thorax
+        a = np.radians(turn_deg + lean_deg)
+        R = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        return (base @ R.T)[None] + 0.01 * rng.normal(size=(T, 17, 2))
+
+    @pytest.mark.parametrize("turn, edge, up", [(0, "top", [0, -1, 0]), (90, "right", [1, 0, 0]),
+                                                 (-90, "left", [-1, 0, 0]),
+                                                 (180, "bottom", [0, 1, 0])])
+    def test_the_edge_the_torso_points_to(self, turn, edge, up):
+        got, name = upright_up(self.person(turn))
+        assert name == edge
+        np.testing.assert_allclose(got, up)
+
+    def test_a_lean_under_45_degrees_stays_the_persons(self):
+        for lean in (-40, -20, 20, 40):
+            assert upright_up(self.person(0, lean))[1] == "top"
+        assert "taken as level" in level_note("top") and "quarter turn" in level_note("left")
+
+    def test_no_torso_is_the_image_up(self):
+        got, name = upright_up(np.full((5, 17, 2), np.nan))
+        np.testing.assert_allclose(got, IMAGE_UP)
+        assert name == "top"
+
+    def test_caliscope_webcams_mounted_sideways(self, shared_data):
+        """caliscope's cam_1 and cam_2 were rotated a quarter turn each way (rotation_count -1
+        and 1): their 2D alone gives the vertical within 10 degrees of caliscope's own
+        triangulation's body axis; the image's own up would be 90 degrees off."""
+        from epiflow.calibration.formats import load_rig
+        from epiflow.datasets.caliscope import read_caliscope_xy, read_caliscope_xyz
+        from epiflow.skeleton import map_to_h36m
+        root = shared_data / "caliscope_4cam"
+        rec = root / "recordings" / "recording_1" / "HOLISTIC"
+        rig = load_rig(root / "config.toml")
+        kp = read_caliscope_xy(rec / "xy_HOLISTIC.csv", image_size=rig.sizes)
+        xyz = read_caliscope_xyz(rec / "xyz_HOLISTIC.csv", len(kp.data))
+        seen = np.isfinite(xyz).all(-1)[..., None].astype(float)
+        truth = body_up(map_to_h36m(np.concatenate([xyz, seen], -1), "blazepose33",
+                                    confidence=True)[..., :3])
+        for name, edge in (("cam_1", "right"), ("cam_2", "left")):
+            c = list(kp.camera_names).index(name)
+            h36m = map_to_h36m(kp.data[:, c], "blazepose33", confidence=True)
+            uv = rig.subset([name]).undistort(h36m[None, ..., :2])[0]
+            got, turned = upright_up(uv)
+            want = rig[name].R @ truth
+            assert turned == edge
+            assert np.degrees(np.arccos(got @ want)) < 10
+            assert np.degrees(np.arccos(IMAGE_UP @ want)) > 80
 
 
 def test_training_arrays_are_in_the_level_frame(oracle):
