@@ -25,7 +25,7 @@ from epiflow.models.adapt import AdaptConfig, adapt_sequence, model_frame, run_w
 from epiflow.models.checkpoint import (Checkpoint, check_input, load_checkpoint,
                                        load_model)
 from epiflow.models.data import normalize_keypoints
-from epiflow.models.level import level_note, scene_up, upright_up
+from epiflow.models.level import level_note, level_rotation, scene_up, upright_up
 from epiflow.models.lifters import frame_stride
 from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
@@ -327,7 +327,9 @@ def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Pa
     """Write ``points3d`` (T, J, 3) float32, ``joint_set``, ``camera``, ``fps`` (and ``up`` (3,),
     the scene's vertical in the camera's frame, for a model of level cameras; ``uncertainty``
     (T, J) float32 metres, the model's per-joint uncertainty, when the prediction was adapted)
-    to an npz and, when ``plot``, a PNG of a few frames beside it (same name, ``.png``)."""
+    to an npz and, when ``plot``, a PNG of a few frames beside it (same name, ``.png``; drawn in
+    the level camera's frame when ``up`` is known, so the person stands upright whichever way
+    the camera was held)."""
     path = Path(path)
     extra = {} if pred.fps is None else {"fps": np.float64(pred.fps)}
     if pred.up is not None:
@@ -342,8 +344,11 @@ def save_prediction(pred: Prediction, path, plot: bool = True) -> tuple[Path, Pa
     if plot:
         from epiflow import viz
         seen = np.isfinite(pred.points3d).all((1, 2))
+        shown, frame = pred.points3d[seen], "camera frame"
+        if pred.up is not None:  # drawn upright: the level camera (a sideways webcam too)
+            shown, frame = shown @ level_rotation(pred.up).T, "level camera, the vertical up"
         if seen.any():
-            fig = viz.plot_prediction(pred.points3d[seen], pred.joint_set,
-                                      title=f"{pred.camera}: predicted 3D pose (camera frame)")
+            fig = viz.plot_prediction(shown, pred.joint_set,
+                                      title=f"{pred.camera}: predicted 3D pose ({frame})")
             png = viz.save_png(fig, path.with_suffix(".png"))
     return path, png
