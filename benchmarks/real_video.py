@@ -298,14 +298,15 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     """(MPJPE, P-MPJPE) means on Shelf and caliscope (:func:`shelf_sequences`,
     :func:`caliscope_sequences`), the number of sequences scored, the worst sequence's MPJPE and
     its camera, and how many could not be scored; each sequence predicted alone from its camera's
-    2D (what
-    ``epiflow predict --keypoints --calibration`` does). These have no video, so a model of level
-    cameras gets its vertical from the data: Shelf's calibration is Z up, caliscope's from the
-    reference's mean body axis."""
+    2D, as ``epiflow predict --keypoints --calibration`` does: these have no video, so a model
+    of level cameras takes the calibration's world axis nearest the person's torso as up
+    (:func:`epiflow.models.level.upright_up`: Shelf's Z; caliscope's X, its whole-body webcams
+    being mounted sideways)."""
+    from epiflow.calibration.camera import CameraRig
     from epiflow.models.adapt import AdaptConfig
     from epiflow.models.checkpoint import load_checkpoint, load_model
-    from epiflow.models.level import body_up
-    from epiflow.models.predict import predict_keypoints
+    from epiflow.models.level import upright_up
+    from epiflow.models.predict import _canonical, predict_keypoints
     ckpt = load_checkpoint(checkpoint)
     model, level = load_model(ckpt, device="cpu"), ckpt.config.data.level
     cfg = AdaptConfig() if adapt else None
@@ -313,10 +314,12 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     for name, seqs, js, fps in (("Shelf", shelf, "body25", 25.0),
                                 ("caliscope", caliscope, "blazepose33", 30.0)):
         scores, cams = [], []
-        for cam, kp, ref, *world in seqs:
-            up_world = body_up(world[0]) if world else np.array([0.0, 0.0, 1.0])
-            pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps,
-                                     cam.R @ up_world if level else None)
+        for cam, kp, ref, *_ in seqs:
+            up = None
+            if level:
+                uv = CameraRig([cam]).undistort(_canonical(kp, js, "h36m17")[None, ..., :2])[0]
+                up = upright_up(uv, R=cam.R)[0]
+            pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps, up)
             m, p = score(pred, ref)
             if np.isfinite(m):
                 scores.append((m, p))

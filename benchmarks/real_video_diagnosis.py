@@ -160,7 +160,9 @@ def _rank_summary(sigma: np.ndarray, error: np.ndarray) -> str:
 def uncertainty(model: str, refs: dict, dets: dict) -> None:
     from epiflow.models.adapt import AdaptConfig
     from epiflow.models.checkpoint import load_checkpoint, load_model
-    from epiflow.models.predict import _lift, predict_video
+    from epiflow.calibration.camera import CameraRig
+    from epiflow.models.level import upright_up
+    from epiflow.models.predict import _canonical, _lift, predict_video
     idx = _limbs()
     ckpt = load_checkpoint(rv.OUT / model / "checkpoint.pt")
 
@@ -176,9 +178,9 @@ def uncertainty(model: str, refs: dict, dets: dict) -> None:
     net = load_model(ckpt, device="cpu")
     shelf = []
     for cam, kp, ref in rv.shelf_sequences():
-        points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0,
-                              cam.R @ np.array([0.0, 0.0, 1.0]) if ckpt.config.data.level
-                              else None, 1)
+        uv = CameraRig([cam]).undistort(_canonical(kp, "body25", "h36m17")[None, ..., :2])[0]
+        up = upright_up(uv, R=cam.R)[0] if ckpt.config.data.level else None  # as predict does
+        points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0, up, 1)
         shelf.append(pairs(points, sigma, ref))
     print(f"\nuncertainty: {model} adapted, per joint and frame")
     for name, got in (("demo", demo), ("Shelf", shelf)):

@@ -92,39 +92,55 @@ def torso_prior(uv: np.ndarray, joint_set: str = "h36m17") -> np.ndarray | None:
 
 
 #: the image's four edges as ups in the camera's frame, and how a user would name each
-_EDGES = ((np.array([0.0, -1.0, 0.0]), "top"), (np.array([1.0, 0.0, 0.0]), "right"),
-          (np.array([0.0, 1.0, 0.0]), "bottom"), (np.array([-1.0, 0.0, 0.0]), "left"))
+_EDGES = ((np.array([0.0, -1.0, 0.0]), "the image's top edge"),
+          (np.array([1.0, 0.0, 0.0]), "the image's right edge"),
+          (np.array([0.0, 1.0, 0.0]), "the image's bottom edge"),
+          (np.array([-1.0, 0.0, 0.0]), "the image's left edge"))
 
 
-def upright_up(uv: np.ndarray, joint_set: str = "h36m17") -> tuple[np.ndarray, str]:
-    """The level camera's up for footage without images to find the vertical in: the image edge
-    (top, right, bottom, left) nearest the person's median torso direction (:func:`torso_prior`),
-    so that footage stored sideways or upside down (a portrait webcam mounted on its side, a
-    phone video without its rotation flag) is taken as level once turned upright, while a lean
-    under 45° stays the person's.
+def upright_up(uv: np.ndarray, joint_set: str = "h36m17", R: np.ndarray | None = None
+               ) -> tuple[np.ndarray, str]:
+    """The vertical for footage without images to find it in: of the candidate ups, the one
+    nearest the person's median torso direction in the image (:func:`torso_prior`).
+
+    Without ``R`` the candidates are the image's four edges (top, right, bottom, left): footage
+    stored sideways or upside down (a portrait webcam mounted on its side, a phone video without
+    its rotation flag) is taken as level once turned upright, a lean under 45° stays the
+    person's, and the camera's pitch is not known (a camera looking down tilts the prediction).
+    With ``R`` (3, 3), the world-to-camera rotation of a calibration, the candidates are the
+    calibration's six world axis directions seen from the camera (``±R[:, k]``): calibration
+    worlds are level with one axis up (Z for Qualisys and Shelf, Y for Pose2Sim), so the pitch
+    and roll come from the calibration (an identity R gives the image's edges again).
 
     Args:
         uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
 
     Returns:
-        (3,) unit up in the camera's frame, and the edge's name (``"top"``: the image's own up,
-        also when no torso is seen).
+        (3,) unit up in the camera's frame, and what it is, for the user (``"the image's top
+        edge"`` also when no torso is seen).
     """
     prior = torso_prior(uv, joint_set)
     if prior is None:
-        return IMAGE_UP.copy(), "top"
-    up, edge = max(_EDGES, key=lambda e: float(prior @ e[0]))
-    return up.copy(), edge
+        return IMAGE_UP.copy(), _EDGES[0][1]
+    candidates = list(_EDGES)
+    if R is not None and not np.allclose(R, np.eye(3)):
+        candidates = [(sign * np.asarray(R, np.float64)[:, k], f"the calibration's "
+                       f"{'+' if sign > 0 else '-'}{'XYZ'[k]} axis")
+                      for k in range(3) for sign in (1.0, -1.0)]
+    up, what = max(candidates, key=lambda c: float(prior @ c[0]))
+    return up / np.linalg.norm(up), what
 
 
-def level_note(edge: str) -> str:
-    """What the user is told when the camera is taken as level with ``edge`` of the image up
-    (:func:`upright_up`)."""
-    if edge == "top":
+def level_note(what: str) -> str:
+    """What the user is told when the vertical came from :func:`upright_up` (``what``)."""
+    if what == _EDGES[0][1]:
         return "the camera is taken as level (its image y axis vertical)"
-    return (f"the person's torso points to the image's {edge} edge: the footage is taken as "
-            f"turned by {'half a turn' if edge == 'bottom' else 'a quarter turn'}, level once "
-            f"its {edge} edge is up")
+    if what.startswith("the calibration"):
+        return (f"the vertical is taken as {what}, the one nearest the person's torso (if the "
+                f"calibration's world is not level, the prediction tilts with it)")
+    return (f"the person's torso points to {what}: the footage is taken as turned "
+            f"{'upside down' if 'bottom' in what else 'by a quarter turn'}, level once that "
+            f"edge is up")
 
 
 def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str = "h36m17",
@@ -132,8 +148,8 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
     """The scene's vertical in ``camera``'s frame from the video's own vertical edges
     (:func:`~epiflow.calibration.vanishing.vertical_from_lines` on ``count`` frames spread over
     the video, the person's box masked, the person's torso as the prior), or the level camera's
-    up when too few vertical edges are seen (turned upright by the person's torso,
-    :func:`upright_up`).
+    up when too few vertical edges are seen (:func:`upright_up`: the calibration's world axis
+    or the image edge nearest the person's torso).
 
     Args:
         frames: (T, H, W, 3) uint8 RGB. camera: the :class:`~epiflow.calibration.camera.Camera`
@@ -152,8 +168,8 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
     rig = CameraRig([cam])
     uv = rig.undistort(keypoints[None, ..., :2].astype(np.float64))[0]
     prior = torso_prior(uv, joint_set)
-    fallback, edge = upright_up(uv, joint_set)
-    level = level_note(edge)
+    fallback, what = upright_up(uv, joint_set, camera.R)
+    level = level_note(what)
     if prior is None:
         return IMAGE_UP.copy(), f"no torso seen to start from: {level}", False
     picks = np.unique(np.linspace(0, len(frames) - 1, count).round().astype(int))

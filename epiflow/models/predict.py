@@ -206,11 +206,13 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     up = None
     if ckpt.config.data.level:  # no images to find the vertical in
         canonical = _canonical(kp.data[:, c], kp.joint_set, ckpt.config.data.joint_set)
-        up, edge = upright_up(CameraRig([camera]).undistort(canonical[None, ..., :2])[0],
-                              ckpt.config.data.joint_set)
+        up, what = upright_up(CameraRig([camera]).undistort(canonical[None, ..., :2])[0],
+                              ckpt.config.data.joint_set, camera.R)
+        tilt = "" if what.startswith("the calibration") else "; a tilted camera tilts the " \
+            "prediction"
         warnings.append(f"the model works in level cameras and keypoints carry no image to find "
-                        f"the scene's vertical in: {level_note(edge)}; a tilted camera tilts "
-                        f"the prediction (give --video instead)")
+                        f"the scene's vertical in: {level_note(what)}{tilt} (give --video "
+                        f"instead)")
     points, sigma = _lift(model, kp.data[:, c], kp.joint_set, camera,
                           ckpt.config.data.joint_set, _adapt(adapt), kp.fps, up,
                           training_stride(ckpt, kp.fps))

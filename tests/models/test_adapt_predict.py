@@ -153,9 +153,15 @@ def test_level_model_from_keypoints_says_the_camera_is_taken_level(clip, tmp_pat
     cams = ["--calibration", str(tmp_path / "cams.toml"), "--no-adapt"]
     assert _predict(tmp_path, tmp_path / "level.pt", *cams, out="l.npz") == 0
     err = capsys.readouterr().err
-    assert "taken as level" in err and "give --video instead" in err
+    # the synthetic rig's world is Z up: the calibration's +Z axis, nearest the runner's torso
+    assert "calibration's +Z axis" in err and "give --video instead" in err
     out = np.load(tmp_path / "l.npz")
-    np.testing.assert_allclose(out["up"], [0, -1, 0])
+    R = clip.rig["cam_02"].R
+    np.testing.assert_allclose(out["up"], R[:, 2] / np.linalg.norm(R[:, 2]), atol=1e-9)
+    # without a calibration (a centred pinhole, no rotation): the image's top edge is up
+    assert _predict(tmp_path, tmp_path / "level.pt", "--no-adapt", out="l2.npz") == 0
+    assert "taken as level" in capsys.readouterr().err
+    np.testing.assert_allclose(np.load(tmp_path / "l2.npz")["up"], [0, -1, 0])
     assert _predict(tmp_path, tmp_path / "plain.pt", *cams, out="p.npz") == 0
     assert "up" not in np.load(tmp_path / "p.npz")
     assert "taken as level" not in capsys.readouterr().err

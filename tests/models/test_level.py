@@ -53,18 +53,51 @@ class TestUprightUp:
                                                  (180, "bottom", [0, 1, 0])])
     def test_the_edge_the_torso_points_to(self, turn, edge, up):
         got, name = upright_up(self.person(turn))
-        assert name == edge
+        assert name == f"the image's {edge} edge"
         np.testing.assert_allclose(got, up)
 
     def test_a_lean_under_45_degrees_stays_the_persons(self):
         for lean in (-40, -20, 20, 40):
-            assert upright_up(self.person(0, lean))[1] == "top"
-        assert "taken as level" in level_note("top") and "quarter turn" in level_note("left")
+            assert upright_up(self.person(0, lean))[1] == "the image's top edge"
+        assert "taken as level" in level_note("the image's top edge")
+        assert "quarter turn" in level_note("the image's left edge")
 
     def test_no_torso_is_the_image_up(self):
         got, name = upright_up(np.full((5, 17, 2), np.nan))
         np.testing.assert_allclose(got, IMAGE_UP)
-        assert name == "top"
+        assert name == "the image's top edge"
+
+    @pytest.mark.parametrize("pitch, roll", [(-25, 0), (-20, 15), (-35, -10)])
+    def test_a_calibration_gives_pitch_and_roll(self, pitch, roll):
+        """A camera looking down and rolled, its world Z up: the image edges give the roll's
+        nearest quarter turn only; the calibration's world axis gives the vertical itself."""
+        R = _rot_z(roll) @ _rot_x(pitch) @ np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+        up_true = R @ np.array([0.0, 0.0, 1.0])                   # world Z in the camera
+        np.testing.assert_allclose(level_rotation(up_true) @ up_true, IMAGE_UP, atol=1e-12)
+        person = self.person(-roll)                                # the torso rolls with it
+        got, what = upright_up(person, R=R)
+        assert what == "the calibration's +Z axis"
+        np.testing.assert_allclose(got, up_true, atol=1e-12)
+        edge, _ = upright_up(person)
+        assert np.degrees(np.arccos(edge @ up_true)) > abs(pitch) - 1   # misses the pitch
+        assert "calibration's +Z axis" in level_note(what)
+
+    def test_shelf_calibration_gives_its_z_up(self, shared_data):
+        """Shelf's cameras look down at the actors; their world is Z up. Actor 1's 2D in each
+        camera with the calibration's rotation gives world Z as the vertical."""
+        from epiflow.calibration.formats import load_rig
+        from epiflow.datasets.shelf import shelf_person_keypoints
+        from epiflow.skeleton import map_to_h36m
+        root = shared_data / "shelf"
+        rig, kp = load_rig(root / "calibration.json"), shelf_person_keypoints(root, 0)
+        for c, cam in enumerate(rig):
+            h36m = map_to_h36m(kp.data[:, c], "body25", confidence=True)
+            if not np.isfinite(h36m[:, [0, 8], :2]).all(-1).all(-1).any():
+                continue
+            uv = rig.subset([cam.name]).undistort(h36m[None, ..., :2])[0]
+            got, what = upright_up(uv, R=cam.R)
+            assert what == "the calibration's +Z axis", cam.name
+            np.testing.assert_allclose(got, cam.R[:, 2] / np.linalg.norm(cam.R[:, 2]))
 
     def test_caliscope_webcams_mounted_sideways(self, shared_data):
         """caliscope's cam_1 and cam_2 were rotated a quarter turn each way (rotation_count -1
@@ -87,9 +120,13 @@ class TestUprightUp:
             uv = rig.subset([name]).undistort(h36m[None, ..., :2])[0]
             got, turned = upright_up(uv)
             want = rig[name].R @ truth
-            assert turned == edge
+            assert turned == f"the image's {edge} edge"
             assert np.degrees(np.arccos(got @ want)) < 10
             assert np.degrees(np.arccos(IMAGE_UP @ want)) > 80
+            # with the calibration: its world has X up (within 6 degrees of the body axis)
+            got, what = upright_up(uv, R=rig[name].R)
+            assert what == "the calibration's +X axis"
+            assert np.degrees(np.arccos(got @ want)) < 6
 
 
 def test_training_arrays_are_in_the_level_frame(oracle):
@@ -153,8 +190,12 @@ def test_scene_up_of_a_real_video(shared_data):
     assert err < 3.0, (err, note)
     assert np.degrees(np.arccos(truth @ IMAGE_UP)) > 15                   # not level to start
     assert found and "vertical edges" in note
-    # a video without vertical edges (a plain grey scene): the level camera, said so
+    # a video without vertical edges (a plain grey scene): the calibration's world axis nearest
+    # the torso (Z), said so; without the calibration's rotation, the level camera
     up, note, found = scene_up(np.full_like(frames[:4], 128), camera, k[:4])
+    assert not found and "calibration's +Z axis" in note
+    np.testing.assert_allclose(up, truth, atol=1e-9)
+    up, note, found = scene_up(np.full_like(frames[:4], 128), replace(camera, R=np.eye(3)), k[:4])
     assert not found and "taken as level" in note and (up == IMAGE_UP).all()
 
 
