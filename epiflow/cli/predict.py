@@ -82,8 +82,14 @@ def uncertainty_summary(sigma, joint_set: str, worst: int = 3) -> str:
 
     from epiflow.skeleton import get_joint_set
     names = get_joint_set(joint_set).joints
-    per_joint = np.nanmedian(np.where(np.isfinite(sigma), sigma, np.nan), axis=0)   # (J,)
+    sigma = np.where(np.isfinite(sigma), sigma, np.nan)
+    head = "per-joint uncertainty (the model's spread, mm; 'uncertainty' in the npz): "
+    if not np.isfinite(sigma).any():  # nothing to summarise (no warning about all-NaN slices)
+        return head + "none (no frame has it)"
+    seen = np.isfinite(sigma).any(0)                                                # (J,)
+    per_joint = np.full(sigma.shape[1], np.nan)
+    per_joint[seen] = np.nanmedian(sigma[:, seen], axis=0)
     order = [j for j in np.argsort(-np.nan_to_num(per_joint, nan=-1.0)) if per_joint[j] > 0]
     least = ", ".join(f"{names[j]} {1000 * per_joint[j]:.0f}" for j in order[:worst])
-    return (f"per-joint uncertainty (the model's spread, mm; 'uncertainty' in the npz): median "
-            f"{1000 * np.nanmedian(sigma):.0f}" + (f"; least certain: {least}" if least else ""))
+    return (head + f"median {1000 * np.nanmedian(sigma):.0f}"
+            + (f"; least certain: {least}" if least else ""))

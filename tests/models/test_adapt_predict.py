@@ -81,6 +81,23 @@ def test_uncertainty_summary_names_the_least_certain_joints():
     assert line.endswith("median 20; least certain: l_wrist 90, r_wrist 70, r_ankle 50")
 
 
+def test_uncertainty_summary_of_missing_joints_warns_nothing():
+    """A joint (or every joint) without a finite uncertainty in any frame is left out, quietly
+    (numpy's all-NaN warnings are not the user's business)."""
+    import warnings
+
+    from epiflow.cli.predict import uncertainty_summary
+    sigma = np.full((4, 17), 0.03)
+    sigma[:, 5] = np.nan                                  # a joint the model never spread
+    sigma[:, 6], sigma[:, 2] = 0.08, 0.06
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert uncertainty_summary(sigma, "h36m17", worst=2).endswith(
+            "median 30; least certain: l_ankle 80, r_knee 60")
+        assert uncertainty_summary(np.full((4, 17), np.nan), "h36m17").endswith("none (no "
+                                                                                "frame has it)")
+
+
 def test_unknown_intrinsics_say_what_was_assumed(clip, tmp_path, capsys):
     ckpt = _checkpoint(tmp_path / "c.pt")
     assert _predict(tmp_path, ckpt, "--no-adapt") == 0
