@@ -286,7 +286,7 @@ def check_sequence(model: nn.Module, keypoints: np.ndarray, source: str,
     if W > T:
         raise ValueError(f"{source} has {T} frames, fewer than the {W}-frame window the model "
                          f"reads; give a video of at least {W} frames, or a model with a shorter "
-                         f"window (a per-frame model: model.name = 'mlp')")
+                         f"window (a per-frame model: model.name = 'mlp', model.mlp.window = 1)")
 
 
 @torch.no_grad()

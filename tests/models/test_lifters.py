@@ -46,6 +46,15 @@ class TestResidualMLPLifter:
         with pytest.raises(ValueError, match=r"\(B, 5, 17, 2\)"):
             model(x[:, 0])                                  # one frame is not a window
 
+    def test_a_sequence_shorter_than_the_window_names_the_per_frame_mlp(self):
+        from epiflow.models.predict import check_sequence
+        model = ResidualMLPLifter(MLPConfig(hidden=8, blocks=1, window=5))
+        kp = np.ones((3, 17, 3))
+        with pytest.raises(ValueError, match=r"3 frames, fewer than the 5-frame window") as err:
+            check_sequence(model, kp, "clip")
+        assert "model.mlp.window = 1" in str(err.value)       # 'mlp' alone now reads windows too
+        check_sequence(model, np.ones((5, 17, 3)), "clip")   # long enough: no error
+
     @pytest.mark.parametrize("window", [0, 4])
     def test_window_must_be_odd(self, window):
         with pytest.raises(ValueError, match="model.mlp.window"):
