@@ -98,6 +98,11 @@ _EDGES = ((np.array([0.0, -1.0, 0.0]), "the image's top edge"),
           (np.array([-1.0, 0.0, 0.0]), "the image's left edge"))
 
 
+#: a rotation this close to the identity (about 0.6°) is a calibration whose world is this
+#: camera's own frame (caliscope's first camera after bundle adjustment: R = I within 0.2°)
+_WORLD_IS_CAMERA = 1e-2
+
+
 def upright_up(uv: np.ndarray, joint_set: str = "h36m17", R: np.ndarray | None = None
                ) -> tuple[np.ndarray, str]:
     """The vertical for footage without images to find it in: of the candidate ups, the one
@@ -110,7 +115,11 @@ def upright_up(uv: np.ndarray, joint_set: str = "h36m17", R: np.ndarray | None =
     With ``R`` (3, 3), the world-to-camera rotation of a calibration, the candidates are the
     calibration's six world axis directions seen from the camera (``±R[:, k]``): calibration
     worlds are level with one axis up (Z for Qualisys and Shelf, Y for Pose2Sim), so the pitch
-    and roll come from the calibration (an identity R gives the image's edges again).
+    and roll come from the calibration (an R within about 0.6° of the identity, a world that is
+    this camera's own frame as caliscope's first camera has, gives the image's edges again).
+    Either way the candidate nearest the torso in the image plane wins, so a camera pitched
+    more than 45° from a world axis takes the horizontal world axis along its view as up (both point
+    up the image, and the torso's direction alone cannot tell them apart).
 
     Args:
         uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
@@ -123,7 +132,7 @@ def upright_up(uv: np.ndarray, joint_set: str = "h36m17", R: np.ndarray | None =
     if prior is None:
         return IMAGE_UP.copy(), _EDGES[0][1]
     candidates = list(_EDGES)
-    if R is not None and not np.allclose(R, np.eye(3)):
+    if R is not None and not np.allclose(R, np.eye(3), atol=_WORLD_IS_CAMERA):
         candidates = [(sign * np.asarray(R, np.float64)[:, k], f"the calibration's "
                        f"{'+' if sign > 0 else '-'}{'XYZ'[k]} axis")
                       for k in range(3) for sign in (1.0, -1.0)]

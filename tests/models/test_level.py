@@ -67,7 +67,7 @@ class TestUprightUp:
         np.testing.assert_allclose(got, IMAGE_UP)
         assert name == "the image's top edge"
 
-    @pytest.mark.parametrize("pitch, roll", [(-25, 0), (-20, 15), (-35, -10)])
+    @pytest.mark.parametrize("pitch, roll", [(25, 0), (20, 15), (35, -10)])
     def test_a_calibration_gives_pitch_and_roll(self, pitch, roll):
         """A camera looking down and rolled, its world Z up: the image edges give the roll's
         nearest quarter turn only; the calibration's world axis gives the vertical itself."""
@@ -81,6 +81,26 @@ class TestUprightUp:
         edge, _ = upright_up(person)
         assert np.degrees(np.arccos(edge @ up_true)) > abs(pitch) - 1   # misses the pitch
         assert "calibration's +Z axis" in level_note(what)
+
+    def test_a_world_that_is_the_cameras_own_frame_gives_the_image_edges(self):
+        """caliscope's world is its cam_1's frame, R = I within 0.2 deg after bundle adjustment:
+        its 'axes' are that camera's image edges, named as such (no pitch is known)."""
+        person = self.person(90)                                  # mounted sideways
+        for R in (np.eye(3), _rot_z(0.2) @ _rot_x(-0.2)):
+            got, what = upright_up(person, R=R)
+            assert what == "the image's right edge"
+            np.testing.assert_allclose(got, [1, 0, 0])
+        assert upright_up(person, R=_rot_x(-2.0))[1] == "the calibration's +X axis"
+
+    @pytest.mark.parametrize("pitch, axis", [(40, "+Z"), (50, "+Y")])
+    def test_a_camera_pitched_beyond_45_degrees_is_out_of_reach(self, pitch, axis):
+        """The documented limit: the person at the image centre, world Z up, a camera looking
+        down 40 deg gets Z; at 50 deg the horizontal axis along its view looks more like the
+        torso's image direction than Z does and is taken."""
+        R = _rot_x(pitch) @ np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+        assert np.degrees(np.arcsin(R[2, 2])) == pytest.approx(-pitch)  # looks down: Z < 0
+        person = self.person(0)
+        assert upright_up(person, R=R)[1] == f"the calibration's {axis} axis"
 
     def test_shelf_calibration_gives_its_z_up(self, shared_data):
         """Shelf's cameras look down at the actors; their world is Z up. Actor 1's 2D in each
@@ -123,9 +143,11 @@ class TestUprightUp:
             assert turned == f"the image's {edge} edge"
             assert np.degrees(np.arccos(got @ want)) < 10
             assert np.degrees(np.arccos(IMAGE_UP @ want)) > 80
-            # with the calibration: its world has X up (within 6 degrees of the body axis)
+            # with the calibration: its world has X up (within 6 degrees of the body axis); it is
+            # cam_1's own frame (R = I within 0.2 deg), where the X axis is the right edge
             got, what = upright_up(uv, R=rig[name].R)
-            assert what == "the calibration's +X axis"
+            assert what == ("the image's right edge" if name == "cam_1"
+                            else "the calibration's +X axis")
             assert np.degrees(np.arccos(got @ want)) < 6
 
 
