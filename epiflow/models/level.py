@@ -118,8 +118,8 @@ def upright_up(uv: np.ndarray, joint_set: str = "h36m17", R: np.ndarray | None =
     and roll come from the calibration (an R within about 0.6° of the identity, a world that is
     this camera's own frame as caliscope's first camera has, gives the image's edges again).
     Either way the candidate nearest the torso in the image plane wins, so a camera pitched
-    more than 45° from a world axis takes the horizontal world axis along its view as up (both point
-    up the image, and the torso's direction alone cannot tell them apart).
+    more than 45° takes the horizontal world axis along its view as up (both point up the
+    image, and the torso's direction alone cannot tell them apart).
 
     Args:
         uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
