@@ -162,7 +162,8 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
 
     Args:
         frames: (T, H, W, 3) uint8 RGB. camera: the :class:`~epiflow.calibration.camera.Camera`
-            that filmed them (intrinsics and distortion used; its pose is ignored).
+            that filmed them (intrinsics and distortion used; its rotation only for the
+            fallback, :func:`upright_up`'s calibration axes).
         keypoints: (T, J, 3) pixels and confidence of ``joint_set``.
 
     Returns:
