@@ -276,14 +276,9 @@ def caliscope_sequences() -> list[tuple]:
     """caliscope (real MediaPipe 2D of 4 webcams with strong distortion; reference: caliscope's
     own triangulation, not ground truth): ``(camera, (T, 33, 3) keypoints, (T, 17, 3) reference)``
     for the two cameras that see the whole body (cam_1, cam_2; the others see the upper body)."""
-    from epiflow.calibration.formats import load_rig
-    from epiflow.datasets.caliscope import read_caliscope_xy, read_caliscope_xyz
+    from epiflow.datasets.caliscope import read_caliscope_recording
     from epiflow.skeleton import map_to_h36m
-    root = DATA / "caliscope_4cam"
-    rec = root / "recordings" / "recording_1" / "HOLISTIC"
-    rig = load_rig(root / "config.toml")
-    kp = read_caliscope_xy(rec / "xy_HOLISTIC.csv", image_size=rig.sizes)
-    xyz = read_caliscope_xyz(rec / "xyz_HOLISTIC.csv", len(kp.data))
+    rig, kp, xyz = read_caliscope_recording(DATA / "caliscope_4cam")
     seen = np.isfinite(xyz).all(-1)[..., None].astype(float)
     X = map_to_h36m(np.concatenate([xyz, seen], -1), "blazepose33", confidence=True)[..., :3]
     out = []

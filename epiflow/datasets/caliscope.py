@@ -18,7 +18,7 @@ import numpy as np
 
 from epiflow.keypoints import Keypoints
 
-__all__ = ["read_caliscope_xy", "read_caliscope_xyz"]
+__all__ = ["read_caliscope_xy", "read_caliscope_xyz", "read_caliscope_recording"]
 
 _N_BODY = 33
 _XY_COLUMNS = ("sync_index", "port", "frame_time", "point_id", "img_loc_x", "img_loc_y")
@@ -89,3 +89,16 @@ def read_caliscope_xyz(path, n_frames: int | None = None) -> np.ndarray:
     keep = body & (sync < len(out))
     out[sync[keep], pid[keep]] = rows[keep, 2:5]
     return out
+
+
+def read_caliscope_recording(folder, recording: str = "recording_1", tracker: str = "HOLISTIC"):
+    """A caliscope session folder (``config.toml``, ``recordings/<recording>/<tracker>/``): its
+    calibration (a :class:`~epiflow.calibration.camera.CameraRig`, unturned images), the 2D
+    (:class:`Keypoints`, image sizes from the calibration) and caliscope's own 3D, (T, 33, 3)
+    metres in its world frame, NaN where absent, row t the 2D's frame t."""
+    from epiflow.calibration.formats import load_rig
+    folder = Path(folder)
+    rec = folder / "recordings" / recording / tracker
+    rig = load_rig(folder / "config.toml")
+    kp = read_caliscope_xy(rec / f"xy_{tracker}.csv", image_size=rig.sizes)
+    return rig, kp, read_caliscope_xyz(rec / f"xyz_{tracker}.csv", kp.n_frames)

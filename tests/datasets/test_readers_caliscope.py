@@ -61,3 +61,13 @@ def test_bad_files(tmp_path):
     (tmp_path / "xy.csv").write_text("sync_index,port,frame_time,point_id,img_loc_x\n0,0,0.0,0,1\n")
     with pytest.raises(ValueError, match=r"xy\.csv.*missing columns \['img_loc_y'\]"):
         read_caliscope_xy(tmp_path / "xy.csv")
+
+
+def test_recording_reads_calibration_2d_and_3d_together(session, shared_data):
+    from epiflow.datasets.caliscope import read_caliscope_recording
+    rig, kp, xyz = session
+    rig2, kp2, xyz2 = read_caliscope_recording(shared_data / "caliscope_4cam")
+    assert rig2.names == rig.names and kp2.camera_names == kp.camera_names
+    np.testing.assert_array_equal(kp2.data, kp.data)
+    np.testing.assert_array_equal(xyz2, xyz)
+    assert [tuple(s) for s in kp2.image_size] == [tuple(s) for s in rig.sizes]

@@ -123,14 +123,9 @@ class TestUprightUp:
         """caliscope's cam_1 and cam_2 were rotated a quarter turn each way (rotation_count -1
         and 1): their 2D alone gives the vertical within 10 degrees of caliscope's own
         triangulation's body axis; the image's own up would be 90 degrees off."""
-        from epiflow.calibration.formats import load_rig
-        from epiflow.datasets.caliscope import read_caliscope_xy, read_caliscope_xyz
+        from epiflow.datasets.caliscope import read_caliscope_recording
         from epiflow.skeleton import map_to_h36m
-        root = shared_data / "caliscope_4cam"
-        rec = root / "recordings" / "recording_1" / "HOLISTIC"
-        rig = load_rig(root / "config.toml")
-        kp = read_caliscope_xy(rec / "xy_HOLISTIC.csv", image_size=rig.sizes)
-        xyz = read_caliscope_xyz(rec / "xyz_HOLISTIC.csv", len(kp.data))
+        rig, kp, xyz = read_caliscope_recording(shared_data / "caliscope_4cam")
         seen = np.isfinite(xyz).all(-1)[..., None].astype(float)
         truth = body_up(map_to_h36m(np.concatenate([xyz, seen], -1), "blazepose33",
                                     confidence=True)[..., :3])
