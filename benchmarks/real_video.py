@@ -301,7 +301,7 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     from epiflow.models.adapt import AdaptConfig
     from epiflow.models.checkpoint import load_checkpoint, load_model
     from epiflow.models.level import upright_up
-    from epiflow.models.predict import _canonical, predict_keypoints
+    from epiflow.models.predict import _canonical, predict_keypoints, training_stride
     ckpt = load_checkpoint(checkpoint)
     model, level = load_model(ckpt, device="cpu"), ckpt.config.data.level
     cfg = AdaptConfig() if adapt else None
@@ -314,7 +314,8 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
             if level:
                 uv = CameraRig([cam]).undistort(_canonical(kp, js, "h36m17")[None, ..., :2])[0]
                 up = upright_up(uv, R=cam.R)[0]
-            pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps, up)
+            pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps, up,
+                                     training_stride(ckpt, fps))
             m, p = score(pred, ref)
             if np.isfinite(m):
                 scores.append((m, p))

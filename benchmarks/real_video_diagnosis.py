@@ -162,7 +162,7 @@ def uncertainty(model: str, refs: dict, dets: dict) -> None:
     from epiflow.models.checkpoint import load_checkpoint, load_model
     from epiflow.calibration.camera import CameraRig
     from epiflow.models.level import upright_up
-    from epiflow.models.predict import _canonical, _lift, predict_video
+    from epiflow.models.predict import _canonical, _lift, predict_video, training_stride
     idx = _limbs()
     ckpt = load_checkpoint(rv.OUT / model / "checkpoint.pt")
 
@@ -180,7 +180,8 @@ def uncertainty(model: str, refs: dict, dets: dict) -> None:
     for cam, kp, ref in rv.shelf_sequences():
         uv = CameraRig([cam]).undistort(_canonical(kp, "body25", "h36m17")[None, ..., :2])[0]
         up = upright_up(uv, R=cam.R)[0] if ckpt.config.data.level else None  # as predict does
-        points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0, up, 1)
+        points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0, up,
+                              training_stride(ckpt, 25.0))
         shelf.append(pairs(points, sigma, ref))
     print(f"\nuncertainty: {model} adapted, per joint and frame")
     for name, got in (("demo", demo), ("Shelf", shelf)):
