@@ -12,7 +12,8 @@ in the camera's frame (:func:`level_rotation`). A lifter trained and applied in 
 (how far above or below the person the camera is), and its output's y axis is the vertical.
 Training labels give the vertical (:func:`body_up`, the mean torso direction of the 3D labels);
 at prediction time it comes from the scene (vertical vanishing lines of the video,
-:mod:`epiflow.calibration.vanishing`) or, lacking that, the camera is assumed level.
+:mod:`epiflow.calibration.vanishing`) or, lacking that, from the calibration's world axis or the
+image edge nearest the person's torso (:func:`upright_up`).
 """
 from __future__ import annotations
 
@@ -187,8 +188,10 @@ def scene_up(frames: np.ndarray, camera, keypoints: np.ndarray, joint_set: str =
     found = vertical_from_lines(rig, [[frames[t] for t in picks]], prior, [boxes],
                                 max_image_deg=30.0, max_prior_deg=40.0)
     if found is None:
+        tilts = "" if what.startswith("the calibration") else \
+            "; a tilted camera tilts the prediction"
         return fallback, (f"too few vertical edges in the video to find the scene's "
-                          f"vertical: {level}; a tilted camera tilts the prediction"), False
+                          f"vertical: {level}{tilts}"), False
     tilt = np.degrees(np.arccos(np.clip(found.up @ IMAGE_UP, -1, 1)))
     return found.up, (f"the scene's vertical from {found.inliers} vertical edges of the video: "
                       f"the camera is tilted {tilt:.0f} deg from level"), True
