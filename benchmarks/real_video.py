@@ -297,11 +297,9 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
     of level cameras takes the calibration's world axis nearest the person's torso as up
     (:func:`epiflow.models.level.upright_up`: Shelf's Z; caliscope's X, its whole-body webcams
     being mounted sideways)."""
-    from epiflow.calibration.camera import CameraRig
     from epiflow.models.adapt import AdaptConfig
     from epiflow.models.checkpoint import load_checkpoint, load_model
-    from epiflow.models.level import upright_up
-    from epiflow.models.predict import _canonical, predict_keypoints, training_stride
+    from epiflow.models.predict import keypoints_up, predict_keypoints, training_stride
     ckpt = load_checkpoint(checkpoint)
     model, level = load_model(ckpt, device="cpu"), ckpt.config.data.level
     cfg = AdaptConfig() if adapt else None
@@ -310,10 +308,7 @@ def other_real(checkpoint, shelf: list, caliscope: list, adapt: bool) -> dict[st
                                 ("caliscope", caliscope, "blazepose33", 30.0)):
         scores, cams = [], []
         for cam, kp, ref, *_ in seqs:
-            up = None
-            if level:
-                uv = CameraRig([cam]).undistort(_canonical(kp, js, "h36m17")[None, ..., :2])[0]
-                up = upright_up(uv, R=cam.R)[0]
+            up = keypoints_up(kp, js, cam)[0] if level else None
             pred = predict_keypoints(model, kp, js, cam, "h36m17", cfg, fps, up,
                                      training_stride(ckpt, fps))
             m, p = score(pred, ref)

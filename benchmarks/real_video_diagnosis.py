@@ -120,22 +120,21 @@ def hypotheses(model: str, refs: dict, dets: dict, n: int = 20) -> None:
     import torch
 
     from epiflow.calibration.camera import CameraRig
-    from epiflow.detection.detectors import read_frames, video_info
-    from epiflow.models.adapt import fix_swaps, model_frame
+    from epiflow.detection.detectors import video_info
+    from epiflow.models.adapt import AdaptConfig, model_input
     from epiflow.models.checkpoint import load_checkpoint, load_model
     from epiflow.models.data import normalize_keypoints
     from epiflow.models.metrics import p_mpjpe
-    from epiflow.models.predict import _camera, _canonical, scene_up
+    from epiflow.models.predict import _camera, _canonical
     ckpt = load_checkpoint(rv.OUT / model / "checkpoint.pt")
     net, idx = load_model(ckpt, device="cpu"), _limbs()
     print(f"\nhypotheses: {model}, best of {n} per frame (oracle), P-MPJPE on 12 limb joints")
     for c in rv.CAMERAS:
         camera, _ = _camera(rv.LAB, c, video_info(rv.VIDEOS / f"{c}.mp4").size, c)
         kp = _canonical(dets[c]["keypoints"], "blazepose33", "h36m17")
-        up, _, _ = scene_up(read_frames(rv.VIDEOS / f"{c}.mp4"), camera, kp, "h36m17")
         uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
-        uv, _, _ = fix_swaps(uv, kp[..., 2], "h36m17")
-        uv_in, R = model_frame(uv, 0, up, True)
+        uv_in, R, _, _ = model_input(uv, kp[..., 2], "h36m17", AdaptConfig(),
+                                     rv.video_up(c, dets[c]))     # as predict --video does
         x = torch.from_numpy(normalize_keypoints(uv_in, 0)).float()[:, None]
         with torch.no_grad():
             H = net.hypotheses(x, n).numpy().astype(np.float64) @ R        # (T, n, J, 3)
@@ -160,26 +159,23 @@ def _rank_summary(sigma: np.ndarray, error: np.ndarray) -> str:
 def uncertainty(model: str, refs: dict, dets: dict) -> None:
     from epiflow.models.adapt import AdaptConfig
     from epiflow.models.checkpoint import load_checkpoint, load_model
-    from epiflow.calibration.camera import CameraRig
-    from epiflow.models.level import upright_up
-    from epiflow.models.predict import _canonical, _lift, predict_video, training_stride
+    from epiflow.models.predict import _lift, keypoints_up, predict_video, training_stride
     idx = _limbs()
     ckpt = load_checkpoint(rv.OUT / model / "checkpoint.pt")
+    net, level = load_model(ckpt, device="cpu"), ckpt.config.data.level
 
     def pairs(points, sigma, ref):
         err = np.linalg.norm(points - rv._midhip(points) - ref, axis=-1)[:, idx]
         sig = sigma[:, idx]
         ok = np.isfinite(err) & np.isfinite(sig)
         return sig[ok], err[ok]
-    demo = [pairs(p.points3d, p.uncertainty, refs[c]) for c, p in (
-        (c, predict_video(ckpt, rv.VIDEOS / f"{c}.mp4", rv.LAB, c,
-                          detector=rv.CachedDetector(dets[c]["keypoints"])))
-        for c in rv.CAMERAS)]
-    net = load_model(ckpt, device="cpu")
-    shelf = []
-    for cam, kp, ref in rv.shelf_sequences():
-        uv = CameraRig([cam]).undistort(_canonical(kp, "body25", "h36m17")[None, ..., :2])[0]
-        up = upright_up(uv, R=cam.R)[0] if ckpt.config.data.level else None  # as predict does
+    demo, shelf = [], []
+    for c in rv.CAMERAS:
+        pred = predict_video(ckpt, rv.VIDEOS / f"{c}.mp4", rv.LAB, c,
+                             detector=rv.CachedDetector(dets[c]["keypoints"]))
+        demo.append(pairs(pred.points3d, pred.uncertainty, refs[c]))
+    for cam, kp, ref in rv.shelf_sequences():          # as predict --keypoints lifts them
+        up = keypoints_up(kp, "body25", cam)[0] if level else None
         points, sigma = _lift(net, kp, "body25", cam, "h36m17", AdaptConfig(), 25.0, up,
                               training_stride(ckpt, 25.0))
         shelf.append(pairs(points, sigma, ref))

@@ -39,6 +39,7 @@ from epiflow.skeleton import get_joint_set
 __all__ = ["AdaptConfig", "fix_swaps", "centre_rotation", "rotate_rays", "align_positions",
            "model_frame",
            "predict_with_uncertainty", "run_windows", "optimise_sequence", "adapt_sequence",
+           "model_input",
            "bone_lengths"]
 
 
@@ -391,12 +392,33 @@ def adapt_sequence(model: nn.Module, uv: np.ndarray, conf: np.ndarray, joint_set
     """
     root = get_joint_set(joint_set).parents.index(-1)
     seen = np.isfinite(uv[:, root]).all(-1) & (conf[:, root] > 0)
-    if cfg.swaps:
-        uv, conf, _ = fix_swaps(uv, conf, joint_set)
-    uv_in, R = model_frame(uv, root, up, cfg.align)
+    uv_in, R, uv, conf = model_input(uv, conf, joint_set, cfg, up)
     seen &= np.isfinite(uv_in[:, root]).all(-1)  # a root ray behind the level camera: unread
     pred, sigma = predict_with_uncertainty(model, normalize_keypoints(uv_in, root), cfg.samples,
                                            stride=stride)
     pred = (pred.astype(np.float64) @ R).astype(np.float32)                 # back to the camera
     pred[~seen] = np.nan
     return optimise_sequence(pred, sigma, uv, conf, joint_set, cfg, fps or 30.0), sigma
+
+
+def model_input(uv: np.ndarray, conf: np.ndarray, joint_set: str,
+                cfg: AdaptConfig = AdaptConfig(), up: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rays :func:`adapt_sequence` lifts: the detector's swaps undone (with ``cfg.swaps``),
+    then turned into the model's frame (:func:`model_frame`); the lifter reads them through
+    :func:`normalize_keypoints`.
+
+    Args:
+        uv: (T, J, 2) undistorted normalised image coordinates of ``joint_set``; NaN = missing.
+        conf: (T, J) 2D confidences. up: as :func:`adapt_sequence`'s.
+
+    Returns:
+        (T, J, 2) the rays in the model's frame (NaN where a ray is behind the level camera),
+        R (3, 3) camera -> model frame (a pose P predicted there is ``P @ R`` in the camera's
+        frame), and the swap-fixed ``uv`` and ``conf``.
+    """
+    root = get_joint_set(joint_set).parents.index(-1)
+    if cfg.swaps:
+        uv, conf, _ = fix_swaps(uv, conf, joint_set)
+    uv_in, R = model_frame(uv, root, up, cfg.align)
+    return uv_in, R, uv, conf

@@ -31,7 +31,7 @@ from epiflow.outputs import atomic_open
 from epiflow.skeleton import get_joint_set, map_to_h36m
 
 __all__ = ["Prediction", "default_camera", "lift_sequence", "training_stride", "check_sequence",
-           "predict_keypoints",
+           "predict_keypoints", "keypoints_up",
            "predict_npz", "predict_video", "save_prediction"]
 
 
@@ -167,6 +167,20 @@ def _lift(model: nn.Module, keypoints: np.ndarray, joint_set: str, camera: Camer
     return pred, sigma
 
 
+def keypoints_up(keypoints: np.ndarray, joint_set: str, camera: Camera,
+                 model_joint_set: str = "h36m17") -> tuple[np.ndarray, str]:
+    """The vertical a model of level cameras takes for 2D keypoints without a video
+    (:func:`~epiflow.models.level.upright_up` on their rays, the camera's rotation as the
+    calibration's): (3,) up in the camera's frame and what it is, for the user.
+
+    Args:
+        keypoints: (T, J_src, 3) pixels and confidence of ``joint_set``.
+    """
+    kp = _canonical(np.asarray(keypoints, np.float64), joint_set, model_joint_set)
+    uv = CameraRig([camera]).undistort(kp[None, ..., :2])[0]
+    return upright_up(uv, model_joint_set, camera.R)
+
+
 def _model_for(checkpoint) -> tuple[nn.Module, Checkpoint]:
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -205,9 +219,8 @@ def predict_npz(checkpoint, npz_path, camera_name: str, calibration=None,
     check_sequence(model, kp.data[:, c], f"--keypoints {npz_path} camera {camera_name!r}")
     up = None
     if ckpt.config.data.level:  # no images to find the vertical in
-        canonical = _canonical(kp.data[:, c], kp.joint_set, ckpt.config.data.joint_set)
-        up, what = upright_up(CameraRig([camera]).undistort(canonical[None, ..., :2])[0],
-                              ckpt.config.data.joint_set, camera.R)
+        up, what = keypoints_up(kp.data[:, c], kp.joint_set, camera,
+                                ckpt.config.data.joint_set)
         tilt = "" if what.startswith("the calibration") else "; a tilted camera tilts the " \
             "prediction"
         warnings.append(f"the model works in level cameras and keypoints carry no image to find "
