@@ -40,9 +40,9 @@ from epiflow.models.detector_error import DetectorErrorModel
 from epiflow.models.level import body_up
 from epiflow.skeleton import get_joint_set
 
-__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "swap_limbs", "LIMB_CHAINS", "body_up", "sample_camera",
-           "project_corrupted", "augment_session", "augment_sessions", "FULL_FRAME_DIAGONAL_MM",
-           "LIMB_JOINTS"]
+__all__ = ["AugmentConfig", "perturb_bones", "tilt_body", "swap_limbs", "LIMB_CHAINS", "body_up",
+           "sample_camera", "project_corrupted", "augment_session", "augment_sessions",
+           "FULL_FRAME_DIAGONAL_MM", "LIMB_JOINTS"]
 
 #: the diagonal of a 35 mm film frame: 35-mm equivalent focal lengths are relative to it
 FULL_FRAME_DIAGONAL_MM = 43.27
@@ -462,7 +462,8 @@ def augment_session(session, cfg: AugmentConfig, labels: str, error_model,
 def augment_sessions(sessions: Sequence, cfg: AugmentConfig, labels: str, joint_set: str,
                      progress: bool = False) -> list:
     """The training sequences followed by their augmented copies (:func:`augment_session`,
-    whose limb swaps draw on every training sequence's labels); the sequences unchanged when ``cfg.copies`` is 0."""
+    whose limb swaps draw on every training sequence's labels); the sequences unchanged when
+    ``cfg.copies`` is 0."""
     if cfg.copies <= 0:
         return list(sessions)
     from tqdm.auto import tqdm
